@@ -1,0 +1,139 @@
+/* The trace database: the only contract between the agent (libhtrace.so,
+ * which writes it inside the traced process) and the client (htrace, which
+ * reads it from outside with process_vm_readv, the way a debugger reads its
+ * target).
+ *
+ * Everything here is plain data at fixed offsets; pointers are addresses in
+ * the target.  The agent exports one object, `htrace_db` (struct htrace_db),
+ * from which the client reaches everything else:
+ *
+ *   htrace_db ── fdtab_addr ──▶ u64 chunk[HTRACE_FDTAB_TOP] ──▶ struct htrace_fd_slot[HTRACE_FDTAB_CHUNK]
+ *            ├── ring_addr  ──▶ struct htrace_event[ring_capacity]  (the last Max_Traces events)
+ *            ├── depot_addr ──▶ struct htrace_stack records, each distinct stack once
+ *            └── modules_addr ▶ struct htrace_module[module_capacity]
+ *
+ * Writers never lock.  A record that a reader may catch half-written carries
+ * a sequence number at both ends (events) or a generation that is odd while
+ * it is being written (descriptor slots); a reader that sees a mismatch reads
+ * again and never shows a torn record.
+ */
+#ifndef HTRACE_DB_H
+#define HTRACE_DB_H
+
+#include <stdint.h>
+
+#define HTRACE_DB_MAGIC 0x3162647472636874ULL /* "htrcdb1" little-endian */
+#define HTRACE_DB_VERSION 1
+#define HTRACE_DB_SYMBOL "htrace_db"
+
+/* The live descriptor table: a fixed top array of chunk addresses, each
+ * chunk holding HTRACE_FDTAB_CHUNK slots, so a descriptor's slot is found
+ * in two steps whatever the number of descriptors open. */
+#define HTRACE_FDTAB_CHUNK 1024u
+#define HTRACE_FDTAB_TOP 4096u /* descriptors 0 .. 4M-1 */
+
+#define HTRACE_MAX_DEPTH 64u
+#define HTRACE_MODULE_PATH 232u
+
+/* Event kinds, as the seed names them. */
+enum htrace_kind {
+	HTRACE_OPEN = 1,
+	HTRACE_CLOSE = 2,
+	HTRACE_BAD_REFERENCE = 3,
+};
+
+/* Event flags. */
+#define HTRACE_EV_INHERITED_EXEC 0x01 /* open when this image started */
+#define HTRACE_EV_INHERITED_FORK 0x02 /* opened by the parent before fork */
+#define HTRACE_EV_NO_STACK 0x04 /* stack not taken (tracing off, nested) */
+#define HTRACE_EV_IMPLICIT 0x08 /* close done by another call (dup2's target) */
+
+/* Database state bits. */
+#define HTRACE_STATE_TRACING 0x1 /* stacks and history are being recorded */
+#define HTRACE_STATE_FAILED 0x2 /* the agent hit a failure and stopped; see failure[] */
+
+/* One event.  seq is written last and seq_end equals seq once the record is
+ * whole; a slot being rewritten has seq_end 0. */
+struct htrace_event {
+	uint64_t seq; /* 1, 2, 3 …; 0 for a record not from the ring */
+	uint64_t time_ns; /* CLOCK_MONOTONIC */
+	int32_t fd;
+	int32_t tid;
+	uint32_t stack; /* offset of the stack in the depot; 0 = none */
+	uint16_t api; /* row of apis.def (enum htrace_api) */
+	uint8_t kind; /* enum htrace_kind */
+	uint8_t flags; /* HTRACE_EV_* */
+	uint64_t seq_end;
+};
+
+#define HTRACE_FD_CLOSED 0
+#define HTRACE_FD_OPEN 1
+
+/* One descriptor of the live table: its OPEN event, kept outside the ring so
+ * that a leaked descriptor never loses its open stack. */
+struct htrace_fd_slot {
+	uint32_t gen; /* odd while being written */
+	uint16_t state; /* HTRACE_FD_OPEN or HTRACE_FD_CLOSED */
+	uint16_t owner_api; /* API that wrapped it in a FILE* or DIR*, 0 if none */
+	struct htrace_event open;
+	uint64_t owner; /* that FILE* or DIR*, in the target */
+	uint64_t reserved;
+};
+
+/* One distinct stack in the depot; its id is its offset from depot_addr.
+ * Records are 8-byte aligned; offset 0 is never a stack. */
+struct htrace_stack {
+	uint32_t hash;
+	uint16_t depth;
+	uint16_t reserved;
+	uint64_t pc[]; /* depth return addresses, innermost first */
+};
+
+/* One loaded object, recorded when it was seen, kept after dlclose so that
+ * old stacks still resolve. */
+#define HTRACE_MOD_UNLOADED 0x1
+struct htrace_module {
+	uint64_t start, end; /* address range covered by its PT_LOAD segments */
+	uint64_t bias; /* load bias: address minus ELF virtual address */
+	uint32_t flags;
+	uint32_t reserved;
+	char path[HTRACE_MODULE_PATH];
+};
+
+struct htrace_db {
+	uint64_t magic; /* HTRACE_DB_MAGIC once the agent is initialised */
+	uint32_t version; /* HTRACE_DB_VERSION */
+	uint32_t size; /* sizeof(struct htrace_db) */
+	uint64_t api_hash; /* hash of apis.def's names: both sides must agree */
+	int32_t pid;
+	uint32_t state; /* HTRACE_STATE_* */
+	char failure[128]; /* why the agent stopped, when HTRACE_STATE_FAILED */
+	char exe[256]; /* /proc/self/exe when the image started */
+
+	uint32_t stack_depth; /* frames kept per stack */
+	uint32_t ring_capacity; /* Max_Traces: events kept in the ring */
+	uint64_t ring_addr; /* struct htrace_event[ring_capacity], 0 if none */
+	uint64_t next_seq; /* sequence number of the last event taken */
+
+	uint64_t depot_addr; /* start of the stack depot, 0 if none */
+	uint64_t depot_bytes; /* its size */
+	uint64_t depot_used; /* bytes handed out so far */
+	uint64_t buckets_addr; /* uint32_t[nbuckets]: depot offsets, 0 = empty */
+	uint32_t nbuckets;
+	uint32_t reserved0;
+
+	uint64_t fdtab_addr; /* uint64_t[HTRACE_FDTAB_TOP] chunk addresses */
+	uint64_t modules_addr; /* struct htrace_module[module_capacity] */
+	uint32_t module_capacity;
+	uint32_t module_count;
+
+	/* What was lost, so that nothing is lost silently. */
+	uint64_t stacks_dropped; /* depot full: events kept without a stack */
+	uint64_t stacks_nested; /* taken inside the unwinder (signal): no stack */
+	uint64_t fds_beyond_table; /* descriptors too large for the table */
+	uint64_t table_failures; /* chunk allocation failed: descriptor untracked */
+	uint64_t modules_dropped; /* module table full */
+	uint64_t unwinder_refusals; /* descriptors the unwinder wanted and was refused */
+};
+
+#endif

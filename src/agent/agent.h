@@ -1,0 +1,90 @@
+/* Internal interface of the agent (libhtrace.so): what the hooks call to
+ * feed the engine, and the per-thread state that keeps hooks reentrant and
+ * vfork-safe.  Nothing here is visible outside the library. */
+#ifndef HTRACE_AGENT_H
+#define HTRACE_AGENT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "htrace/apis.h"
+#include "htrace/db.h"
+
+#define AGENT_HIDDEN __attribute__((visibility("hidden")))
+#define AGENT_EXPORT __attribute__((visibility("default")))
+#define AGENT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* Per-thread state.  Zero in a new thread. */
+struct agent_thread {
+	int tid; /* cached gettid(), 0 until first needed */
+	int unwinding; /* inside the unwinder: take no stack, refuse it descriptors */
+};
+extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
+
+/* Non-zero in a vfork child (set by our vfork, shared with the parent's
+ * memory until the child execs or exits): hooks then record nothing. */
+extern AGENT_TLS int htrace_in_vfork AGENT_HIDDEN;
+
+/* The database, exported under HTRACE_DB_SYMBOL for the client. */
+extern struct htrace_db htrace_db;
+
+/* --- init.c ---------------------------------------------------------- */
+void agent_init(void) AGENT_HIDDEN;
+void agent_after_fork_child(void) AGENT_HIDDEN;
+void agent_fail(const char *why) AGENT_HIDDEN;
+
+/* --- engine.c: the live table, the ring, recording ------------------- */
+void engine_init(void) AGENT_HIDDEN;
+int engine_enable(uint32_t max_traces, uint32_t stack_depth) AGENT_HIDDEN;
+/* A descriptor now exists (after the call that created it returned). */
+void engine_opened(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
+/* A descriptor is about to be closed (before the call that closes it). */
+void engine_closing(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
+/* fd is now owned by a FILE* or DIR* (owner), wrapped by api. */
+void engine_set_owner(int fd, unsigned api, const void *owner) AGENT_HIDDEN;
+int engine_is_open(int fd) AGENT_HIDDEN;
+/* Brings fd's entry in line with the kernel after a call that changed it
+ * behind our back (daemon, login_tty, fcloseall); api names the call. */
+void engine_resync(int fd, unsigned api) AGENT_HIDDEN;
+/* Calls fn for every descriptor the table holds open, in ascending order. */
+void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg) AGENT_HIDDEN;
+/* Marks every open descriptor with flag (fork: inherited from the parent). */
+void engine_mark_all_open(unsigned flag) AGENT_HIDDEN;
+/* In a fork child: marks the table's descriptors inherited from the parent
+ * and brings the table in line with the kernel's copy. */
+void engine_fork_child(void) AGENT_HIDDEN;
+/* Records the descriptors open now as inherited at start. */
+void engine_scan_inherited(void) AGENT_HIDDEN;
+int engine_tracing(void) AGENT_HIDDEN;
+
+/* --- stack.c: capture with libunwind, store in the depot -------------- */
+void stack_init(void) AGENT_HIDDEN;
+uint32_t stack_capture(void) AGENT_HIDDEN;
+/* True when addr (a caller's return address) lies in the unwinder. */
+int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
+uint32_t depot_put(const uint64_t *pc, unsigned depth) AGENT_HIDDEN;
+
+/* --- modules.c: loaded objects, for the client's symbolizer ----------- */
+void modules_refresh(void) AGENT_HIDDEN;
+void modules_refresh_if_changed(void) AGENT_HIDDEN;
+int modules_find_self(uint64_t *lo, uint64_t *hi, const void *addr) AGENT_HIDDEN;
+
+/* --- hooks.c: the real libc functions --------------------------------- */
+int hooks_resolve(void) AGENT_HIDDEN;
+
+/* --- raw.c: system calls that bypass libc (and so our own hooks) ------ */
+long raw_syscall(long nr, long a, long b, long c, long d, long e, long f) AGENT_HIDDEN;
+#define RAW0(nr) raw_syscall((nr), 0, 0, 0, 0, 0, 0)
+#define RAW1(nr, a) raw_syscall((nr), (long)(a), 0, 0, 0, 0, 0)
+#define RAW2(nr, a, b) raw_syscall((nr), (long)(a), (long)(b), 0, 0, 0, 0)
+#define RAW3(nr, a, b, c) raw_syscall((nr), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define RAW4(nr, a, b, c, d) raw_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define RAW6(nr, a, b, c, d, e, f) \
+	raw_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+/* Anonymous private memory straight from the kernel; NULL on failure. */
+void *raw_map(size_t bytes) AGENT_HIDDEN;
+void raw_unmap(void *addr, size_t bytes) AGENT_HIDDEN;
+/* Is fd open in the kernel right now? */
+int raw_fd_is_open(int fd) AGENT_HIDDEN;
+
+#endif

@@ -1,0 +1,426 @@
+/* The engine of the agent: the live descriptor table (each open descriptor
+ * with its OPEN event), the ring of the last Max_Traces events, and the
+ * recording of OPEN and CLOSE events into both.  Lock-free and
+ * allocation-free on the hot path: a descriptor's slot is two array steps
+ * away whatever the number of open descriptors, a slot is written under a
+ * generation counter (odd while writing), and ring records are claimed with
+ * one atomic increment. */
+#include "agent.h"
+#include "htrace.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define COUNT(field) __atomic_add_fetch(&htrace_db.field, 1, __ATOMIC_RELAXED)
+
+static uint64_t fdtab_top[HTRACE_FDTAB_TOP];
+
+#define FDTAB_LIMIT ((uint64_t)HTRACE_FDTAB_TOP * HTRACE_FDTAB_CHUNK)
+#define CHUNK_BYTES (HTRACE_FDTAB_CHUNK * sizeof(struct htrace_fd_slot))
+
+static struct htrace_fd_slot *chunk_create(unsigned index)
+{
+	void *chunk = raw_map(CHUNK_BYTES);
+	if (!chunk) {
+		COUNT(table_failures);
+		return NULL;
+	}
+	uint64_t expected = 0;
+	if (!__atomic_compare_exchange_n(&fdtab_top[index], &expected, (uint64_t)chunk, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		raw_unmap(chunk, CHUNK_BYTES);
+		return (struct htrace_fd_slot *)expected;
+	}
+	return chunk;
+}
+
+/* The slot of fd, or NULL when fd is out of the table's range or (without
+ * create) its chunk does not exist yet. */
+static struct htrace_fd_slot *slot_of(int fd, int create)
+{
+	if (fd < 0 || (uint64_t)fd >= FDTAB_LIMIT) {
+		if (create)
+			COUNT(fds_beyond_table);
+		return NULL;
+	}
+	unsigned index = (unsigned)fd / HTRACE_FDTAB_CHUNK;
+	struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&fdtab_top[index]);
+	if (!chunk && create)
+		chunk = chunk_create(index);
+	return chunk ? &chunk[(unsigned)fd % HTRACE_FDTAB_CHUNK] : NULL;
+}
+
+static void slot_begin(struct htrace_fd_slot *slot)
+{
+	ATOMIC_ADD(&slot->gen, 1);
+}
+
+static void slot_end(struct htrace_fd_slot *slot)
+{
+	ATOMIC_ADD(&slot->gen, 1);
+}
+
+/* A consistent copy of fd's slot; returns 0 when the slot does not exist. */
+static int slot_read(int fd, struct htrace_fd_slot *out)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	if (!slot)
+		return 0;
+	for (int tries = 0; tries < 1000; tries++) {
+		uint32_t gen = ATOMIC_LOAD(&slot->gen);
+		if (gen & 1)
+			continue;
+		memcpy(out, slot, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (ATOMIC_LOAD(&slot->gen) == gen)
+			return 1;
+	}
+	memcpy(out, slot, sizeof(*out)); /* a writer died mid-write (fork) */
+	return 1;
+}
+
+int engine_tracing(void)
+{
+	return (ATOMIC_LOAD(&htrace_db.state) & (HTRACE_STATE_TRACING | HTRACE_STATE_FAILED)) ==
+	       HTRACE_STATE_TRACING;
+}
+
+static int current_tid(void)
+{
+	if (!agent_self.tid)
+		agent_self.tid = (int)RAW0(SYS_gettid);
+	return agent_self.tid;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void ring_put(struct htrace_event *ev)
+{
+	struct htrace_event *ring = (struct htrace_event *)htrace_db.ring_addr;
+	uint32_t capacity = htrace_db.ring_capacity;
+	if (!ring || !capacity)
+		return;
+	struct htrace_event *rec = &ring[(ev->seq - 1) % capacity];
+	ATOMIC_STORE(&rec->seq_end, 0);
+	ATOMIC_STORE(&rec->seq, 0);
+	rec->time_ns = ev->time_ns;
+	rec->fd = ev->fd;
+	rec->tid = ev->tid;
+	rec->stack = ev->stack;
+	rec->api = ev->api;
+	rec->kind = ev->kind;
+	rec->flags = ev->flags;
+	ATOMIC_STORE(&rec->seq, ev->seq);
+	ATOMIC_STORE(&rec->seq_end, ev->seq);
+}
+
+/* Fills ev and, while tracing, numbers it, takes its stack and puts it in
+ * the ring. */
+static void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
+			 unsigned flags)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->fd = fd;
+	ev->api = (uint16_t)api;
+	ev->kind = (uint8_t)kind;
+	ev->tid = current_tid();
+	ev->time_ns = now_ns();
+	if (!engine_tracing()) {
+		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK);
+		return;
+	}
+	if (!(flags & HTRACE_EV_NO_STACK))
+		ev->stack = stack_capture();
+	if (!ev->stack)
+		flags |= HTRACE_EV_NO_STACK;
+	ev->flags = (uint8_t)flags;
+	ev->seq = __atomic_add_fetch(&htrace_db.next_seq, 1, __ATOMIC_ACQ_REL);
+	ev->seq_end = ev->seq;
+	ring_put(ev);
+}
+
+void engine_opened(int fd, unsigned api, unsigned flags)
+{
+	if (fd < 0 || htrace_in_vfork)
+		return;
+	struct htrace_fd_slot *slot = slot_of(fd, 1);
+	struct htrace_event ev;
+	event_record(&ev, fd, api, HTRACE_OPEN, flags);
+	if (!slot)
+		return;
+	slot_begin(slot);
+	slot->open = ev;
+	slot->owner = 0;
+	slot->owner_api = 0;
+	slot->state = HTRACE_FD_OPEN;
+	slot_end(slot);
+}
+
+void engine_closing(int fd, unsigned api, unsigned flags)
+{
+	if (fd < 0 || htrace_in_vfork)
+		return;
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	int tracked_open = slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	if (!tracked_open && !raw_fd_is_open(fd))
+		return; /* nothing to close: a bad reference (not recorded yet) */
+	struct htrace_event ev;
+	event_record(&ev, fd, api, HTRACE_CLOSE, flags);
+	if (!tracked_open)
+		return;
+	slot_begin(slot);
+	slot->state = HTRACE_FD_CLOSED;
+	slot->owner = 0;
+	slot->owner_api = 0;
+	slot_end(slot);
+}
+
+void engine_set_owner(int fd, unsigned api, const void *owner)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	if (!slot || htrace_in_vfork || ATOMIC_LOAD(&slot->state) != HTRACE_FD_OPEN)
+		return;
+	slot_begin(slot);
+	slot->owner = (uint64_t)owner;
+	slot->owner_api = (uint16_t)api;
+	slot_end(slot);
+}
+
+int engine_is_open(int fd)
+{
+	struct htrace_fd_slot copy;
+	return slot_read(fd, &copy) && copy.state == HTRACE_FD_OPEN;
+}
+
+void engine_resync(int fd, unsigned api)
+{
+	int kernel_open = raw_fd_is_open(fd);
+	if (engine_is_open(fd))
+		engine_closing(fd, api, HTRACE_EV_IMPLICIT);
+	if (kernel_open)
+		engine_opened(fd, api, 0);
+}
+
+void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg)
+{
+	for (unsigned index = 0; index < HTRACE_FDTAB_TOP; index++) {
+		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&fdtab_top[index]);
+		if (!chunk)
+			continue;
+		for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
+			if (ATOMIC_LOAD(&chunk[i].state) == HTRACE_FD_OPEN)
+				fn((int)(index * HTRACE_FDTAB_CHUNK + i), arg);
+	}
+}
+
+static void mark_inherited(int fd, void *arg)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	slot_begin(slot);
+	slot->open.flags |= (uint8_t)(uintptr_t)arg;
+	slot_end(slot);
+}
+
+/* After fork, a slot whose writer was in another thread stays odd: even it
+ * out, keeping what was written (the child's kernel view decides). */
+static void repair_generations(void)
+{
+	for (unsigned index = 0; index < HTRACE_FDTAB_TOP; index++) {
+		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)fdtab_top[index];
+		for (unsigned i = 0; chunk && i < HTRACE_FDTAB_CHUNK; i++)
+			if (chunk[i].gen & 1)
+				chunk[i].gen++;
+	}
+}
+
+static void resync_one(int fd, void *arg)
+{
+	(void)arg;
+	if (!raw_fd_is_open(fd)) {
+		struct htrace_fd_slot *slot = slot_of(fd, 0);
+		slot_begin(slot);
+		slot->state = HTRACE_FD_CLOSED;
+		slot_end(slot);
+	}
+}
+
+void engine_mark_all_open(unsigned flag)
+{
+	repair_generations();
+	engine_for_each_open(resync_one, NULL);
+	engine_for_each_open(mark_inherited, (void *)(uintptr_t)flag);
+}
+
+static int scan_proc_self_fd(void (*found)(int fd));
+static void inherit_unrecorded_from_fork(int fd);
+
+void engine_fork_child(void)
+{
+	engine_mark_all_open(HTRACE_EV_INHERITED_FORK);
+	scan_proc_self_fd(inherit_unrecorded_from_fork);
+}
+
+/* --- descriptors open when the image started ------------------------- */
+
+struct linux_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+static int parse_fd_name(const char *name)
+{
+	int fd = 0;
+	if (!*name)
+		return -1;
+	for (; *name; name++) {
+		if (*name < '0' || *name > '9' || fd > 100000000)
+			return -1;
+		fd = fd * 10 + (*name - '0');
+	}
+	return fd;
+}
+
+static void inherit_from_exec(int fd)
+{
+	if (!engine_is_open(fd)) /* not already seen opened by an earlier constructor */
+		engine_opened(fd, HTRACE_API_NONE, HTRACE_EV_INHERITED_EXEC | HTRACE_EV_NO_STACK);
+}
+
+/* In a fork child: a descriptor another thread of the parent had opened
+ * but not yet recorded when fork() copied the table. */
+static void inherit_unrecorded_from_fork(int fd)
+{
+	if (!engine_is_open(fd))
+		engine_opened(fd, HTRACE_API_NONE, HTRACE_EV_INHERITED_FORK | HTRACE_EV_NO_STACK);
+}
+
+/* Calls found(fd) for every descriptor in /proc/self/fd; -1 when that
+ * directory cannot be read. */
+static int scan_proc_self_fd(void (*found)(int fd))
+{
+	int dirfd = (int)RAW4(SYS_openat, AT_FDCWD, "/proc/self/fd",
+			      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dirfd < 0)
+		return -1;
+	char buf[4096] __attribute__((aligned(8)));
+	long n;
+	while ((n = RAW3(SYS_getdents64, dirfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+			int fd = parse_fd_name(d->d_name);
+			if (fd >= 0 && fd != dirfd)
+				found(fd);
+			off += d->d_reclen;
+		}
+	}
+	RAW1(SYS_close, dirfd);
+	return n < 0 ? -1 : 0;
+}
+
+static void probe_fd_range(void)
+{
+	struct rlimit lim;
+	long limit = 1024;
+	if (RAW4(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+		limit = (long)lim.rlim_cur;
+	if (limit > (long)FDTAB_LIMIT)
+		limit = (long)FDTAB_LIMIT;
+	for (long fd = 0; fd < limit; fd++)
+		if (raw_fd_is_open((int)fd))
+			inherit_from_exec((int)fd);
+}
+
+void engine_scan_inherited(void)
+{
+	if (scan_proc_self_fd(inherit_from_exec) < 0)
+		probe_fd_range();
+}
+
+/* --- turning tracing on ---------------------------------------------- */
+
+#define DEPOT_BYTES (4u << 20)
+#define DEPOT_BUCKETS 65536u
+
+int engine_enable(uint32_t max_traces, uint32_t stack_depth)
+{
+	if (htrace_db.ring_addr)
+		return 0;
+	size_t ring_bytes = (size_t)max_traces * sizeof(struct htrace_event);
+	void *ring = max_traces ? raw_map(ring_bytes) : NULL;
+	void *depot = raw_map(DEPOT_BYTES);
+	void *buckets = raw_map(DEPOT_BUCKETS * sizeof(uint32_t));
+	if ((max_traces && !ring) || !depot || !buckets) {
+		raw_unmap(ring, ring_bytes);
+		raw_unmap(depot, DEPOT_BYTES);
+		raw_unmap(buckets, DEPOT_BUCKETS * sizeof(uint32_t));
+		return -1;
+	}
+	htrace_db.stack_depth = stack_depth;
+	htrace_db.ring_capacity = max_traces;
+	htrace_db.ring_addr = (uint64_t)ring;
+	htrace_db.depot_bytes = DEPOT_BYTES;
+	htrace_db.depot_used = 8; /* offset 0 means "no stack" */
+	htrace_db.buckets_addr = (uint64_t)buckets;
+	htrace_db.nbuckets = DEPOT_BUCKETS;
+	htrace_db.depot_addr = (uint64_t)depot;
+	__atomic_or_fetch(&htrace_db.state, HTRACE_STATE_TRACING, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void engine_init(void)
+{
+	htrace_db.fdtab_addr = (uint64_t)fdtab_top;
+}
+
+/* --- the public API of htrace.h ---------------------------------------- */
+
+struct collect {
+	int *fds;
+	int max;
+	int count;
+};
+
+static void collect_one(int fd, void *arg)
+{
+	struct collect *c = arg;
+	if (c->count < c->max)
+		c->fds[c->count] = fd;
+	c->count++;
+}
+
+AGENT_EXPORT int htrace_open_fds(int *fds, int max)
+{
+	struct collect c = { fds, max < 0 ? 0 : max, 0 };
+	engine_for_each_open(collect_one, &c);
+	return c.count;
+}
+
+AGENT_EXPORT int htrace_fd_state(int fd)
+{
+	struct htrace_fd_slot copy;
+	if (!slot_read(fd, &copy) || copy.state != HTRACE_FD_OPEN)
+		return 0;
+	int state = HTRACE_FD_IS_OPEN;
+	if (copy.open.flags & HTRACE_EV_INHERITED_EXEC)
+		state |= HTRACE_FD_INHERITED_EXEC;
+	if (copy.open.flags & HTRACE_EV_INHERITED_FORK)
+		state |= HTRACE_FD_INHERITED_FORK;
+	if (copy.open.stack)
+		state |= HTRACE_FD_HAS_STACK;
+	return state;
+}

@@ -1,0 +1,118 @@
+/* The hooks whose behaviour follows from their shape in apis.def (a new
+ * descriptor returned, a FILE* or DIR* returned, a descriptor, FILE* or DIR*
+ * closed), generated from the table, and the resolution of every hook's
+ * real function with dlsym(RTLD_NEXT).  The hand-written hooks are in the
+ * hooks_*.c topic files. */
+#include <dlfcn.h>
+#include <stdio.h>
+
+#include "hooks.h"
+
+static const char *const hook_symbol[HTRACE_API_COUNT] = {
+#define HOOK(name, shape, ret, params, args, what) [HTRACE_API_##name] = #name,
+#define SYSCALL(name, effect, what)
+#include "htrace/apis.def"
+#undef HOOK
+#undef SYSCALL
+};
+
+static void *real_functions[HTRACE_API_COUNT];
+
+void *real_function(unsigned api)
+{
+	void *fn = __atomic_load_n(&real_functions[api], __ATOMIC_ACQUIRE);
+	if (!fn && hook_symbol[api]) {
+		fn = dlsym(RTLD_NEXT, hook_symbol[api]);
+		__atomic_store_n(&real_functions[api], fn, __ATOMIC_RELEASE);
+	}
+	return fn;
+}
+
+int hooks_resolve(void)
+{
+	int missing = 0;
+	for (unsigned api = 1; api < HTRACE_API_COUNT; api++)
+		if (hook_symbol[api] && !real_function(api))
+			missing++;
+	return missing;
+}
+
+int refuse_unwinder(const void *caller)
+{
+	if (!agent_self.unwinding || !stack_caller_is_unwinder(caller))
+		return 0;
+	__atomic_add_fetch(&htrace_db.unwinder_refusals, 1, __ATOMIC_RELAXED);
+	errno = EMFILE;
+	return 1;
+}
+
+/* --- generated hooks --------------------------------------------------- */
+
+#define HOOK_FD_RESULT(name, ret, params, args)                             \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		ret result = real args;                                     \
+		if (result >= 0)                                            \
+			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
+		return result;                                              \
+	}
+
+#define HOOK_WRAPPER_RESULT(name, ret, params, args, descriptor_of)         \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, NULL);                              \
+		ret result = real args;                                     \
+		if (result)                                                 \
+			KEEP_ERRNO({                                        \
+				int fd_ = descriptor_of(result);            \
+				engine_opened(fd_, HTRACE_API_##name, 0);   \
+				engine_set_owner(fd_, HTRACE_API_##name, result); \
+			});                                                 \
+		return result;                                              \
+	}
+
+/* The descriptor under a FILE* or DIR*; -1 (ignored) for NULL. */
+static int file_descriptor(FILE *fp)
+{
+	return fp ? fileno(fp) : -1;
+}
+
+static int dir_descriptor(DIR *dir)
+{
+	return dir ? dirfd(dir) : -1;
+}
+
+#define HOOK_CLOSE_WRAPPED(name, ret, params, args, wrapper, descriptor_of)  \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		KEEP_ERRNO(engine_closing(descriptor_of(wrapper), HTRACE_API_##name, 0)); \
+		return real args;                                           \
+	}
+
+#define HOOK_FILE_RESULT(name, ret, params, args) HOOK_WRAPPER_RESULT(name, ret, params, args, fileno)
+#define HOOK_DIR_RESULT(name, ret, params, args) HOOK_WRAPPER_RESULT(name, ret, params, args, dirfd)
+#define HOOK_CLOSE_FILE(name, ret, params, args) \
+	HOOK_CLOSE_WRAPPED(name, ret, params, args, fp, file_descriptor)
+#define HOOK_CLOSE_DIR(name, ret, params, args) \
+	HOOK_CLOSE_WRAPPED(name, ret, params, args, dir, dir_descriptor)
+/* CLOSE_FD rows name their descriptor parameter fd. */
+#define HOOK_CLOSE_FD(name, ret, params, args)                              \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		KEEP_ERRNO(engine_closing(fd, HTRACE_API_##name, 0));       \
+		return real args;                                           \
+	}
+#define HOOK_CUSTOM(name, ret, params, args)
+
+#define HOOK(name, shape, ret, params, args, what) HOOK_##shape(name, ret, params, args)
+#define SYSCALL(name, effect, what)
+#include "htrace/apis.def"
+#undef HOOK
+#undef SYSCALL

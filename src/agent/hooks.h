@@ -1,0 +1,68 @@
+/* What every hook file of the agent shares: the declarations of the
+ * interposed functions as apis.def spells them, REAL(name) to reach the next
+ * definition (libc's), and the guards that keep hooks transparent: errno
+ * preserved, nothing recorded in a vfork child, the unwinder refused the
+ * descriptors it would create while we unwind. */
+#ifndef HTRACE_HOOKS_H
+#define HTRACE_HOOKS_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <mqueue.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <termios.h>
+
+#include "agent.h"
+
+struct file_handle;
+struct winsize;
+
+/* Each row of apis.def, declared as we define it (compatible with libc's
+ * own declarations where it has them). */
+#define HOOK(name, shape, ret, params, args, what) ret name params;
+#define SYSCALL(name, effect, what)
+#include "htrace/apis.def"
+#undef HOOK
+#undef SYSCALL
+
+/* The next definition of api's function (libc's), resolved on first use;
+ * NULL when libc has none. */
+void *real_function(unsigned api) AGENT_HIDDEN;
+#define REAL(name) ((__typeof__(&name))real_function(HTRACE_API_##name))
+
+/* Returns from a hook whose libc function does not exist. */
+#define RETURN_IF_MISSING(fn, failure)          \
+	do {                                    \
+		if (!(fn)) {                    \
+			errno = ENOSYS;         \
+			return failure;         \
+		}                               \
+	} while (0)
+
+/* Recording around a real call must leave errno as the real call set it. */
+#define KEEP_ERRNO(stmt)                        \
+	do {                                    \
+		int saved_errno_ = errno;       \
+		stmt;                           \
+		errno = saved_errno_;           \
+	} while (0)
+
+/* True (errno EMFILE) when this call comes from the unwinder while this
+ * thread unwinds: it must not create a descriptor (nor deadlock in us). */
+int refuse_unwinder(const void *caller) AGENT_HIDDEN;
+
+/* Descriptors carried by SCM_RIGHTS in a received message. */
+void record_received_fds(const struct msghdr *msg, unsigned api) AGENT_HIDDEN;
+/* dup2/dup3 succeeded onto newfd: its old descriptor was closed, a new one
+ * is there. */
+void record_dup_onto(int newfd, unsigned api) AGENT_HIDDEN;
+/* close_range: records the tracked descriptors in [lo, hi] as closing. */
+void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api) AGENT_HIDDEN;
+/* After a call that rearranged descriptors inside libc (daemon, login_tty,
+ * forkpty's child): 0-2 are replaced, and whatever the kernel no longer has
+ * open is closed. */
+void record_std_replaced(unsigned api) AGENT_HIDDEN;
+
+#endif

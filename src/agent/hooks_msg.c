@@ -1,0 +1,42 @@
+/* Hooks of recvmsg and recvmmsg: every descriptor another process passes
+ * with SCM_RIGHTS becomes a new descriptor here. */
+#include <string.h>
+
+#include "hooks.h"
+
+void record_received_fds(const struct msghdr *msg, unsigned api)
+{
+	if (!msg || !msg->msg_control)
+		return;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
+	     c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			engine_opened(fd, api, 0);
+		}
+	}
+}
+
+AGENT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	__typeof__(&recvmsg) real = REAL(recvmsg);
+	RETURN_IF_MISSING(real, -1);
+	ssize_t result = real(fd, msg, flags);
+	if (result >= 0)
+		KEEP_ERRNO(record_received_fds(msg, HTRACE_API_recvmsg));
+	return result;
+}
+
+AGENT_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{
+	__typeof__(&recvmmsg) real = REAL(recvmmsg);
+	RETURN_IF_MISSING(real, -1);
+	int result = real(fd, v, n, flags, t);
+	for (int i = 0; i < result; i++)
+		KEEP_ERRNO(record_received_fds(&v[i].msg_hdr, HTRACE_API_recvmmsg));
+	return result;
+}

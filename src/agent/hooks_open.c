@@ -1,0 +1,194 @@
+/* Hand-written hooks of calls that create descriptors but do not fit a
+ * generated shape: the variadic open family and mq_open, calls that return
+ * two descriptors (pipe, socketpair), and calls that create one only in some
+ * modes (fcntl F_DUPFD*, signalfd with -1, dup2/dup3 onto a number). */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "hooks.h"
+
+static int needs_mode(int flags)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+static mode_t mode_argument(int flags, va_list ap)
+{
+	return needs_mode(flags) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+#define HOOK_OPEN(name)                                                     \
+	AGENT_EXPORT int name(const char *path, int flags, ...)             \
+	{                                                                   \
+		va_list ap;                                                 \
+		va_start(ap, flags);                                        \
+		mode_t mode = mode_argument(flags, ap);                     \
+		va_end(ap);                                                 \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, -1);                                \
+		if (refuse_unwinder(__builtin_return_address(0)))           \
+			return -1;                                          \
+		int fd = real(path, flags, mode);                           \
+		if (fd >= 0)                                                \
+			KEEP_ERRNO(engine_opened(fd, HTRACE_API_##name, 0)); \
+		return fd;                                                  \
+	}
+
+#define HOOK_OPENAT(name)                                                   \
+	AGENT_EXPORT int name(int dirfd, const char *path, int flags, ...)  \
+	{                                                                   \
+		va_list ap;                                                 \
+		va_start(ap, flags);                                        \
+		mode_t mode = mode_argument(flags, ap);                     \
+		va_end(ap);                                                 \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, -1);                                \
+		if (refuse_unwinder(__builtin_return_address(0)))           \
+			return -1;                                          \
+		int fd = real(dirfd, path, flags, mode);                    \
+		if (fd >= 0)                                                \
+			KEEP_ERRNO(engine_opened(fd, HTRACE_API_##name, 0)); \
+		return fd;                                                  \
+	}
+
+HOOK_OPEN(open)
+HOOK_OPEN(open64)
+HOOK_OPEN(__open)
+HOOK_OPEN(__open64)
+HOOK_OPENAT(openat)
+HOOK_OPENAT(openat64)
+
+AGENT_EXPORT mqd_t mq_open(const char *name, int flags, ...)
+{
+	mode_t mode = 0;
+	struct mq_attr *attr = NULL;
+	if (flags & O_CREAT) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		attr = va_arg(ap, struct mq_attr *);
+		va_end(ap);
+	}
+	__typeof__(&mq_open) real = REAL(mq_open);
+	RETURN_IF_MISSING(real, (mqd_t)-1);
+	mqd_t q = real(name, flags, mode, attr);
+	if (q >= 0)
+		KEEP_ERRNO(engine_opened(q, HTRACE_API_mq_open, 0));
+	return q;
+}
+
+/* --- two descriptors at once ------------------------------------------ */
+
+static void record_pair(const int fds[2], unsigned api)
+{
+	KEEP_ERRNO({
+		engine_opened(fds[0], api, 0);
+		engine_opened(fds[1], api, 0);
+	});
+}
+
+#define HOOK_PIPE(name)                                                     \
+	AGENT_EXPORT int name(int fds[2])                                   \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, -1);                                \
+		if (refuse_unwinder(__builtin_return_address(0)))           \
+			return -1;                                          \
+		int result = real(fds);                                     \
+		if (result == 0)                                            \
+			record_pair(fds, HTRACE_API_##name);                \
+		return result;                                              \
+	}
+
+HOOK_PIPE(pipe)
+HOOK_PIPE(__pipe)
+
+AGENT_EXPORT int pipe2(int fds[2], int flags)
+{
+	__typeof__(&pipe2) real = REAL(pipe2);
+	RETURN_IF_MISSING(real, -1);
+	if (refuse_unwinder(__builtin_return_address(0)))
+		return -1;
+	int result = real(fds, flags);
+	if (result == 0)
+		record_pair(fds, HTRACE_API_pipe2);
+	return result;
+}
+
+AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
+{
+	__typeof__(&socketpair) real = REAL(socketpair);
+	RETURN_IF_MISSING(real, -1);
+	int result = real(domain, type, protocol, sv);
+	if (result == 0)
+		record_pair(sv, HTRACE_API_socketpair);
+	return result;
+}
+
+/* --- descriptors created only in some modes ----------------------------- */
+
+/* dup2 and dup3 replace newfd atomically, so its close can only be recorded
+ * once the call has succeeded (recording it before would be wrong when the
+ * call fails and newfd stays open). */
+void record_dup_onto(int newfd, unsigned api)
+{
+	KEEP_ERRNO({
+		if (engine_is_open(newfd))
+			engine_closing(newfd, api, HTRACE_EV_IMPLICIT);
+		engine_opened(newfd, api, 0);
+	});
+}
+
+#define HOOK_DUP2(name)                                                     \
+	AGENT_EXPORT int name(int fd, int newfd)                            \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, -1);                                \
+		int result = real(fd, newfd);                               \
+		if (result >= 0 && fd != newfd)                             \
+			record_dup_onto(result, HTRACE_API_##name);         \
+		return result;                                              \
+	}
+
+HOOK_DUP2(dup2)
+HOOK_DUP2(__dup2)
+
+AGENT_EXPORT int dup3(int fd, int newfd, int flags)
+{
+	__typeof__(&dup3) real = REAL(dup3);
+	RETURN_IF_MISSING(real, -1);
+	int result = real(fd, newfd, flags);
+	if (result >= 0)
+		record_dup_onto(result, HTRACE_API_dup3);
+	return result;
+}
+
+#define HOOK_FCNTL(name)                                                    \
+	AGENT_EXPORT int name(int fd, int cmd, ...)                         \
+	{                                                                   \
+		va_list ap;                                                 \
+		va_start(ap, cmd);                                          \
+		void *arg = va_arg(ap, void *);                             \
+		va_end(ap);                                                 \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, -1);                                \
+		int result = real(fd, cmd, arg);                            \
+		if (result >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) \
+			KEEP_ERRNO(engine_opened(result, HTRACE_API_##name, 0)); \
+		return result;                                              \
+	}
+
+HOOK_FCNTL(fcntl)
+HOOK_FCNTL(fcntl64)
+HOOK_FCNTL(__fcntl)
+
+AGENT_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
+{
+	__typeof__(&signalfd) real = REAL(signalfd);
+	RETURN_IF_MISSING(real, -1);
+	int result = real(fd, mask, flags);
+	if (result >= 0 && fd == -1)
+		KEEP_ERRNO(engine_opened(result, HTRACE_API_signalfd, 0));
+	return result;
+}

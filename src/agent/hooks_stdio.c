@@ -1,0 +1,75 @@
+/* Hand-written hooks of the stdio and dirent calls that do not fit a
+ * generated shape: fdopen and fdopendir (a descriptor becomes owned by a
+ * FILE* or DIR*, none is created), freopen (one closed, one opened) and
+ * fcloseall. */
+#include "hooks.h"
+
+AGENT_EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	__typeof__(&fdopen) real = REAL(fdopen);
+	RETURN_IF_MISSING(real, NULL);
+	FILE *fp = real(fd, mode);
+	if (fp)
+		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopen, fp));
+	return fp;
+}
+
+AGENT_EXPORT DIR *fdopendir(int fd)
+{
+	__typeof__(&fdopendir) real = REAL(fdopendir);
+	RETURN_IF_MISSING(real, NULL);
+	DIR *dir = real(fd);
+	if (dir)
+		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopendir, dir));
+	return dir;
+}
+
+/* freopen closes fp's descriptor (even when it then fails to open the new
+ * file) and opens another, often with the same number. */
+static FILE *reopen(FILE *(*real)(const char *, const char *, FILE *), unsigned api,
+		    const char *path, const char *mode, FILE *fp)
+{
+	if (!real) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	int old = fp ? fileno(fp) : -1;
+	if (old >= 0)
+		KEEP_ERRNO(engine_closing(old, api, 0));
+	FILE *result = real(path, mode, fp);
+	if (result)
+		KEEP_ERRNO({
+			int fd = fileno(result);
+			engine_opened(fd, api, 0);
+			engine_set_owner(fd, api, result);
+		});
+	return result;
+}
+
+AGENT_EXPORT FILE *freopen(const char *path, const char *mode, FILE *fp)
+{
+	return reopen(REAL(freopen), HTRACE_API_freopen, path, mode, fp);
+}
+
+AGENT_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *fp)
+{
+	return reopen(REAL(freopen64), HTRACE_API_freopen64, path, mode, fp);
+}
+
+static void forget_if_kernel_closed(int fd, void *api)
+{
+	if (!raw_fd_is_open(fd))
+		engine_closing(fd, (unsigned)(uintptr_t)api, HTRACE_EV_IMPLICIT);
+}
+
+/* glibc's fcloseall flushes every stream; whatever descriptor it did close
+ * is recorded after the fact, by asking the kernel. */
+AGENT_EXPORT int fcloseall(void)
+{
+	__typeof__(&fcloseall) real = REAL(fcloseall);
+	RETURN_IF_MISSING(real, EOF);
+	int result = real();
+	KEEP_ERRNO(engine_for_each_open(forget_if_kernel_closed,
+					(void *)(uintptr_t)HTRACE_API_fcloseall));
+	return result;
+}

@@ -1,0 +1,130 @@
+/* The hook of syscall(): a program that makes a descriptor system call
+ * itself goes around every other hook, so the numbers listed in apis.def's
+ * SYSCALL rows are decoded here, with the same effects as their wrappers. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <asm/unistd.h>
+#include <sys/uio.h>
+
+#include "hooks.h"
+
+enum syscall_effect {
+	SC_NONE,
+	SC_FD_RESULT,
+	SC_PAIR_ARG0,
+	SC_PAIR_ARG3,
+	SC_DUP_TO_ARG1,
+	SC_FCNTL,
+	SC_SIGNALFD,
+	SC_RECVMSG,
+	SC_RECVMMSG,
+	SC_CLOSE_ARG0,
+	SC_CLOSE_RANGE,
+};
+
+static enum syscall_effect effect_of(long nr, unsigned *api)
+{
+	switch (nr) {
+#define HOOK(name, shape, ret, params, args, what)
+#define SYSCALL(name, effect, what) \
+	case __NR_##name:           \
+		*api = HTRACE_API_SYS_##name; \
+		return effect;
+#include "htrace/apis.def"
+#undef HOOK
+#undef SYSCALL
+	default:
+		return SC_NONE;
+	}
+}
+
+/* Effects that happen before the call: closes. */
+static void before(enum syscall_effect effect, unsigned api, const long *a)
+{
+	if (effect == SC_CLOSE_ARG0)
+		engine_closing((int)a[0], api, 0);
+	else if (effect == SC_CLOSE_RANGE)
+		record_range_closing((unsigned)a[0], (unsigned)a[1], (int)a[2], api);
+}
+
+static void record_pair_at(long addr, unsigned api)
+{
+	const int *fds = (const int *)addr;
+	engine_opened(fds[0], api, 0);
+	engine_opened(fds[1], api, 0);
+}
+
+/* Effects that happen after a successful call: new descriptors. */
+static void after(enum syscall_effect effect, unsigned api, const long *a, long result)
+{
+	switch (effect) {
+	case SC_FD_RESULT:
+		engine_opened((int)result, api, 0);
+		break;
+	case SC_PAIR_ARG0:
+		record_pair_at(a[0], api);
+		break;
+	case SC_PAIR_ARG3:
+		record_pair_at(a[3], api);
+		break;
+	case SC_DUP_TO_ARG1:
+		if (a[0] != a[1])
+			record_dup_onto((int)result, api);
+		break;
+	case SC_FCNTL:
+		if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
+			engine_opened((int)result, api, 0);
+		break;
+	case SC_SIGNALFD:
+		if ((int)a[0] == -1)
+			engine_opened((int)result, api, 0);
+		break;
+	case SC_RECVMSG:
+		record_received_fds((const struct msghdr *)a[1], api);
+		break;
+	case SC_RECVMMSG:
+		for (long i = 0; i < result; i++)
+			record_received_fds(&((const struct mmsghdr *)a[1])[i].msg_hdr, api);
+		break;
+	default:
+		break;
+	}
+}
+
+/* libunwind checks that an address is readable by writing one byte of it
+ * to a pipe of its own, through syscall(SYS_write); it is refused that pipe
+ * (refuse_unwinder), so the check is answered here, without a descriptor,
+ * by reading the byte with process_vm_readv. */
+static long validate_for_unwinder(const void *addr)
+{
+	char byte;
+	struct iovec local = { &byte, 1 }, remote = { (void *)addr, 1 };
+	long n = RAW6(__NR_process_vm_readv, RAW0(__NR_getpid), &local, 1, &remote, 1, 0);
+	if (n == 1 || n == -ENOSYS || n == -EPERM)
+		return 1; /* readable, or no way to tell: trust libunwind's mincore */
+	errno = EFAULT;
+	return -1;
+}
+
+AGENT_EXPORT long syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (nr == __NR_write && agent_self.unwinding &&
+	    stack_caller_is_unwinder(__builtin_return_address(0)))
+		return validate_for_unwinder((const void *)a[1]);
+	__typeof__(&syscall) real = REAL(syscall);
+	RETURN_IF_MISSING(real, -1);
+	unsigned api = 0;
+	enum syscall_effect effect = effect_of(nr, &api);
+	if (effect != SC_NONE)
+		KEEP_ERRNO(before(effect, api, a));
+	long result = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (effect != SC_NONE && result >= 0)
+		KEEP_ERRNO(after(effect, api, a, result));
+	return result;
+}

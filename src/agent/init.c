@@ -1,0 +1,91 @@
+/* Start-up of the agent (libhtrace.so): fills in the database header that
+ * the client looks for, learns the descriptors the image inherited and the
+ * loaded objects, prepares the unwinder and, when HTRACE_TRACE=1, turns
+ * tracing on.  Also the fork handler, and the one way the agent gives up:
+ * agent_fail stops tracing and says why, and the program runs on. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define DEFAULT_MAX_TRACES 65536u
+#define MAX_MAX_TRACES (64u << 20)
+#define DEFAULT_STACK_DEPTH 24u
+
+AGENT_EXPORT struct htrace_db htrace_db = {
+	.version = HTRACE_DB_VERSION,
+	.size = sizeof(struct htrace_db),
+};
+
+AGENT_TLS struct agent_thread agent_self;
+AGENT_TLS int htrace_in_vfork;
+
+void agent_fail(const char *why)
+{
+	strncpy(htrace_db.failure, why, sizeof(htrace_db.failure) - 1);
+	__atomic_or_fetch(&htrace_db.state, HTRACE_STATE_FAILED, __ATOMIC_RELEASE);
+}
+
+void agent_after_fork_child(void)
+{
+	agent_self.tid = 0;
+	agent_self.unwinding = 0;
+	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
+	engine_fork_child();
+}
+
+/* A number from the environment within [lo, hi], or fallback. */
+static unsigned env_number(const char *name, unsigned fallback, unsigned lo, unsigned hi)
+{
+	const char *text = getenv(name);
+	if (!text || !*text)
+		return fallback;
+	char *end;
+	unsigned long value = strtoul(text, &end, 0);
+	if (*end || value < lo || value > hi)
+		return fallback;
+	return (unsigned)value;
+}
+
+static void read_exe_path(void)
+{
+	long n = RAW3(SYS_readlink, "/proc/self/exe", htrace_db.exe, sizeof(htrace_db.exe) - 1);
+	htrace_db.exe[n > 0 ? n : 0] = '\0';
+}
+
+static void start_tracing_if_asked(void)
+{
+	const char *trace = getenv("HTRACE_TRACE");
+	if (!trace || strcmp(trace, "1") != 0)
+		return;
+	unsigned max_traces = env_number("HTRACE_MAX_TRACES", DEFAULT_MAX_TRACES, 0, MAX_MAX_TRACES);
+	unsigned depth = env_number("HTRACE_STACK_DEPTH", DEFAULT_STACK_DEPTH, 1, HTRACE_MAX_DEPTH);
+	if (engine_enable(max_traces, depth) < 0)
+		agent_fail("cannot map memory for the trace ring and stack depot");
+}
+
+void agent_init(void)
+{
+	static int started;
+	if (__atomic_exchange_n(&started, 1, __ATOMIC_ACQ_REL))
+		return;
+	htrace_db.api_hash = htrace_api_hash();
+	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
+	read_exe_path();
+	hooks_resolve();
+	engine_init();
+	modules_refresh();
+	engine_scan_inherited();
+	stack_init();
+	pthread_atfork(NULL, NULL, agent_after_fork_child);
+	start_tracing_if_asked();
+	__atomic_store_n(&htrace_db.magic, HTRACE_DB_MAGIC, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor(101))) static void agent_constructor(void)
+{
+	agent_init();
+}

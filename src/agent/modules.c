@@ -1,0 +1,151 @@
+/* The table of loaded objects (path, address range, load bias) that the
+ * client's symbolizer needs to turn recorded addresses into names.  Filled
+ * from dl_iterate_phdr at start and again whenever a new stack is stored
+ * after the set of objects changed; entries are never removed, only marked
+ * unloaded, so that old stacks still resolve. */
+#include <link.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "agent.h"
+
+#define MODULE_CAPACITY 512u
+
+static struct htrace_module module_table[MODULE_CAPACITY];
+static unsigned long long seen_adds, seen_subs;
+static int refreshing;
+
+struct object_range {
+	uint64_t lo, hi;
+};
+
+static struct object_range range_of(const struct dl_phdr_info *info)
+{
+	struct object_range r = { UINT64_MAX, 0 };
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+		if (lo < r.lo)
+			r.lo = lo;
+		if (hi > r.hi)
+			r.hi = hi;
+	}
+	return r;
+}
+
+static int module_known(uint64_t start, const char *path)
+{
+	for (unsigned i = 0; i < htrace_db.module_count; i++)
+		if (module_table[i].start == start && strcmp(module_table[i].path, path) == 0 &&
+		    !(module_table[i].flags & HTRACE_MOD_UNLOADED))
+			return 1;
+	return 0;
+}
+
+static void module_add(uint64_t start, uint64_t end, uint64_t bias, const char *path)
+{
+	unsigned n = htrace_db.module_count;
+	if (n >= MODULE_CAPACITY) {
+		htrace_db.modules_dropped++;
+		return;
+	}
+	struct htrace_module *m = &module_table[n];
+	m->start = start;
+	m->end = end;
+	m->bias = bias;
+	m->flags = 0;
+	size_t len = strnlen(path, sizeof(m->path) - 1);
+	memcpy(m->path, path, len);
+	m->path[len] = '\0';
+	__atomic_store_n(&htrace_db.module_count, n + 1, __ATOMIC_RELEASE);
+}
+
+static int add_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)data;
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+		seen_adds = info->dlpi_adds;
+		seen_subs = info->dlpi_subs;
+	}
+	struct object_range r = range_of(info);
+	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
+	if (r.lo < r.hi && !module_known(r.lo, path))
+		module_add(r.lo, r.hi, info->dlpi_addr, path);
+	return 0;
+}
+
+static int mark_if_loaded(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct htrace_module *m = data;
+	struct object_range r = range_of(info);
+	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
+	return r.lo == m->start && strcmp(path, m->path) == 0;
+}
+
+static void mark_unloaded(void)
+{
+	for (unsigned i = 0; i < htrace_db.module_count; i++) {
+		struct htrace_module *m = &module_table[i];
+		if (!(m->flags & HTRACE_MOD_UNLOADED) && !dl_iterate_phdr(mark_if_loaded, m))
+			m->flags |= HTRACE_MOD_UNLOADED;
+	}
+}
+
+void modules_refresh(void)
+{
+	if (__atomic_exchange_n(&refreshing, 1, __ATOMIC_ACQUIRE))
+		return; /* another thread is at it */
+	unsigned long long subs_before = seen_subs;
+	htrace_db.modules_addr = (uint64_t)module_table;
+	htrace_db.module_capacity = MODULE_CAPACITY;
+	dl_iterate_phdr(add_object, NULL);
+	if (seen_subs != subs_before)
+		mark_unloaded();
+	__atomic_store_n(&refreshing, 0, __ATOMIC_RELEASE);
+}
+
+static int read_counters(struct dl_phdr_info *info, size_t size, void *data)
+{
+	unsigned long long *counters = data;
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+		counters[0] = info->dlpi_adds;
+		counters[1] = info->dlpi_subs;
+	}
+	return 1; /* the first object is enough */
+}
+
+void modules_refresh_if_changed(void)
+{
+	unsigned long long counters[2] = { seen_adds, seen_subs };
+	dl_iterate_phdr(read_counters, counters);
+	if (counters[0] != seen_adds || counters[1] != seen_subs)
+		modules_refresh();
+}
+
+struct find_request {
+	uint64_t addr, lo, hi;
+};
+
+static int find_containing(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct find_request *req = data;
+	struct object_range r = range_of(info);
+	if (req->addr < r.lo || req->addr >= r.hi)
+		return 0;
+	req->lo = r.lo;
+	req->hi = r.hi;
+	return 1;
+}
+
+int modules_find_self(uint64_t *lo, uint64_t *hi, const void *addr)
+{
+	struct find_request req = { (uint64_t)addr, 0, 0 };
+	int found = dl_iterate_phdr(find_containing, &req);
+	*lo = req.lo;
+	*hi = req.hi;
+	return found ? 0 : -1;
+}

@@ -1,0 +1,41 @@
+/* System calls made straight to the kernel, bypassing libc: the agent's own
+ * work (mapping memory, reading /proc/self/fd) must never run through the
+ * hooks it installs, nor through libc's syscall(), which is hooked too, and
+ * must not touch errno. */
+#include "agent.h"
+
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+long raw_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+int raw_fd_is_open(int fd)
+{
+	return RAW3(SYS_fcntl, fd, F_GETFD, 0) >= 0;
+}
+
+void *raw_map(size_t bytes)
+{
+	long addr = raw_syscall(SYS_mmap, 0, (long)bytes, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return (addr < 0 && addr > -4096) ? NULL : (void *)addr;
+}
+
+void raw_unmap(void *addr, size_t bytes)
+{
+	if (addr)
+		RAW2(SYS_munmap, addr, bytes);
+}
