@@ -1,0 +1,85 @@
+# htrace: build, test, demo and install.  `make demo` and `make check` are
+# the two commands of the README; both first install missing Debian
+# packages (scripts/install-deps.sh).
+CC ?= gcc
+PREFIX ?= /usr/local
+BUILD ?= build
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra
+BASE_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc
+VICTIM_CFLAGS = -std=gnu11 -O2 -g -fomit-frame-pointer $(WARN) -Iinclude
+
+AGENT_SRC = src/agent/raw.c src/agent/engine.c src/agent/stack.c src/agent/modules.c \
+	src/agent/init.c src/agent/hooks.c src/agent/hooks_open.c src/agent/hooks_stdio.c \
+	src/agent/hooks_msg.c src/agent/hooks_range.c src/agent/hooks_process.c \
+	src/agent/hooks_syscall.c src/common/apis.c
+AGENT_ASM = src/agent/vfork.S
+CLI_SRC = src/cli/main.c src/cli/run.c src/cli/reader.c src/cli/report.c src/cli/render.c \
+	src/cli/render_text.c src/cli/render_json.c src/cli/fdinfo.c src/cli/options.c \
+	src/sym/sym.c src/common/apis.c
+HEADERS = $(wildcard include/*.h include/htrace/*.h include/htrace/*.def src/*/*.h)
+
+AGENT = $(BUILD)/lib/htrace/libhtrace.so
+HTRACE = $(BUILD)/bin/htrace
+UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
+DEMO = $(BUILD)/examples/leaky
+
+.PHONY: all deps demo check test install clean
+
+all: $(HTRACE) $(AGENT)
+
+deps:
+	@scripts/install-deps.sh
+
+$(AGENT): $(AGENT_SRC) $(AGENT_ASM) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
+		-Wl,-z,now -Wl,--no-undefined -o $@ $(AGENT_SRC) $(AGENT_ASM) -ldl -lunwind
+
+$(HTRACE): $(CLI_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $(CLI_SRC) -ldw -lelf
+
+$(BUILD)/tests/unit/test_sym: tests/unit/test_sym.c src/sym/sym.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -g -O0 -o $@ tests/unit/test_sym.c src/sym/sym.c -ldw -lelf -ldl
+
+$(BUILD)/tests/unit/test_fdinfo: tests/unit/test_fdinfo.c src/cli/fdinfo.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -g -O0 -o $@ tests/unit/test_fdinfo.c src/cli/fdinfo.c
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -g -O0 -o $@ $< src/common/apis.c
+
+$(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h
+	@mkdir -p $(dir $@)
+	$(CC) $(VICTIM_CFLAGS) -o $@ $< -lpthread -lutil
+
+$(DEMO): examples/leaky.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer $(WARN) -o $@ $<
+
+demo: deps
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(DEMO)
+	@echo '$$ htrace run -- $(DEMO)'
+	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
+
+check: deps
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(UNIT_TESTS) $(VICTIMS) $(DEMO)
+	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
+		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
+
+test: check
+
+install: $(HTRACE) $(AGENT)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/htrace \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(HTRACE) $(DESTDIR)$(PREFIX)/bin/htrace
+	install -m 755 $(AGENT) $(DESTDIR)$(PREFIX)/lib/htrace/libhtrace.so
+	install -m 644 include/htrace.h $(DESTDIR)$(PREFIX)/include/htrace.h
+	install -m 644 man/htrace.1 $(DESTDIR)$(PREFIX)/share/man/man1/htrace.1
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,102 @@
+/* htrace: the command-line client.  Dispatches to `run` (the only command
+ * so far), prints the hook table and the help text, and finds the agent
+ * library relative to its own location. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "htrace/apis.h"
+#include "options.h"
+#include "run.h"
+
+#define AGENT_RELATIVE "/../lib/htrace/libhtrace.so"
+
+static const char usage_text[] =
+	"Usage: htrace run [OPTIONS] [--] PROG [ARGS...]\n"
+	"       htrace --list-hooks\n"
+	"       htrace -? | --help\n"
+	"\n"
+	"Traces every file descriptor PROG opens and closes, and when PROG ends\n"
+	"(return from main, exit, _exit, abort or a fatal signal) reports each\n"
+	"descriptor it opened and never closed, with the stack that opened it.\n"
+	"\n"
+	"Options of run:\n"
+	"  --json                 JSON Lines, one object per process (see README)\n"
+	"  -o, --output FILE      write the report to FILE instead of stderr\n"
+	"  --error-exitcode=N     exit with N when leaks were found\n"
+	"  -v, --verbose          also list the descriptors PROG inherited\n"
+	"  --history              every recorded OPEN and CLOSE, closed handles too\n"
+	"  --max-traces=N         events kept in the ring (default 65536)\n"
+	"  --stack-depth=N        frames kept per stack, 1-64 (default 24)\n"
+	"  -f, --follow-forks     trace and report every process of the tree\n"
+	"\n"
+	"Exit status: PROG's own, 128+N when a signal N killed it, N with\n"
+	"--error-exitcode=N when leaks were found; 2 for bad usage, 126 when PROG\n"
+	"cannot be executed, 127 when it is not found.  See htrace(1).\n";
+
+static void print_hooks(void)
+{
+	for (unsigned api = 1; api < HTRACE_API_COUNT; api++)
+		printf("%-24s %s\n", htrace_api_name(api), htrace_api_what(api));
+}
+
+/* HTRACE_AGENT, else ../lib/htrace/libhtrace.so from our own executable. */
+static int find_agent(char *path, size_t len)
+{
+	const char *forced = getenv("HTRACE_AGENT");
+	if (forced && *forced) {
+		snprintf(path, len, "%s", forced);
+	} else {
+		char self[PATH_MAX - sizeof(AGENT_RELATIVE)];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n < 0)
+			return -1;
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(path, len, "%s%s", self, AGENT_RELATIVE);
+	}
+	char resolved[PATH_MAX];
+	if (!realpath(path, resolved) || access(resolved, R_OK) != 0)
+		return -1;
+	snprintf(path, len, "%s", resolved);
+	return 0;
+}
+
+static int command_run(int argc, char **argv)
+{
+	struct run_options opt;
+	int rc = options_parse_run(argc, argv, &opt);
+	if (rc)
+		return rc;
+	char agent[PATH_MAX];
+	if (find_agent(agent, sizeof(agent)) < 0) {
+		fprintf(stderr, "htrace: cannot find the agent library %s (set HTRACE_AGENT)\n", agent);
+		return 1;
+	}
+	return run_command(&opt, agent);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs("htrace: no command given (see htrace --help)\n", stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-?") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--list-hooks")) {
+		print_hooks();
+		return 0;
+	}
+	if (!strcmp(cmd, "run"))
+		return command_run(argc - 1, argv + 1);
+	fprintf(stderr, "htrace: unknown command '%s' (see htrace --help)\n", cmd);
+	return EXIT_USAGE;
+}

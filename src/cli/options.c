@@ -1,0 +1,118 @@
+/* Parsing of htrace's command-line options.  PROG's own arguments start at
+ * the first word that is not an option (or after "--") and are passed on
+ * untouched. */
+#include "options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (!text || !*text || *text == '-' || *text == '+' || *text == ' ')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 0);
+	if (errno || *end || value < lo || value > hi)
+		return -1;
+	*out = value;
+	return 0;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("htrace: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs(" (see htrace --help)\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* "--name=value" or "--name value": the value, advancing *i when it is the
+ * next word; NULL when missing. */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+	size_t len = strlen(name);
+	const char *arg = argv[*i];
+	if (arg[len] == '=')
+		return arg + len + 1;
+	if (*i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static int matches(const char *arg, const char *name)
+{
+	size_t len = strlen(name);
+	return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
+}
+
+static int number_option(int argc, char **argv, int *i, const char *name, uint64_t lo,
+			 uint64_t hi, uint64_t *out)
+{
+	const char *value = option_value(argc, argv, i, name);
+	if (!value)
+		return usage_error("%s needs a value", name);
+	if (options_number(value, lo, hi, out) < 0) {
+		fprintf(stderr, "htrace: bad value '%s' for %s: expected a number from %llu to %llu\n",
+			value, name, (unsigned long long)lo, (unsigned long long)hi);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int parse_one(int argc, char **argv, int *i, struct run_options *o)
+{
+	const char *arg = argv[*i];
+	uint64_t n;
+	int rc = 0;
+	if (!strcmp(arg, "--json"))
+		o->json = 1;
+	else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose"))
+		o->verbose = 1;
+	else if (!strcmp(arg, "--history"))
+		o->history = 1;
+	else if (!strcmp(arg, "-f") || !strcmp(arg, "--follow-forks"))
+		o->follow_forks = 1;
+	else if (!strcmp(arg, "-o") || matches(arg, "--output")) {
+		o->output = option_value(argc, argv, i, arg[1] == 'o' ? "-o" : "--output");
+		if (!o->output || !*o->output)
+			return usage_error("%s needs a file name", arg);
+	} else if (matches(arg, "--error-exitcode")) {
+		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
+			o->error_exitcode = (int)n;
+	} else if (matches(arg, "--max-traces")) {
+		if (!(rc = number_option(argc, argv, i, "--max-traces", 0, MAX_MAX_TRACES, &n)))
+			o->max_traces = (uint32_t)n;
+	} else if (matches(arg, "--stack-depth")) {
+		if (!(rc = number_option(argc, argv, i, "--stack-depth", 1, 64, &n)))
+			o->stack_depth = (uint32_t)n;
+	} else
+		return usage_error("unknown option '%s'", arg);
+	return rc;
+}
+
+int options_parse_run(int argc, char **argv, struct run_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->error_exitcode = -1;
+	o->max_traces = DEFAULT_MAX_TRACES;
+	o->stack_depth = DEFAULT_STACK_DEPTH;
+	int i = 1;
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			i++;
+			break;
+		}
+		if (argv[i][0] != '-' || !argv[i][1])
+			break;
+		int rc = parse_one(argc, argv, &i, o);
+		if (rc)
+			return rc;
+	}
+	if (i >= argc)
+		return usage_error("%s", "run: no program given");
+	o->argv = &argv[i];
+	return 0;
+}

@@ -1,0 +1,32 @@
+/* The command line of htrace: what the user asked for, parsed and checked
+ * before anything runs.  Bad input gets one line on stderr and exit 2. */
+#ifndef HTRACE_OPTIONS_H
+#define HTRACE_OPTIONS_H
+
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+#define DEFAULT_MAX_TRACES 65536u
+#define DEFAULT_STACK_DEPTH 24u
+#define MAX_MAX_TRACES (64u << 20)
+
+struct run_options {
+	int json; /* --json: JSON Lines instead of text */
+	const char *output; /* -o FILE, NULL for stderr */
+	int error_exitcode; /* --error-exitcode=N, -1 if not given */
+	int verbose; /* -v: list inherited descriptors too */
+	int history; /* --history: every recorded event, closed handles too */
+	uint32_t max_traces; /* --max-traces */
+	uint32_t stack_depth; /* --stack-depth */
+	int follow_forks; /* -f */
+	char **argv; /* the program and its arguments */
+};
+
+/* Parses `htrace run` options (argv[0] is "run").  Returns 0, or prints a
+ * line on stderr and returns EXIT_USAGE. */
+int options_parse_run(int argc, char **argv, struct run_options *out);
+
+/* Parses a decimal number (or 0x hex) within [lo, hi]; -1 when bad. */
+int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out);
+
+#endif

@@ -1,0 +1,317 @@
+/* Reads the trace database out of a target process (see reader.h). */
+#include "reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "htrace/apis.h"
+
+#define AGENT_BASENAME "libhtrace.so"
+#define MAX_RETRIES 100
+#define MAX_RING_EVENTS (64u << 20)
+#define MAX_MODULES 65536u
+#define MAX_DEPOT (1u << 30)
+
+static int read_memory(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec local = { buf, len }, remote = { (void *)addr, len };
+	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	if (n == (ssize_t)len)
+		return 0;
+	if (n >= 0)
+		errno = EFAULT;
+	return -1;
+}
+
+/* --- locating htrace_db ------------------------------------------------- */
+
+struct agent_mapping {
+	char path[4096];
+	uint64_t base; /* start of the mapping at file offset 0 */
+};
+
+static int is_agent_path(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash && strcmp(slash + 1, AGENT_BASENAME) == 0;
+}
+
+static int find_agent_mapping(pid_t pid, struct agent_mapping *out)
+{
+	char maps[64];
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(maps, "re");
+	if (!f)
+		return -errno;
+	char line[4352];
+	int found = -ENOENT;
+	while (found && fgets(line, sizeof(line), f)) {
+		unsigned long long start, offset;
+		char path[4096] = "";
+		if (sscanf(line, "%llx-%*x %*s %llx %*s %*s %4095[^\n]", &start, &offset, path) < 2)
+			continue;
+		if (offset == 0 && is_agent_path(path)) {
+			snprintf(out->path, sizeof(out->path), "%s", path);
+			out->base = start;
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The address of symbol in the ELF file at path mapped at base; 0 if none. */
+static uint64_t symbol_address(const char *path, uint64_t base, const char *symbol)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	elf_version(EV_CURRENT);
+	Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+	uint64_t addr = 0, first_load = UINT64_MAX;
+	size_t nphdr = 0;
+	if (elf && elf_getphdrnum(elf, &nphdr) == 0) {
+		for (size_t i = 0; i < nphdr; i++) {
+			GElf_Phdr ph;
+			if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_offset == 0)
+				first_load = ph.p_vaddr;
+		}
+	}
+	for (Elf_Scn *scn = NULL; elf && first_load != UINT64_MAX && (scn = elf_nextscn(elf, scn));) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize)
+			continue;
+		Elf_Data *data = elf_getdata(scn, NULL);
+		for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym sym;
+			const char *name;
+			if (gelf_getsym(data, (int)i, &sym) && sym.st_shndx != SHN_UNDEF &&
+			    (name = elf_strptr(elf, sh.sh_link, sym.st_name)) && !strcmp(name, symbol))
+				addr = base - first_load + sym.st_value;
+		}
+	}
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return addr;
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+enum reader_error reader_header(pid_t pid, uint64_t db_addr, struct htrace_db *out)
+{
+	if (read_memory(pid, db_addr, out, sizeof(*out)) < 0)
+		return errno == ESRCH ? READER_NO_PROCESS : READER_PERMISSION;
+	return READER_OK;
+}
+
+static enum reader_error check_header(const struct htrace_db *db, char *why, size_t len)
+{
+	if (db->magic == 0) {
+		snprintf(why, len, "the agent is loaded but has not started yet");
+		return READER_NOT_READY;
+	}
+	if (db->magic != HTRACE_DB_MAGIC || db->version != HTRACE_DB_VERSION ||
+	    db->size != sizeof(*db) || db->api_hash != htrace_api_hash()) {
+		snprintf(why, len,
+			 "the database was written by an incompatible agent (version %u, this htrace reads %u)",
+			 db->version, HTRACE_DB_VERSION);
+		return READER_VERSION;
+	}
+	if (db->ring_capacity > MAX_RING_EVENTS || db->module_capacity > MAX_MODULES ||
+	    db->depot_bytes > MAX_DEPOT || db->stack_depth > HTRACE_MAX_DEPTH) {
+		snprintf(why, len, "the database header is corrupt (sizes out of range)");
+		return READER_CORRUPT;
+	}
+	return READER_OK;
+}
+
+static int slot_is_whole(const struct htrace_fd_slot *s)
+{
+	return !(s->gen & 1);
+}
+
+static int read_chunk(pid_t pid, uint64_t addr, struct htrace_fd_slot *chunk)
+{
+	size_t bytes = HTRACE_FDTAB_CHUNK * sizeof(*chunk);
+	if (read_memory(pid, addr, chunk, bytes) < 0)
+		return -1;
+	for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
+		for (int tries = 0; !slot_is_whole(&chunk[i]) && tries < MAX_RETRIES; tries++)
+			if (read_memory(pid, addr + i * sizeof(*chunk), &chunk[i], sizeof(*chunk)) < 0)
+				return -1;
+	return 0;
+}
+
+static int append_open(struct target_db *t, int fd, const struct htrace_fd_slot *slot,
+		       size_t *cap)
+{
+	if (t->nopen == *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		struct open_slot *grown = realloc(t->open, *cap * sizeof(*grown));
+		if (!grown)
+			return -1;
+		t->open = grown;
+	}
+	t->open[t->nopen].fd = fd;
+	t->open[t->nopen].slot = *slot;
+	t->nopen++;
+	return 0;
+}
+
+static int read_table(struct target_db *t)
+{
+	uint64_t *top = calloc(HTRACE_FDTAB_TOP, sizeof(*top));
+	struct htrace_fd_slot *chunk = malloc(HTRACE_FDTAB_CHUNK * sizeof(*chunk));
+	size_t cap = 0;
+	int rc = (top && chunk) ? 0 : -1;
+	if (!rc)
+		rc = read_memory(t->pid, t->db.fdtab_addr, top, HTRACE_FDTAB_TOP * sizeof(*top));
+	for (unsigned c = 0; !rc && c < HTRACE_FDTAB_TOP; c++) {
+		if (!top[c])
+			continue;
+		rc = read_chunk(t->pid, top[c], chunk);
+		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
+			if (chunk[i].state == HTRACE_FD_OPEN)
+				rc = append_open(t, (int)(c * HTRACE_FDTAB_CHUNK + i), &chunk[i], &cap);
+	}
+	free(top);
+	free(chunk);
+	return rc;
+}
+
+static int event_is_whole(const struct htrace_event *e)
+{
+	return e->seq != 0 && e->seq == e->seq_end;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+	uint64_t x = ((const struct htrace_event *)a)->seq, y = ((const struct htrace_event *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+static int read_ring(struct target_db *t)
+{
+	uint32_t n = t->db.ring_capacity;
+	if (!t->db.ring_addr || !n)
+		return 0;
+	t->events = malloc((size_t)n * sizeof(*t->events));
+	if (!t->events || read_memory(t->pid, t->db.ring_addr, t->events, (size_t)n * sizeof(*t->events)) < 0)
+		return -1;
+	size_t kept = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct htrace_event *e = &t->events[i];
+		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES; tries++)
+			if (read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
+				return -1;
+		if (event_is_whole(e) && (e->seq - 1) % n == i)
+			t->events[kept++] = *e;
+	}
+	t->nevents = kept;
+	qsort(t->events, kept, sizeof(*t->events), by_seq);
+	return 0;
+}
+
+static int read_modules(struct target_db *t)
+{
+	size_t n = t->db.module_count;
+	if (n > t->db.module_capacity)
+		n = t->db.module_capacity;
+	if (!n || !t->db.modules_addr)
+		return 0;
+	t->modules = calloc(n, sizeof(*t->modules));
+	if (!t->modules || read_memory(t->pid, t->db.modules_addr, t->modules, n * sizeof(*t->modules)) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		t->modules[i].path[sizeof(t->modules[i].path) - 1] = '\0';
+	t->nmodules = n;
+	return 0;
+}
+
+static int read_depot(struct target_db *t)
+{
+	uint64_t used = t->db.depot_used;
+	if (!t->db.depot_addr || used <= 8)
+		return 0;
+	if (used > t->db.depot_bytes)
+		used = t->db.depot_bytes;
+	t->depot = malloc(used);
+	if (!t->depot || read_memory(t->pid, t->db.depot_addr, t->depot, used) < 0)
+		return -1;
+	t->depot_len = used;
+	return 0;
+}
+
+const struct htrace_stack *target_stack(const struct target_db *t, uint32_t id)
+{
+	if (!id || id % 8 || (uint64_t)id + sizeof(struct htrace_stack) > t->depot_len)
+		return NULL;
+	const struct htrace_stack *s = (const struct htrace_stack *)(t->depot + id);
+	if (s->depth > HTRACE_MAX_DEPTH ||
+	    id + sizeof(*s) + s->depth * sizeof(uint64_t) > t->depot_len)
+		return NULL;
+	return s;
+}
+
+static enum reader_error locate(pid_t pid, struct target_db *t, char *why, size_t len)
+{
+	struct agent_mapping map;
+	int rc = find_agent_mapping(pid, &map);
+	if (rc == -ENOENT) {
+		snprintf(why, len, "process %d does not have the htrace agent loaded (start it with "
+			 "`htrace run` or LD_PRELOAD=.../%s)", (int)pid, AGENT_BASENAME);
+		return READER_NO_AGENT;
+	}
+	if (rc < 0) {
+		snprintf(why, len, "cannot read /proc/%d/maps: %s", (int)pid, strerror(-rc));
+		return rc == -EACCES || rc == -EPERM ? READER_PERMISSION : READER_NO_PROCESS;
+	}
+	t->db_addr = symbol_address(map.path, map.base, HTRACE_DB_SYMBOL);
+	if (!t->db_addr) {
+		snprintf(why, len, "%s in process %d has no %s symbol", map.path, (int)pid,
+			 HTRACE_DB_SYMBOL);
+		return READER_VERSION;
+	}
+	return READER_OK;
+}
+
+enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	enum reader_error err = locate(pid, t, why, len);
+	if (err)
+		return err;
+	if ((err = reader_header(pid, t->db_addr, &t->db))) {
+		snprintf(why, len, "cannot read the memory of process %d: %s", (int)pid, strerror(errno));
+		return err;
+	}
+	if ((err = check_header(&t->db, why, len)))
+		return err;
+	t->db.exe[sizeof(t->db.exe) - 1] = '\0';
+	t->db.failure[sizeof(t->db.failure) - 1] = '\0';
+	if (read_table(t) < 0 || read_ring(t) < 0 || read_modules(t) < 0 || read_depot(t) < 0) {
+		snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
+			 strerror(errno));
+		reader_free(t);
+		return errno == ESRCH ? READER_NO_PROCESS : READER_CORRUPT;
+	}
+	return READER_OK;
+}
+
+void reader_free(struct target_db *t)
+{
+	free(t->open);
+	free(t->events);
+	free(t->modules);
+	free(t->depot);
+	memset(t, 0, sizeof(*t));
+}

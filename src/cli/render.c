@@ -1,0 +1,60 @@
+/* What the text and JSON renderers share: symbolizing a trace's frames with
+ * the module table read from the target, and the names of kinds and
+ * signals. */
+#include "render.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct symbolizer *render_symbolizer(const struct snapshot *s)
+{
+	if (!s->have_db || !s->db.nmodules)
+		return NULL;
+	struct sym_module *mods = calloc(s->db.nmodules, sizeof(*mods));
+	if (!mods)
+		return NULL;
+	for (size_t i = 0; i < s->db.nmodules; i++) {
+		mods[i].start = s->db.modules[i].start;
+		mods[i].end = s->db.modules[i].end;
+		mods[i].bias = s->db.modules[i].bias;
+		mods[i].path = s->db.modules[i].path;
+	}
+	struct symbolizer *sym = sym_open(mods, s->db.nmodules);
+	free(mods);
+	return sym;
+}
+
+const char *render_kind(unsigned kind, int json)
+{
+	switch (kind) {
+	case HTRACE_OPEN:
+		return "OPEN";
+	case HTRACE_CLOSE:
+		return "CLOSE";
+	case HTRACE_BAD_REFERENCE:
+		return json ? "BAD_REFERENCE" : "BAD REFERENCE";
+	default:
+		return "UNKNOWN";
+	}
+}
+
+void render_frames(const struct report *r, struct symbolizer *sym, const struct htrace_event *ev,
+		   void (*fn)(const struct sym_frame *frame, void *arg), void *arg)
+{
+	const struct htrace_stack *stack = target_stack(&r->snap->db, ev->stack);
+	for (unsigned i = 0; stack && i < stack->depth; i++) {
+		struct sym_frame frame = { .pc = stack->pc[i], .module = "?" };
+		if (sym)
+			sym_resolve(sym, stack->pc[i], 1, &frame);
+		fn(&frame, arg);
+	}
+}
+
+const char *render_signal_name(int sig)
+{
+	const char *abbrev = sigabbrev_np(sig);
+	static char name[32];
+	snprintf(name, sizeof(name), "SIG%s", abbrev ? abbrev : "?");
+	return name;
+}

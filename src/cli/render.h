@@ -1,0 +1,33 @@
+/* Printing reports: the seed's text format for people, JSON Lines for tools
+ * (schema in the README).  Both symbolize with the same symbolizer, built
+ * from the module table the agent recorded. */
+#ifndef HTRACE_RENDER_H
+#define HTRACE_RENDER_H
+
+#include <stdio.h>
+
+#include "report.h"
+#include "sym/sym.h"
+
+struct render_options {
+	int history; /* print every trace and the Parsed/Dumped lines */
+};
+
+void render_text(FILE *out, const struct report *r, const struct render_options *opt);
+void render_json(FILE *out, const struct report *r, const struct render_options *opt);
+
+/* --- shared by the renderers (render.c) --------------------------------- */
+
+/* A symbolizer for the snapshot's modules; NULL when it has none. */
+struct symbolizer *render_symbolizer(const struct snapshot *s);
+
+/* "OPEN", "CLOSE", "BAD REFERENCE" (text) or "BAD_REFERENCE" (json). */
+const char *render_kind(unsigned kind, int json);
+
+/* Calls fn for every frame of the event's stack, symbolized. */
+void render_frames(const struct report *r, struct symbolizer *sym, const struct htrace_event *ev,
+		   void (*fn)(const struct sym_frame *frame, void *arg), void *arg);
+
+const char *render_signal_name(int sig);
+
+#endif

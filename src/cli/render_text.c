@@ -1,0 +1,162 @@
+/* The text report, in the format of WinDbg's !htrace:
+ *
+ *   Handle 0x5 - OPEN: file /etc/app.conf [open, thread 4242]
+ *   0x000055d1c0a01189: leaky!open_config+0x19 [leaky.c:12]
+ *
+ * one block per trace, leaked handles first, then what disagrees with the
+ * kernel, then (with --verbose) inherited handles, and a summary. */
+#include "render.h"
+
+#include <string.h>
+
+#include "htrace/apis.h"
+
+struct text_ctx {
+	FILE *out;
+	struct symbolizer *sym;
+	const struct report *r;
+	size_t dumped;
+};
+
+static const char *base_name(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	return slash ? slash + 1 : path;
+}
+
+static void print_frame(const struct sym_frame *f, void *arg)
+{
+	struct text_ctx *c = arg;
+	fprintf(c->out, "0x%016llx: %s", (unsigned long long)f->pc, f->module ? f->module : "?");
+	if (f->function)
+		fprintf(c->out, "!%s+0x%llx", f->function, (unsigned long long)f->offset);
+	if (f->guess)
+		fputs(" (guess: nearest exported symbol)", c->out);
+	if (f->file && f->line > 0)
+		fprintf(c->out, " [%s:%d]", base_name(f->file), f->line);
+	fputc('\n', c->out);
+}
+
+static void print_object(FILE *out, const struct fd_details *d)
+{
+	if (d)
+		fprintf(out, " %s %s", d->type, d->target);
+}
+
+static void print_trace(struct text_ctx *c, const struct report_handle *h,
+			const struct htrace_event *ev)
+{
+	const char *api = htrace_api_name(ev->api);
+	fprintf(c->out, "Handle 0x%x - %s:", (unsigned)h->fd, render_kind(ev->kind, 0));
+	if (h->slot && ev == &h->slot->open)
+		print_object(c->out, h->details);
+	else if (h->slot && ev->seq && ev->seq == h->slot->open.seq)
+		print_object(c->out, h->details);
+	fprintf(c->out, " [%s, thread %d", api ? api : "?", ev->tid);
+	if (ev->flags & HTRACE_EV_INHERITED_EXEC)
+		fputs(", open when the program started", c->out);
+	else if (ev->flags & HTRACE_EV_INHERITED_FORK)
+		fputs(", inherited from the parent at fork", c->out);
+	if (ev->flags & HTRACE_EV_IMPLICIT)
+		fputs(", implicit", c->out);
+	fputs("]\n", c->out);
+	render_frames(c->r, c->sym, ev, print_frame, c);
+	c->dumped++;
+}
+
+static void print_handle(struct text_ctx *c, const struct report_handle *h)
+{
+	if (h->state == HANDLE_UNTRACKED) {
+		fprintf(c->out, "Handle 0x%x - UNTRACKED:", (unsigned)h->fd);
+		print_object(c->out, h->details);
+		fputs(" [open in the kernel, never seen opened by the agent]\n", c->out);
+		return;
+	}
+	if (h->state == HANDLE_INCONSISTENT)
+		fprintf(c->out, "Handle 0x%x - INCONSISTENT: the agent believes it open, "
+				"the kernel has it closed\n", (unsigned)h->fd);
+	for (size_t i = 0; i < h->ntraces; i++)
+		print_trace(c, h, h->traces[i]);
+}
+
+static void print_section(struct text_ctx *c, enum handle_state state, const char *title)
+{
+	int first = 1;
+	for (size_t i = 0; i < c->r->nhandles; i++) {
+		if (c->r->handles[i].state != state)
+			continue;
+		if (first && title)
+			fprintf(c->out, "%s\n", title);
+		first = 0;
+		print_handle(c, &c->r->handles[i]);
+	}
+}
+
+static void print_status(FILE *out, const struct report *r)
+{
+	const struct snapshot *s = r->snap;
+	fprintf(out, "htrace: process %d", (int)s->pid);
+	if (s->have_db && s->db.db.exe[0])
+		fprintf(out, " (%s)", s->db.db.exe);
+	if (!r->status.known)
+		fputs(" is running\n", out);
+	else if (r->status.signaled)
+		fprintf(out, " was killed by signal %d (%s)\n", r->status.value,
+			render_signal_name(r->status.value));
+	else
+		fprintf(out, " exited with status %d\n", r->status.value);
+}
+
+static void print_losses(FILE *out, const struct htrace_db *db)
+{
+	if (db->state & HTRACE_STATE_FAILED)
+		fprintf(out, "htrace: warning: the agent stopped tracing: %s\n", db->failure);
+	if (db->stacks_dropped || db->fds_beyond_table || db->table_failures || db->modules_dropped)
+		fprintf(out, "htrace: warning: lost %llu stacks (depot full), %llu descriptors "
+			     "(beyond the table or out of memory), %llu modules\n",
+			(unsigned long long)db->stacks_dropped,
+			(unsigned long long)(db->fds_beyond_table + db->table_failures),
+			(unsigned long long)db->modules_dropped);
+}
+
+static void print_summary(FILE *out, const struct report *r, int verbose_hint)
+{
+	fprintf(out, "htrace: %zu leaked handle%s, %zu inherited%s, %zu untracked, "
+		     "%zu inconsistent; %llu events recorded, %llu overwritten in the ring\n",
+		r->leaked, r->leaked == 1 ? "" : "s", r->inherited,
+		verbose_hint && r->inherited ? " (--verbose lists them)" : "", r->untracked,
+		r->inconsistent, r->events, r->events_overwritten);
+}
+
+static int inherited_listed(const struct report *r)
+{
+	for (size_t i = 0; i < r->nhandles; i++)
+		if (r->handles[i].state == HANDLE_INHERITED)
+			return 1;
+	return 0;
+}
+
+void render_text(FILE *out, const struct report *r, const struct render_options *opt)
+{
+	const struct snapshot *s = r->snap;
+	print_status(out, r);
+	if (!s->have_db) {
+		fprintf(out, "htrace: %s\n", s->why);
+		return;
+	}
+	struct text_ctx c = { out, render_symbolizer(s), r, 0 };
+	print_section(&c, HANDLE_LEAKED, NULL);
+	print_section(&c, HANDLE_CLOSED, NULL);
+	print_section(&c, HANDLE_UNTRACKED, NULL);
+	print_section(&c, HANDLE_INCONSISTENT, NULL);
+	print_section(&c, HANDLE_INHERITED, "Inherited handles (not leaks):");
+	if (opt->history) {
+		size_t parsed = s->db.nevents + s->db.nopen;
+		fprintf(out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n", parsed,
+			c.dumped);
+	}
+	print_losses(out, &s->db.db);
+	print_summary(out, r, !inherited_listed(r));
+	if (c.sym)
+		sym_close(c.sym);
+}

@@ -1,0 +1,224 @@
+/* Builds a report (report.h) from a snapshot: the agent's live table and
+ * ring, checked descriptor by descriptor against the kernel's view. */
+#include "report.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const state_names[] = {
+	[HANDLE_LEAKED] = "leaked",
+	[HANDLE_INHERITED] = "inherited",
+	[HANDLE_CLOSED] = "closed",
+	[HANDLE_UNTRACKED] = "untracked",
+	[HANDLE_INCONSISTENT] = "inconsistent",
+};
+
+const char *handle_state_name(enum handle_state state)
+{
+	return state_names[state];
+}
+
+/* --- the snapshot -------------------------------------------------------- */
+
+static int capture_kernel(pid_t pid, struct snapshot *s)
+{
+	struct fdinfo_ctx *ctx = fdinfo_open(pid);
+	if (!ctx)
+		return -1;
+	int *fds = NULL;
+	size_t n = 0;
+	int rc = fdinfo_list(ctx, &fds, &n);
+	if (rc == 0 && n) {
+		s->kernel = calloc(n, sizeof(*s->kernel));
+		rc = s->kernel ? 0 : -ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (fdinfo_describe(ctx, fds[i], &s->kernel[s->nkernel]) == 0)
+			s->nkernel++;
+	free(fds);
+	fdinfo_close(ctx);
+	return rc == 0 ? 0 : -1;
+}
+
+int snapshot_take(pid_t pid, struct snapshot *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->pid = pid;
+	s->have_db = reader_open(pid, &s->db, s->why, sizeof(s->why)) == READER_OK;
+	return capture_kernel(pid, s);
+}
+
+void snapshot_free(struct snapshot *s)
+{
+	if (s->have_db)
+		reader_free(&s->db);
+	free(s->kernel);
+	memset(s, 0, sizeof(*s));
+}
+
+/* --- building the report ------------------------------------------------- */
+
+static const struct fd_details *kernel_find(const struct snapshot *s, int fd)
+{
+	size_t lo = 0, hi = s->nkernel;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->kernel[mid].fd == fd)
+			return &s->kernel[mid];
+		if (s->kernel[mid].fd < fd)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static const struct htrace_fd_slot *table_find(const struct snapshot *s, int fd)
+{
+	size_t lo = 0, hi = s->have_db ? s->db.nopen : 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->db.open[mid].fd == fd)
+			return &s->db.open[mid].slot;
+		if (s->db.open[mid].fd < fd)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int is_inherited(const struct htrace_fd_slot *slot)
+{
+	return slot->open.flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK);
+}
+
+static enum handle_state state_of(const struct htrace_fd_slot *slot,
+				  const struct fd_details *kernel)
+{
+	if (!slot)
+		return kernel ? HANDLE_UNTRACKED : HANDLE_CLOSED;
+	if (!kernel)
+		return HANDLE_INCONSISTENT;
+	return is_inherited(slot) ? HANDLE_INHERITED : HANDLE_LEAKED;
+}
+
+static int shown(enum handle_state state, const struct report_options *opt)
+{
+	if (state == HANDLE_INHERITED)
+		return opt->verbose;
+	if (state == HANDLE_CLOSED)
+		return opt->history;
+	return 1;
+}
+
+static int compare_ints(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* Every descriptor number that the table, the kernel or (with history) the
+ * ring mentions, ascending and without repeats. */
+static int *all_numbers(const struct snapshot *s, int history, size_t *count)
+{
+	size_t cap = s->nkernel + (s->have_db ? s->db.nopen + (history ? s->db.nevents : 0) : 0);
+	int *fds = malloc((cap ? cap : 1) * sizeof(int));
+	size_t n = 0;
+	if (!fds)
+		return NULL;
+	for (size_t i = 0; i < s->nkernel; i++)
+		fds[n++] = s->kernel[i].fd;
+	for (size_t i = 0; s->have_db && i < s->db.nopen; i++)
+		fds[n++] = s->db.open[i].fd;
+	for (size_t i = 0; s->have_db && history && i < s->db.nevents; i++)
+		fds[n++] = s->db.events[i].fd;
+	qsort(fds, n, sizeof(int), compare_ints);
+	size_t unique = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!unique || fds[unique - 1] != fds[i])
+			fds[unique++] = fds[i];
+	*count = unique;
+	return fds;
+}
+
+/* The handle's traces, newest first: with history every ring event of the
+ * descriptor, else only the OPEN event of the live table. */
+static int collect_traces(const struct snapshot *s, struct report_handle *h, int history)
+{
+	size_t cap = 1 + (history ? s->db.nevents : 0), n = 0;
+	h->traces = calloc(cap, sizeof(*h->traces));
+	if (!h->traces)
+		return -1;
+	int open_in_ring = 0;
+	for (size_t i = s->db.nevents; history && i-- > 0;) {
+		const struct htrace_event *e = &s->db.events[i];
+		if (e->fd != h->fd)
+			continue;
+		if (h->slot && e->seq == h->slot->open.seq)
+			open_in_ring = 1;
+		h->traces[n++] = e;
+	}
+	if (h->slot && !open_in_ring) {
+		/* the live OPEN event predates the ring's oldest: it goes after
+		 * the ring's events of this descriptor, all newer */
+		h->traces[n++] = &h->slot->open;
+	}
+	h->ntraces = n;
+	return 0;
+}
+
+static void count(struct report *r, enum handle_state state)
+{
+	if (state == HANDLE_LEAKED)
+		r->leaked++;
+	else if (state == HANDLE_INHERITED)
+		r->inherited++;
+	else if (state == HANDLE_UNTRACKED)
+		r->untracked++;
+	else if (state == HANDLE_INCONSISTENT)
+		r->inconsistent++;
+}
+
+int report_build(const struct snapshot *s, const struct report_options *opt,
+		 struct process_status status, struct report *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->snap = s;
+	r->status = status;
+	if (!s->have_db)
+		return 0; /* nothing to set against the kernel: the renderer says why */
+	size_t n;
+	int *fds = all_numbers(s, opt->history, &n);
+	if (!fds || !(r->handles = calloc(n ? n : 1, sizeof(*r->handles)))) {
+		free(fds);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct report_handle *h = &r->handles[r->nhandles];
+		h->fd = fds[i];
+		h->details = kernel_find(s, fds[i]);
+		h->slot = table_find(s, fds[i]);
+		h->state = state_of(h->slot, h->details);
+		count(r, h->state);
+		if (!shown(h->state, opt))
+			continue;
+		if (collect_traces(s, h, opt->history) < 0)
+			break;
+		r->nhandles++;
+	}
+	free(fds);
+	r->events = s->db.db.next_seq;
+	if (r->events > s->db.db.ring_capacity)
+		r->events_overwritten = r->events - s->db.db.ring_capacity;
+	return 0;
+}
+
+void report_free(struct report *r)
+{
+	for (size_t i = 0; i < r->nhandles; i++)
+		free(r->handles[i].traces);
+	free(r->handles);
+	memset(r, 0, sizeof(*r));
+}

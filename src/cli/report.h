@@ -1,0 +1,73 @@
+/* The report on one process: what the agent recorded (the database read at
+ * the moment of the snapshot) set against what the kernel shows in
+ * /proc/PID/fd at that same moment, sorted into leaked, inherited, closed,
+ * untracked and inconsistent handles, each with its traces.  Renderers
+ * (render.h) print it as text or JSON. */
+#ifndef HTRACE_REPORT_H
+#define HTRACE_REPORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "fdinfo.h"
+#include "reader.h"
+
+/* Everything captured from a process at one moment. */
+struct snapshot {
+	pid_t pid;
+	int have_db; /* 0: the agent could not be read; why says why */
+	char why[512];
+	struct target_db db;
+	struct fd_details *kernel; /* /proc/PID/fd, ascending */
+	size_t nkernel;
+};
+
+/* Takes a snapshot of pid (which should be stopped).  Returns 0, or -1
+ * when not even /proc/PID/fd could be read. */
+int snapshot_take(pid_t pid, struct snapshot *s);
+void snapshot_free(struct snapshot *s);
+
+enum handle_state {
+	HANDLE_LEAKED, /* opened by this image and still open */
+	HANDLE_INHERITED, /* open when the image started, or opened before fork */
+	HANDLE_CLOSED, /* closed now; shown with --history */
+	HANDLE_UNTRACKED, /* open in the kernel, never seen opened by the agent */
+	HANDLE_INCONSISTENT, /* the agent believes it open, the kernel does not */
+};
+
+const char *handle_state_name(enum handle_state state);
+
+struct report_handle {
+	int fd;
+	enum handle_state state;
+	const struct fd_details *details; /* NULL when the kernel has it closed */
+	const struct htrace_fd_slot *slot; /* NULL when the agent has it closed */
+	const struct htrace_event **traces; /* newest first */
+	size_t ntraces;
+};
+
+struct report_options {
+	int verbose; /* include inherited handles */
+	int history; /* every recorded event; closed handles too */
+};
+
+struct process_status {
+	int known; /* 0 while the process runs */
+	int signaled; /* killed by signal `value`, else exited with `value` */
+	int value;
+};
+
+struct report {
+	const struct snapshot *snap;
+	struct process_status status;
+	struct report_handle *handles; /* ascending by descriptor */
+	size_t nhandles;
+	size_t leaked, inherited, untracked, inconsistent;
+	unsigned long long events, events_overwritten;
+};
+
+int report_build(const struct snapshot *snap, const struct report_options *opt,
+		 struct process_status status, struct report *r);
+void report_free(struct report *r);
+
+#endif

@@ -1,0 +1,1327 @@
+/* apicall NAME: performs the descriptor API NAME (a row of
+ * include/htrace/apis.def) for real and prints, one EXPECT line each, the
+ * OPEN / CLOSE events and FILE/DIR owners that htrace must have recorded;
+ * then exits leaving its descriptors open so they show as leaked.
+ * tests/test_apis.py runs it under `htrace run --json --history` and checks
+ * the report against these lines.  `apicall --list` prints every NAME.
+ *
+ * Output lines:  EXPECT PID <pid>        following lines concern this process
+ *                EXPECT OPEN <fd> <api>  / EXPECT CLOSE <fd> <api>
+ *                EXPECT OWNER <fd> <fdopen|fdopendir>
+ *                SKIP <reason>           (exit 77: the kernel refuses the API)
+ * The call under test is made directly by a function named call_<api>
+ * ("syscall(openat)" -> call_syscall_openat), which the test finds as the
+ * first frame outside libc of the OPEN stack. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <linux/openat2.h>
+#include <linux/perf_event.h>
+#include <linux/userfaultfd.h>
+#include <mqueue.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/pidfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <utmp.h>
+
+/* glibc exports these but declares them only under _FORTIFY_SOURCE, or not
+ * at all. */
+extern int __open(const char *path, int flags, ...);
+extern int __open64(const char *path, int flags, ...);
+extern int __open_2(const char *path, int flags);
+extern int __open64_2(const char *path, int flags);
+extern int __openat_2(int dirfd, const char *path, int flags);
+extern int __openat64_2(int dirfd, const char *path, int flags);
+extern int __pipe(int fds[2]);
+extern int __dup2(int fd, int newfd);
+extern int __fcntl(int fd, int cmd, ...);
+extern int __close(int fd);
+extern mqd_t __mq_open_2(const char *name, int flags);
+
+#define TEST_FN static __attribute__((noinline, noclone)) void
+#define KERNEL_SIGSET_SIZE 8 /* the kernel's sigset_t, not glibc's */
+
+static const char *api_name = "?";
+static int out_fd = STDOUT_FILENO; /* where EXPECT lines go */
+
+/* ---- output ---- */
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vdprintf(out_fd, fmt, ap);
+	va_end(ap);
+}
+
+static void expect_pid(pid_t pid) { say("EXPECT PID %d\n", (int)pid); }
+static void expect_open(int fd, const char *api) { say("EXPECT OPEN %d %s\n", fd, api); }
+static void expect_close(int fd, const char *api) { say("EXPECT CLOSE %d %s\n", fd, api); }
+static void expect_owner(int fd, const char *owner) { say("EXPECT OWNER %d %s\n", fd, owner); }
+
+/* fds 0-2 replaced by a terminal or /dev/null: closed, then opened anew. */
+static void expect_stdio_replaced(const char *api)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		expect_close(fd, api);
+		expect_open(fd, api);
+	}
+}
+
+static _Noreturn void die(const char *what)
+{
+	const char *why = errno ? strerror(errno) : "unexpected result";
+	dprintf(STDERR_FILENO, "apicall %s: %s: %s\n", api_name, what, why);
+	if (out_fd != STDOUT_FILENO) /* stderr may be /dev/null by now */
+		say("ERROR %s: %s\n", what, why);
+	exit(1);
+}
+
+static _Noreturn void skip(const char *what)
+{
+	say("SKIP %s: %s\n", what, strerror(errno));
+	exit(77);
+}
+
+/* ---- checking results ---- */
+
+static long must(long result, const char *what)
+{
+	if (result < 0)
+		die(what);
+	return result;
+}
+
+static void *must_ptr(void *result, const char *what)
+{
+	if (!result)
+		die(what);
+	return result;
+}
+
+/* For APIs the machine may refuse: missing kernel feature or privilege. */
+static long must_or_skip(long result, const char *what)
+{
+	if (result >= 0)
+		return result;
+	switch (errno) {
+	case EPERM: case EACCES: case ENOSYS: case EINVAL:
+	case EOPNOTSUPP: case ENODEV: case ENOENT:
+		skip(what);
+	default:
+		die(what);
+	}
+}
+
+/* ---- setup helpers (their own opens are not the call under test) ---- */
+
+static int open_null(void)
+{
+	int fd = must(open("/dev/null", O_RDONLY), "open /dev/null");
+	expect_open(fd, "open");
+	return fd;
+}
+
+static int open_root_dir(void)
+{
+	int fd = must(open("/", O_RDONLY | O_DIRECTORY), "open /");
+	expect_open(fd, "open");
+	return fd;
+}
+
+static void temp_path(char *buf, size_t size, const char *tag)
+{
+	snprintf(buf, size, "/tmp/htrace-apicall-%d-%s", (int)getpid(), tag);
+}
+
+static void ipc_name(char *buf, size_t size, const char *tag)
+{
+	snprintf(buf, size, "/htrace-apicall-%d-%s", (int)getpid(), tag);
+}
+
+/* n descriptors at consecutive numbers from lo up, copies of /dev/null. */
+static void open_consecutive(int lo, int n, int *fds)
+{
+	int src = open_null();
+	for (int i = 0; i < n; i++) {
+		fds[i] = must(fcntl(src, F_DUPFD, lo + i), "fcntl F_DUPFD");
+		if (fds[i] != lo + i) {
+			errno = EBUSY;
+			die("descriptor range already in use");
+		}
+		expect_open(fds[i], "fcntl");
+	}
+}
+
+static void wait_for_child(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		errno = 0;
+		die("child failed");
+	}
+}
+
+/* A listening UNIX socket (abstract name, nothing on disk) and a client
+ * connected to it; returns the listener. */
+static int listening_pair(const char *tag)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int len = snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1,
+			   "htrace-apicall-%d-%s", (int)getpid(), tag);
+	socklen_t addr_len = offsetof(struct sockaddr_un, sun_path) + 1 + len;
+
+	int listener = must(socket(AF_UNIX, SOCK_STREAM, 0), "socket");
+	expect_open(listener, "socket");
+	must(bind(listener, (struct sockaddr *)&addr, addr_len), "bind");
+	must(listen(listener, 4), "listen");
+	int client = must(socket(AF_UNIX, SOCK_STREAM, 0), "socket");
+	expect_open(client, "socket");
+	must(connect(client, (struct sockaddr *)&addr, addr_len), "connect");
+	return listener;
+}
+
+/* ---- SCM_RIGHTS ---- */
+
+#define FDS_PER_MESSAGE 2
+
+struct fd_message {
+	struct msghdr hdr;
+	struct iovec iov;
+	char byte;
+	union { /* aligned room for one SCM_RIGHTS header */
+		char buf[CMSG_SPACE(sizeof(int) * FDS_PER_MESSAGE)];
+		struct cmsghdr align;
+	} control;
+};
+
+static void fd_message_init(struct fd_message *m)
+{
+	memset(m, 0, sizeof *m);
+	m->iov.iov_base = &m->byte;
+	m->iov.iov_len = 1;
+	m->hdr.msg_iov = &m->iov;
+	m->hdr.msg_iovlen = 1;
+	m->hdr.msg_control = m->control.buf;
+	m->hdr.msg_controllen = sizeof m->control.buf;
+}
+
+/* Sends two fresh /dev/null descriptors in one datagram. */
+static void send_two_fds(int sock)
+{
+	struct fd_message m;
+	int fds[FDS_PER_MESSAGE] = { open_null(), open_null() };
+
+	fd_message_init(&m);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m.hdr);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof fds);
+	memcpy(CMSG_DATA(c), fds, sizeof fds);
+	must(sendmsg(sock, &m.hdr, 0), "sendmsg");
+}
+
+/* A datagram socketpair with `messages` messages of two descriptors queued
+ * on sv[1]; returns sv[1]. */
+static int socket_with_fds_queued(int messages)
+{
+	int sv[2];
+	must(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), "socketpair");
+	expect_open(sv[0], "socketpair");
+	expect_open(sv[1], "socketpair");
+	for (int i = 0; i < messages; i++)
+		send_two_fds(sv[0]);
+	return sv[1];
+}
+
+static void expect_received_fds(const struct msghdr *hdr, const char *api)
+{
+	int count = 0;
+	if (hdr->msg_flags & MSG_CTRUNC) {
+		errno = 0;
+		die("control data truncated");
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(hdr); c; c = CMSG_NXTHDR((struct msghdr *)hdr, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (int i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+			expect_open(fd, api);
+			count++;
+		}
+	}
+	if (count != FDS_PER_MESSAGE) {
+		errno = 0;
+		die("wrong number of descriptors received");
+	}
+}
+
+/* ---- open family ---- */
+
+TEST_FN call_open(void) { expect_open(must(open("/dev/null", O_RDONLY), "open"), "open"); }
+TEST_FN call_open64(void) { expect_open(must(open64("/dev/null", O_RDONLY), "open64"), "open64"); }
+TEST_FN call___open(void) { expect_open(must(__open("/dev/null", O_RDONLY), "__open"), "__open"); }
+TEST_FN call___open64(void) { expect_open(must(__open64("/dev/null", O_RDONLY), "__open64"), "__open64"); }
+TEST_FN call___open_2(void) { expect_open(must(__open_2("/dev/null", O_RDONLY), "__open_2"), "__open_2"); }
+TEST_FN call___open64_2(void) { expect_open(must(__open64_2("/dev/null", O_RDONLY), "__open64_2"), "__open64_2"); }
+
+TEST_FN call_openat(void)
+{
+	int dir = must(open("/dev", O_RDONLY | O_DIRECTORY), "open /dev");
+	expect_open(dir, "open");
+	expect_open(must(openat(dir, "null", O_RDONLY), "openat"), "openat");
+}
+
+TEST_FN call_openat64(void)
+{
+	int dir = must(open("/dev", O_RDONLY | O_DIRECTORY), "open /dev");
+	expect_open(dir, "open");
+	expect_open(must(openat64(dir, "null", O_RDONLY), "openat64"), "openat64");
+}
+
+TEST_FN call___openat_2(void)
+{
+	int dir = must(open("/dev", O_RDONLY | O_DIRECTORY), "open /dev");
+	expect_open(dir, "open");
+	expect_open(must(__openat_2(dir, "null", O_RDONLY), "__openat_2"), "__openat_2");
+}
+
+TEST_FN call___openat64_2(void)
+{
+	int dir = must(open("/dev", O_RDONLY | O_DIRECTORY), "open /dev");
+	expect_open(dir, "open");
+	expect_open(must(__openat64_2(dir, "null", O_RDONLY), "__openat64_2"), "__openat64_2");
+}
+
+TEST_FN call_creat(void)
+{
+	char path[128];
+	temp_path(path, sizeof path, "creat");
+	int fd = must(creat(path, 0600), "creat");
+	unlink(path);
+	expect_open(fd, "creat");
+}
+
+TEST_FN call_creat64(void)
+{
+	char path[128];
+	temp_path(path, sizeof path, "creat64");
+	int fd = must(creat64(path, 0600), "creat64");
+	unlink(path);
+	expect_open(fd, "creat64");
+}
+
+/* A handle for "/" that open_by_handle_at can turn back into a descriptor. */
+static struct file_handle *root_handle(void)
+{
+	struct file_handle *h = must_ptr(malloc(sizeof *h + MAX_HANDLE_SZ), "malloc");
+	int mount_id;
+	h->handle_bytes = MAX_HANDLE_SZ;
+	must_or_skip(name_to_handle_at(AT_FDCWD, "/", h, &mount_id, 0), "name_to_handle_at");
+	return h;
+}
+
+TEST_FN call_open_by_handle_at(void)
+{
+	struct file_handle *h = root_handle();
+	int mount_fd = open_root_dir();
+	int fd = must_or_skip(open_by_handle_at(mount_fd, h, O_RDONLY), "open_by_handle_at");
+	expect_open(fd, "open_by_handle_at");
+	free(h);
+}
+
+TEST_FN call_open_tree(void)
+{
+	int fd = must_or_skip(open_tree(AT_FDCWD, "/", OPEN_TREE_CLOEXEC), "open_tree");
+	expect_open(fd, "open_tree");
+}
+
+TEST_FN call_fsopen(void)
+{
+	expect_open(must_or_skip(fsopen("tmpfs", FSOPEN_CLOEXEC), "fsopen"), "fsopen");
+}
+
+/* A filesystem context for a new tmpfs, ready for fsmount. */
+static int created_fs_context(void)
+{
+	int fs = must_or_skip(fsopen("tmpfs", FSOPEN_CLOEXEC), "fsopen");
+	expect_open(fs, "fsopen");
+	must_or_skip(fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), "fsconfig");
+	return fs;
+}
+
+TEST_FN call_fsmount(void)
+{
+	int fs = created_fs_context();
+	expect_open(must_or_skip(fsmount(fs, FSMOUNT_CLOEXEC, 0), "fsmount"), "fsmount");
+}
+
+TEST_FN call_fspick(void)
+{
+	expect_open(must_or_skip(fspick(AT_FDCWD, "/", FSPICK_CLOEXEC), "fspick"), "fspick");
+}
+
+/* ---- sockets and pipes ---- */
+
+TEST_FN call_socket(void)
+{
+	expect_open(must(socket(AF_UNIX, SOCK_STREAM, 0), "socket"), "socket");
+}
+
+TEST_FN call_socketpair(void)
+{
+	int sv[2];
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), "socketpair");
+	expect_open(sv[0], "socketpair");
+	expect_open(sv[1], "socketpair");
+}
+
+TEST_FN call_accept(void)
+{
+	int listener = listening_pair("accept");
+	expect_open(must(accept(listener, NULL, NULL), "accept"), "accept");
+}
+
+TEST_FN call_accept4(void)
+{
+	int listener = listening_pair("accept4");
+	expect_open(must(accept4(listener, NULL, NULL, SOCK_CLOEXEC), "accept4"), "accept4");
+}
+
+static void expect_pipe(const int p[2], const char *api)
+{
+	expect_open(p[0], api);
+	expect_open(p[1], api);
+}
+
+TEST_FN call_pipe(void)
+{
+	int p[2];
+	must(pipe(p), "pipe");
+	expect_pipe(p, "pipe");
+}
+
+TEST_FN call___pipe(void)
+{
+	int p[2];
+	must(__pipe(p), "__pipe");
+	expect_pipe(p, "__pipe");
+}
+
+TEST_FN call_pipe2(void)
+{
+	int p[2];
+	must(pipe2(p, O_CLOEXEC), "pipe2");
+	expect_pipe(p, "pipe2");
+}
+
+/* ---- duplication ---- */
+
+TEST_FN call_dup(void)
+{
+	int src = open_null();
+	expect_open(must(dup(src), "dup"), "dup");
+}
+
+/* Target 100 is free: only an OPEN; target `busy` is open: CLOSE then OPEN. */
+static void expect_dup_onto_free_and_busy(int onto_free, int onto_busy, const char *api)
+{
+	expect_open(onto_free, api);
+	expect_close(onto_busy, api);
+	expect_open(onto_busy, api);
+}
+
+TEST_FN call_dup2(void)
+{
+	int src = open_null(), busy = open_null();
+	int onto_free = must(dup2(src, 100), "dup2 onto a free number");
+	int onto_busy = must(dup2(src, busy), "dup2 onto an open descriptor");
+	expect_dup_onto_free_and_busy(onto_free, onto_busy, "dup2");
+}
+
+TEST_FN call___dup2(void)
+{
+	int src = open_null(), busy = open_null();
+	int onto_free = must(__dup2(src, 100), "__dup2 onto a free number");
+	int onto_busy = must(__dup2(src, busy), "__dup2 onto an open descriptor");
+	expect_dup_onto_free_and_busy(onto_free, onto_busy, "__dup2");
+}
+
+TEST_FN call_dup3(void)
+{
+	int src = open_null(), busy = open_null();
+	int onto_free = must(dup3(src, 100, O_CLOEXEC), "dup3 onto a free number");
+	int onto_busy = must(dup3(src, busy, O_CLOEXEC), "dup3 onto an open descriptor");
+	expect_dup_onto_free_and_busy(onto_free, onto_busy, "dup3");
+}
+
+TEST_FN call_fcntl(void)
+{
+	int src = open_null();
+	int plain = must(fcntl(src, F_DUPFD, 10), "fcntl F_DUPFD");
+	int cloexec = must(fcntl(src, F_DUPFD_CLOEXEC, 20), "fcntl F_DUPFD_CLOEXEC");
+	must(fcntl(src, F_GETFD), "fcntl F_GETFD");
+	expect_open(plain, "fcntl");
+	expect_open(cloexec, "fcntl");
+}
+
+TEST_FN call_fcntl64(void)
+{
+	int src = open_null();
+	int plain = must(fcntl64(src, F_DUPFD, 10), "fcntl64 F_DUPFD");
+	int cloexec = must(fcntl64(src, F_DUPFD_CLOEXEC, 20), "fcntl64 F_DUPFD_CLOEXEC");
+	expect_open(plain, "fcntl64");
+	expect_open(cloexec, "fcntl64");
+}
+
+TEST_FN call___fcntl(void)
+{
+	int src = open_null();
+	int plain = must(__fcntl(src, F_DUPFD, 10), "__fcntl F_DUPFD");
+	int cloexec = must(__fcntl(src, F_DUPFD_CLOEXEC, 20), "__fcntl F_DUPFD_CLOEXEC");
+	expect_open(plain, "__fcntl");
+	expect_open(cloexec, "__fcntl");
+}
+
+/* ---- anonymous-inode descriptors ---- */
+
+TEST_FN call_eventfd(void) { expect_open(must(eventfd(0, EFD_CLOEXEC), "eventfd"), "eventfd"); }
+
+TEST_FN call_timerfd_create(void)
+{
+	expect_open(must(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd_create"), "timerfd_create");
+}
+
+TEST_FN call_signalfd(void)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR2);
+	int fd = must(signalfd(-1, &mask, SFD_CLOEXEC), "signalfd");
+	sigaddset(&mask, SIGUSR1); /* updating an existing one creates nothing */
+	must(signalfd(fd, &mask, 0), "signalfd update");
+	expect_open(fd, "signalfd");
+}
+
+TEST_FN call_epoll_create(void) { expect_open(must(epoll_create(1), "epoll_create"), "epoll_create"); }
+TEST_FN call_epoll_create1(void) { expect_open(must(epoll_create1(EPOLL_CLOEXEC), "epoll_create1"), "epoll_create1"); }
+TEST_FN call_inotify_init(void) { expect_open(must(inotify_init(), "inotify_init"), "inotify_init"); }
+TEST_FN call_inotify_init1(void) { expect_open(must(inotify_init1(IN_CLOEXEC), "inotify_init1"), "inotify_init1"); }
+
+TEST_FN call_fanotify_init(void)
+{
+	int fd = must_or_skip(fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY), "fanotify_init");
+	expect_open(fd, "fanotify_init");
+}
+
+TEST_FN call_memfd_create(void)
+{
+	expect_open(must(memfd_create("apicall", MFD_CLOEXEC), "memfd_create"), "memfd_create");
+}
+
+TEST_FN call_pidfd_open(void)
+{
+	expect_open(must_or_skip(pidfd_open(getpid(), 0), "pidfd_open"), "pidfd_open");
+}
+
+TEST_FN call_pidfd_getfd(void)
+{
+	int self = must_or_skip(pidfd_open(getpid(), 0), "pidfd_open");
+	expect_open(self, "pidfd_open");
+	int src = open_null();
+	expect_open(must_or_skip(pidfd_getfd(self, src, 0), "pidfd_getfd"), "pidfd_getfd");
+}
+
+/* ---- terminals ---- */
+
+TEST_FN call_posix_openpt(void)
+{
+	expect_open(must(posix_openpt(O_RDWR | O_NOCTTY), "posix_openpt"), "posix_openpt");
+}
+
+TEST_FN call_getpt(void) { expect_open(must(getpt(), "getpt"), "getpt"); }
+
+TEST_FN call_openpty(void)
+{
+	int master, slave;
+	must(openpty(&master, &slave, NULL, NULL, NULL), "openpty");
+	expect_open(master, "openpty");
+	expect_open(slave, "openpty");
+}
+
+/* The child gets the terminal on 0-2 and exits; the parent keeps the master. */
+TEST_FN call_forkpty(void)
+{
+	int master;
+	pid_t child = must(forkpty(&master, NULL, NULL, NULL), "forkpty");
+	if (child == 0)
+		exit(0);
+	wait_for_child(child);
+	expect_pid(child);
+	expect_stdio_replaced("forkpty");
+	expect_pid(getpid());
+	expect_open(master, "forkpty");
+}
+
+/* login_tty needs a process that may start a session: a child does it,
+ * saying what to expect before the call, as afterwards stdout is the
+ * terminal. */
+TEST_FN call_login_tty(void)
+{
+	int master, slave;
+	pid_t child = must(fork(), "fork");
+	if (child > 0) {
+		wait_for_child(child);
+		return;
+	}
+	must(openpty(&master, &slave, NULL, NULL, NULL), "openpty");
+	expect_pid(getpid());
+	expect_open(master, "openpty");
+	expect_open(slave, "openpty");
+	expect_close(slave, "login_tty");
+	expect_stdio_replaced("login_tty");
+	must(login_tty(slave), "login_tty");
+	exit(0);
+}
+
+/* Only the detached child returns; it writes through a copy of stdout. */
+TEST_FN call_daemon(void)
+{
+	out_fd = must(dup(STDOUT_FILENO), "dup stdout");
+	must(daemon(1, 0), "daemon");
+	expect_pid(getpid());
+	expect_stdio_replaced("daemon");
+}
+
+/* ---- POSIX IPC ---- */
+
+TEST_FN call_shm_open(void)
+{
+	char name[64];
+	ipc_name(name, sizeof name, "shm");
+	int fd = must(shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600), "shm_open");
+	shm_unlink(name);
+	expect_open(fd, "shm_open");
+}
+
+static mqd_t create_queue(const char *name)
+{
+	mqd_t q = must_or_skip(mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, NULL), "mq_open");
+	expect_open(q, "mq_open");
+	return q;
+}
+
+TEST_FN call_mq_open(void)
+{
+	char name[64];
+	ipc_name(name, sizeof name, "mq");
+	mqd_t q = must_or_skip(mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, NULL), "mq_open");
+	mq_unlink(name);
+	expect_open(q, "mq_open");
+}
+
+TEST_FN call___mq_open_2(void)
+{
+	char name[64];
+	ipc_name(name, sizeof name, "mq2");
+	create_queue(name);
+	mqd_t q = __mq_open_2(name, O_RDWR);
+	int saved = errno;
+	mq_unlink(name);
+	errno = saved;
+	expect_open(must(q, "__mq_open_2"), "__mq_open_2");
+}
+
+TEST_FN call_mq_close(void)
+{
+	char name[64];
+	ipc_name(name, sizeof name, "mqc");
+	mqd_t q = create_queue(name);
+	mq_unlink(name);
+	must(mq_close(q), "mq_close");
+	expect_close(q, "mq_close");
+}
+
+/* ---- temporary files ---- */
+
+/* Makes a template "/tmp/htrace-apicall-PID-XXXXXX<suffix>". */
+static void temp_template(char *buf, size_t size, const char *suffix)
+{
+	snprintf(buf, size, "/tmp/htrace-apicall-%d-XXXXXX%s", (int)getpid(), suffix);
+}
+
+static void expect_temp_file(int fd, char *path, const char *api)
+{
+	unlink(path);
+	expect_open(fd, api);
+}
+
+#define SUFFIX ".tmp"
+#define SUFFIX_LEN 4
+
+TEST_FN call_mkstemp(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, "");
+	expect_temp_file(must(mkstemp(path), "mkstemp"), path, "mkstemp");
+}
+
+TEST_FN call_mkstemp64(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, "");
+	expect_temp_file(must(mkstemp64(path), "mkstemp64"), path, "mkstemp64");
+}
+
+TEST_FN call_mkostemp(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, "");
+	expect_temp_file(must(mkostemp(path, O_CLOEXEC), "mkostemp"), path, "mkostemp");
+}
+
+TEST_FN call_mkostemp64(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, "");
+	expect_temp_file(must(mkostemp64(path, O_CLOEXEC), "mkostemp64"), path, "mkostemp64");
+}
+
+TEST_FN call_mkstemps(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, SUFFIX);
+	expect_temp_file(must(mkstemps(path, SUFFIX_LEN), "mkstemps"), path, "mkstemps");
+}
+
+TEST_FN call_mkstemps64(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, SUFFIX);
+	expect_temp_file(must(mkstemps64(path, SUFFIX_LEN), "mkstemps64"), path, "mkstemps64");
+}
+
+TEST_FN call_mkostemps(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, SUFFIX);
+	expect_temp_file(must(mkostemps(path, SUFFIX_LEN, O_CLOEXEC), "mkostemps"), path, "mkostemps");
+}
+
+TEST_FN call_mkostemps64(void)
+{
+	char path[128];
+	temp_template(path, sizeof path, SUFFIX);
+	expect_temp_file(must(mkostemps64(path, SUFFIX_LEN, O_CLOEXEC), "mkostemps64"), path, "mkostemps64");
+}
+
+/* ---- stdio streams ---- */
+
+static int file_fd(FILE *fp, const char *what)
+{
+	return fileno(must_ptr(fp, what));
+}
+
+TEST_FN call_tmpfile(void) { expect_open(file_fd(tmpfile(), "tmpfile"), "tmpfile"); }
+TEST_FN call_tmpfile64(void) { expect_open(file_fd(tmpfile64(), "tmpfile64"), "tmpfile64"); }
+TEST_FN call_fopen(void) { expect_open(file_fd(fopen("/dev/null", "r"), "fopen"), "fopen"); }
+TEST_FN call_fopen64(void) { expect_open(file_fd(fopen64("/dev/null", "r"), "fopen64"), "fopen64"); }
+
+TEST_FN call_fdopen(void)
+{
+	int fd = open_null();
+	must_ptr(fdopen(fd, "r"), "fdopen");
+	expect_owner(fd, "fdopen");
+}
+
+static FILE *fopen_null(void)
+{
+	FILE *fp = must_ptr(fopen("/dev/null", "r"), "fopen /dev/null");
+	expect_open(fileno(fp), "fopen");
+	return fp;
+}
+
+TEST_FN call_freopen(void)
+{
+	FILE *fp = fopen_null();
+	int old_fd = fileno(fp);
+	int new_fd = file_fd(freopen("/dev/zero", "r", fp), "freopen");
+	expect_close(old_fd, "freopen");
+	expect_open(new_fd, "freopen");
+}
+
+TEST_FN call_freopen64(void)
+{
+	FILE *fp = fopen_null();
+	int old_fd = fileno(fp);
+	int new_fd = file_fd(freopen64("/dev/zero", "r", fp), "freopen64");
+	expect_close(old_fd, "freopen64");
+	expect_open(new_fd, "freopen64");
+}
+
+TEST_FN call_popen(void) { expect_open(file_fd(popen("exit 0", "r"), "popen"), "popen"); }
+
+TEST_FN call_fclose(void)
+{
+	FILE *fp = fopen_null();
+	int fd = fileno(fp);
+	must(fclose(fp), "fclose");
+	expect_close(fd, "fclose");
+}
+
+TEST_FN call_pclose(void)
+{
+	FILE *fp = must_ptr(popen("exit 0", "r"), "popen");
+	int fd = fileno(fp);
+	expect_open(fd, "popen");
+	must(pclose(fp), "pclose");
+	expect_close(fd, "pclose");
+}
+
+/* glibc's fcloseall flushes every stream but leaves the descriptors open;
+ * expect a CLOSE only for those the kernel really closed. */
+TEST_FN call_fcloseall(void)
+{
+	out_fd = must(dup(STDOUT_FILENO), "dup stdout");
+	expect_open(out_fd, "dup");
+	int fds[] = { 0, 1, 2, fileno(fopen_null()), fileno(fopen_null()) };
+	must(fcloseall(), "fcloseall");
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fcntl(fds[i], F_GETFD) < 0)
+			expect_close(fds[i], "fcloseall");
+}
+
+/* ---- directory streams ---- */
+
+TEST_FN call_opendir(void) { expect_open(dirfd(must_ptr(opendir("/"), "opendir")), "opendir"); }
+
+TEST_FN call_fdopendir(void)
+{
+	int fd = open_root_dir();
+	must_ptr(fdopendir(fd), "fdopendir");
+	expect_owner(fd, "fdopendir");
+}
+
+TEST_FN call_closedir(void)
+{
+	DIR *dir = must_ptr(opendir("/"), "opendir");
+	int fd = dirfd(dir);
+	expect_open(fd, "opendir");
+	must(closedir(dir), "closedir");
+	expect_close(fd, "closedir");
+}
+
+/* ---- receiving descriptors ---- */
+
+TEST_FN call_recvmsg(void)
+{
+	int sock = socket_with_fds_queued(1);
+	struct fd_message m;
+	fd_message_init(&m);
+	must(recvmsg(sock, &m.hdr, 0), "recvmsg");
+	expect_received_fds(&m.hdr, "recvmsg");
+}
+
+#define MESSAGES 2
+
+static void mmsg_init(struct fd_message m[MESSAGES], struct mmsghdr v[MESSAGES])
+{
+	memset(v, 0, sizeof(struct mmsghdr) * MESSAGES);
+	for (int i = 0; i < MESSAGES; i++) {
+		fd_message_init(&m[i]);
+		v[i].msg_hdr = m[i].hdr;
+	}
+}
+
+static void expect_mmsg_fds(struct mmsghdr v[MESSAGES], int received, const char *api)
+{
+	if (received != MESSAGES) {
+		errno = 0;
+		die("recvmmsg received too few messages");
+	}
+	for (int i = 0; i < MESSAGES; i++)
+		expect_received_fds(&v[i].msg_hdr, api);
+}
+
+TEST_FN call_recvmmsg(void)
+{
+	int sock = socket_with_fds_queued(MESSAGES);
+	struct fd_message m[MESSAGES];
+	struct mmsghdr v[MESSAGES];
+	mmsg_init(m, v);
+	int received = must(recvmmsg(sock, v, MESSAGES, 0, NULL), "recvmmsg");
+	expect_mmsg_fds(v, received, "recvmmsg");
+}
+
+/* ---- closing ---- */
+
+TEST_FN call_close(void)
+{
+	int fd = open_null();
+	must(close(fd), "close");
+	expect_close(fd, "close");
+}
+
+TEST_FN call___close(void)
+{
+	int fd = open_null();
+	must(__close(fd), "__close");
+	expect_close(fd, "__close");
+}
+
+#define RANGE_LO 200
+#define RANGE_N 3
+
+/* Closes RANGE_N descriptors with one call; a CLOSE_RANGE_CLOEXEC call on
+ * another must close nothing. */
+TEST_FN call_close_range(void)
+{
+	int fds[RANGE_N], kept;
+	open_consecutive(RANGE_LO, RANGE_N, fds);
+	open_consecutive(RANGE_LO + 10, 1, &kept);
+	must_or_skip(close_range(RANGE_LO, RANGE_LO + RANGE_N - 1, 0), "close_range");
+	must_or_skip(close_range(kept, kept, CLOSE_RANGE_CLOEXEC), "close_range CLOEXEC");
+	for (int i = 0; i < RANGE_N; i++)
+		expect_close(fds[i], "close_range");
+}
+
+/* One above the highest descriptor open now (at least RANGE_LO), so that
+ * closefrom closes nothing it was not given. */
+static int above_open_fds(void)
+{
+	struct rlimit lim;
+	int highest = RANGE_LO - 1;
+	must(getrlimit(RLIMIT_NOFILE, &lim), "getrlimit");
+	int limit = lim.rlim_cur < 65536 ? (int)lim.rlim_cur : 65536;
+	for (int fd = RANGE_LO; fd < limit; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			highest = fd;
+	return highest + 1;
+}
+
+TEST_FN call_closefrom(void)
+{
+	int fds[RANGE_N], lo = above_open_fds();
+	open_consecutive(lo, RANGE_N, fds);
+	closefrom(lo);
+	for (int i = 0; i < RANGE_N; i++)
+		expect_close(fds[i], "closefrom");
+}
+
+/* ---- raw syscall() ---- */
+
+TEST_FN call_syscall(void)
+{
+	must(syscall(SYS_getpid), "syscall(getpid)");
+	int fd = must(syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY), "syscall(openat)");
+	expect_open(fd, "syscall(openat)");
+}
+
+TEST_FN call_syscall_open(void)
+{
+	expect_open(must(syscall(SYS_open, "/dev/null", O_RDONLY), "open"), "syscall(open)");
+}
+
+TEST_FN call_syscall_openat(void)
+{
+	int dir = must(open("/dev", O_RDONLY | O_DIRECTORY), "open /dev");
+	expect_open(dir, "open");
+	expect_open(must(syscall(SYS_openat, dir, "null", O_RDONLY), "openat"), "syscall(openat)");
+}
+
+TEST_FN call_syscall_openat2(void)
+{
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC };
+	int fd = must_or_skip(syscall(SYS_openat2, AT_FDCWD, "/dev/null", &how, sizeof how), "openat2");
+	expect_open(fd, "syscall(openat2)");
+}
+
+TEST_FN call_syscall_creat(void)
+{
+	char path[128];
+	temp_path(path, sizeof path, "sys-creat");
+	int fd = must(syscall(SYS_creat, path, 0600), "creat");
+	unlink(path);
+	expect_open(fd, "syscall(creat)");
+}
+
+TEST_FN call_syscall_open_by_handle_at(void)
+{
+	struct file_handle *h = root_handle();
+	int mount_fd = open_root_dir();
+	int fd = must_or_skip(syscall(SYS_open_by_handle_at, mount_fd, h, O_RDONLY), "open_by_handle_at");
+	expect_open(fd, "syscall(open_by_handle_at)");
+	free(h);
+}
+
+TEST_FN call_syscall_open_tree(void)
+{
+	int fd = must_or_skip(syscall(SYS_open_tree, AT_FDCWD, "/", OPEN_TREE_CLOEXEC), "open_tree");
+	expect_open(fd, "syscall(open_tree)");
+}
+
+TEST_FN call_syscall_fsopen(void)
+{
+	int fd = must_or_skip(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), "fsopen");
+	expect_open(fd, "syscall(fsopen)");
+}
+
+TEST_FN call_syscall_fsmount(void)
+{
+	int fs = created_fs_context();
+	int fd = must_or_skip(syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0), "fsmount");
+	expect_open(fd, "syscall(fsmount)");
+}
+
+TEST_FN call_syscall_fspick(void)
+{
+	int fd = must_or_skip(syscall(SYS_fspick, AT_FDCWD, "/", FSPICK_CLOEXEC), "fspick");
+	expect_open(fd, "syscall(fspick)");
+}
+
+TEST_FN call_syscall_socket(void)
+{
+	expect_open(must(syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0), "socket"), "syscall(socket)");
+}
+
+TEST_FN call_syscall_socketpair(void)
+{
+	int sv[2];
+	must(syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, sv), "socketpair");
+	expect_open(sv[0], "syscall(socketpair)");
+	expect_open(sv[1], "syscall(socketpair)");
+}
+
+TEST_FN call_syscall_accept(void)
+{
+	int listener = listening_pair("sys-accept");
+	expect_open(must(syscall(SYS_accept, listener, NULL, NULL), "accept"), "syscall(accept)");
+}
+
+TEST_FN call_syscall_accept4(void)
+{
+	int listener = listening_pair("sys-accept4");
+	int fd = must(syscall(SYS_accept4, listener, NULL, NULL, SOCK_CLOEXEC), "accept4");
+	expect_open(fd, "syscall(accept4)");
+}
+
+TEST_FN call_syscall_pipe(void)
+{
+	int p[2];
+	must(syscall(SYS_pipe, p), "pipe");
+	expect_pipe(p, "syscall(pipe)");
+}
+
+TEST_FN call_syscall_pipe2(void)
+{
+	int p[2];
+	must(syscall(SYS_pipe2, p, O_CLOEXEC), "pipe2");
+	expect_pipe(p, "syscall(pipe2)");
+}
+
+TEST_FN call_syscall_dup(void)
+{
+	int src = open_null();
+	expect_open(must(syscall(SYS_dup, src), "dup"), "syscall(dup)");
+}
+
+TEST_FN call_syscall_dup2(void)
+{
+	int src = open_null(), busy = open_null();
+	int onto_free = must(syscall(SYS_dup2, src, 100), "dup2 onto a free number");
+	int onto_busy = must(syscall(SYS_dup2, src, busy), "dup2 onto an open descriptor");
+	expect_dup_onto_free_and_busy(onto_free, onto_busy, "syscall(dup2)");
+}
+
+TEST_FN call_syscall_dup3(void)
+{
+	int src = open_null(), busy = open_null();
+	int onto_free = must(syscall(SYS_dup3, src, 100, O_CLOEXEC), "dup3 onto a free number");
+	int onto_busy = must(syscall(SYS_dup3, src, busy, O_CLOEXEC), "dup3 onto an open descriptor");
+	expect_dup_onto_free_and_busy(onto_free, onto_busy, "syscall(dup3)");
+}
+
+TEST_FN call_syscall_fcntl(void)
+{
+	int src = open_null();
+	int plain = must(syscall(SYS_fcntl, src, F_DUPFD, 10), "fcntl F_DUPFD");
+	int cloexec = must(syscall(SYS_fcntl, src, F_DUPFD_CLOEXEC, 20), "fcntl F_DUPFD_CLOEXEC");
+	must(syscall(SYS_fcntl, src, F_GETFD), "fcntl F_GETFD");
+	expect_open(plain, "syscall(fcntl)");
+	expect_open(cloexec, "syscall(fcntl)");
+}
+
+TEST_FN call_syscall_eventfd(void)
+{
+	expect_open(must(syscall(SYS_eventfd, 0), "eventfd"), "syscall(eventfd)");
+}
+
+TEST_FN call_syscall_eventfd2(void)
+{
+	expect_open(must(syscall(SYS_eventfd2, 0, EFD_CLOEXEC), "eventfd2"), "syscall(eventfd2)");
+}
+
+TEST_FN call_syscall_timerfd_create(void)
+{
+	int fd = must(syscall(SYS_timerfd_create, CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd_create");
+	expect_open(fd, "syscall(timerfd_create)");
+}
+
+static void usr2_mask(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGUSR2);
+}
+
+TEST_FN call_syscall_signalfd(void)
+{
+	sigset_t mask;
+	usr2_mask(&mask);
+	int fd = must(syscall(SYS_signalfd, -1, &mask, KERNEL_SIGSET_SIZE), "signalfd");
+	must(syscall(SYS_signalfd, fd, &mask, KERNEL_SIGSET_SIZE), "signalfd update");
+	expect_open(fd, "syscall(signalfd)");
+}
+
+TEST_FN call_syscall_signalfd4(void)
+{
+	sigset_t mask;
+	usr2_mask(&mask);
+	int fd = must(syscall(SYS_signalfd4, -1, &mask, KERNEL_SIGSET_SIZE, SFD_CLOEXEC), "signalfd4");
+	must(syscall(SYS_signalfd4, fd, &mask, KERNEL_SIGSET_SIZE, 0), "signalfd4 update");
+	expect_open(fd, "syscall(signalfd4)");
+}
+
+TEST_FN call_syscall_epoll_create(void)
+{
+	expect_open(must(syscall(SYS_epoll_create, 1), "epoll_create"), "syscall(epoll_create)");
+}
+
+TEST_FN call_syscall_epoll_create1(void)
+{
+	expect_open(must(syscall(SYS_epoll_create1, EPOLL_CLOEXEC), "epoll_create1"), "syscall(epoll_create1)");
+}
+
+TEST_FN call_syscall_inotify_init(void)
+{
+	expect_open(must(syscall(SYS_inotify_init), "inotify_init"), "syscall(inotify_init)");
+}
+
+TEST_FN call_syscall_inotify_init1(void)
+{
+	expect_open(must(syscall(SYS_inotify_init1, IN_CLOEXEC), "inotify_init1"), "syscall(inotify_init1)");
+}
+
+TEST_FN call_syscall_fanotify_init(void)
+{
+	int fd = must_or_skip(syscall(SYS_fanotify_init, FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY), "fanotify_init");
+	expect_open(fd, "syscall(fanotify_init)");
+}
+
+TEST_FN call_syscall_memfd_create(void)
+{
+	int fd = must(syscall(SYS_memfd_create, "apicall", MFD_CLOEXEC), "memfd_create");
+	expect_open(fd, "syscall(memfd_create)");
+}
+
+TEST_FN call_syscall_memfd_secret(void)
+{
+	int fd = must_or_skip(syscall(SYS_memfd_secret, 0), "memfd_secret");
+	expect_open(fd, "syscall(memfd_secret)");
+}
+
+TEST_FN call_syscall_pidfd_open(void)
+{
+	int fd = must_or_skip(syscall(SYS_pidfd_open, getpid(), 0), "pidfd_open");
+	expect_open(fd, "syscall(pidfd_open)");
+}
+
+TEST_FN call_syscall_pidfd_getfd(void)
+{
+	int self = must_or_skip(pidfd_open(getpid(), 0), "pidfd_open");
+	expect_open(self, "pidfd_open");
+	int src = open_null();
+	int fd = must_or_skip(syscall(SYS_pidfd_getfd, self, src, 0), "pidfd_getfd");
+	expect_open(fd, "syscall(pidfd_getfd)");
+}
+
+TEST_FN call_syscall_userfaultfd(void)
+{
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0 && errno == EINVAL) /* kernel older than 5.11 */
+		fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	expect_open(must_or_skip(fd, "userfaultfd"), "syscall(userfaultfd)");
+}
+
+TEST_FN call_syscall_perf_event_open(void)
+{
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof attr,
+		.config = PERF_COUNT_SW_TASK_CLOCK,
+		.disabled = 1,
+		.exclude_kernel = 1,
+		.exclude_hv = 1,
+	};
+	int fd = must_or_skip(syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC),
+			      "perf_event_open");
+	expect_open(fd, "syscall(perf_event_open)");
+}
+
+TEST_FN call_syscall_io_uring_setup(void)
+{
+	struct io_uring_params params;
+	memset(&params, 0, sizeof params);
+	int fd = must_or_skip(syscall(SYS_io_uring_setup, 4, &params), "io_uring_setup");
+	expect_open(fd, "syscall(io_uring_setup)");
+}
+
+TEST_FN call_syscall_mq_open(void)
+{
+	char name[64];
+	ipc_name(name, sizeof name, "sys-mq");
+	/* The system call takes the name without its leading slash. */
+	int fd = must_or_skip(syscall(SYS_mq_open, name + 1, O_CREAT | O_EXCL | O_RDWR, 0600, NULL),
+			      "mq_open");
+	mq_unlink(name);
+	expect_open(fd, "syscall(mq_open)");
+}
+
+TEST_FN call_syscall_recvmsg(void)
+{
+	int sock = socket_with_fds_queued(1);
+	struct fd_message m;
+	fd_message_init(&m);
+	must(syscall(SYS_recvmsg, sock, &m.hdr, 0), "recvmsg");
+	expect_received_fds(&m.hdr, "syscall(recvmsg)");
+}
+
+TEST_FN call_syscall_recvmmsg(void)
+{
+	int sock = socket_with_fds_queued(MESSAGES);
+	struct fd_message m[MESSAGES];
+	struct mmsghdr v[MESSAGES];
+	mmsg_init(m, v);
+	int received = must(syscall(SYS_recvmmsg, sock, v, MESSAGES, 0, NULL), "recvmmsg");
+	expect_mmsg_fds(v, received, "syscall(recvmmsg)");
+}
+
+TEST_FN call_syscall_close(void)
+{
+	int fd = open_null();
+	must(syscall(SYS_close, fd), "close");
+	expect_close(fd, "syscall(close)");
+}
+
+TEST_FN call_syscall_close_range(void)
+{
+	int fds[RANGE_N], kept;
+	open_consecutive(RANGE_LO, RANGE_N, fds);
+	open_consecutive(RANGE_LO + 10, 1, &kept);
+	must_or_skip(syscall(SYS_close_range, RANGE_LO, RANGE_LO + RANGE_N - 1, 0), "close_range");
+	must_or_skip(syscall(SYS_close_range, kept, kept, CLOSE_RANGE_CLOEXEC), "close_range CLOEXEC");
+	for (int i = 0; i < RANGE_N; i++)
+		expect_close(fds[i], "syscall(close_range)");
+}
+
+/* ---- the table ---- */
+
+struct api_test {
+	const char *name;
+	void (*run)(void);
+};
+
+#define T(fn) { #fn, call_##fn }
+#define S(fn) { "syscall(" #fn ")", call_syscall_##fn }
+
+static const struct api_test api_tests[] = {
+	T(open), T(open64), T(__open), T(__open64), T(openat), T(openat64),
+	T(__open_2), T(__open64_2), T(__openat_2), T(__openat64_2),
+	T(creat), T(creat64), T(open_by_handle_at), T(open_tree), T(fsopen),
+	T(fsmount), T(fspick), T(socket), T(socketpair), T(accept), T(accept4),
+	T(pipe), T(__pipe), T(pipe2), T(dup), T(dup2), T(__dup2), T(dup3),
+	T(fcntl), T(fcntl64), T(__fcntl), T(eventfd), T(timerfd_create),
+	T(signalfd), T(epoll_create), T(epoll_create1), T(inotify_init),
+	T(inotify_init1), T(fanotify_init), T(memfd_create), T(pidfd_open),
+	T(pidfd_getfd), T(posix_openpt), T(getpt), T(openpty), T(forkpty),
+	T(login_tty), T(daemon), T(shm_open), T(mq_open), T(__mq_open_2),
+	T(mq_close), T(mkstemp), T(mkstemp64), T(mkostemp), T(mkostemp64),
+	T(mkstemps), T(mkstemps64), T(mkostemps), T(mkostemps64), T(tmpfile),
+	T(tmpfile64), T(fopen), T(fopen64), T(fdopen), T(freopen),
+	T(freopen64), T(popen), T(fclose), T(pclose), T(fcloseall), T(opendir),
+	T(fdopendir), T(closedir), T(recvmsg), T(recvmmsg), T(close),
+	T(__close), T(close_range), T(closefrom), T(syscall),
+
+	S(open), S(openat), S(openat2), S(creat), S(open_by_handle_at),
+	S(open_tree), S(fsopen), S(fsmount), S(fspick), S(socket),
+	S(socketpair), S(accept), S(accept4), S(pipe), S(pipe2), S(dup),
+	S(dup2), S(dup3), S(fcntl), S(eventfd), S(eventfd2),
+	S(timerfd_create), S(signalfd), S(signalfd4), S(epoll_create),
+	S(epoll_create1), S(inotify_init), S(inotify_init1), S(fanotify_init),
+	S(memfd_create), S(memfd_secret), S(pidfd_open), S(pidfd_getfd),
+	S(userfaultfd), S(perf_event_open), S(io_uring_setup), S(mq_open),
+	S(recvmsg), S(recvmmsg), S(close), S(close_range),
+};
+
+#define N_TESTS (sizeof api_tests / sizeof api_tests[0])
+
+static const struct api_test *find_test(const char *name)
+{
+	for (size_t i = 0; i < N_TESTS; i++)
+		if (strcmp(api_tests[i].name, name) == 0)
+			return &api_tests[i];
+	return NULL;
+}
+
+static void list_tests(void)
+{
+	for (size_t i = 0; i < N_TESTS; i++)
+		printf("%s\n", api_tests[i].name);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: apicall NAME | --list\n");
+		return 1;
+	}
+	if (strcmp(argv[1], "--list") == 0) {
+		list_tests();
+		return 0;
+	}
+	const struct api_test *test = find_test(argv[1]);
+	if (!test) {
+		fprintf(stderr, "apicall: no test for API '%s' (see apicall --list)\n", argv[1]);
+		return 1;
+	}
+	api_name = test->name;
+	expect_pid(getpid());
+	test->run();
+	return 0;
+}
