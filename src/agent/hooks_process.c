@@ -3,6 +3,8 @@
  * _Fork, which skips the pthread_atfork handlers through which the agent
  * learns of every other fork.  vfork is in vfork.S. */
 #include <dlfcn.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <unistd.h>
 
 #include "hooks.h"
@@ -69,6 +71,29 @@ AGENT_EXPORT int daemon(int nochdir, int noclose)
 		record_std_replaced(HTRACE_API_daemon);
 	return result;
 }
+
+/* clone with CLONE_PIDFD writes a pidfd to parent_tid.  (A child that does
+ * not share our memory runs fn without passing back through here: its
+ * database keeps the parent's pid until its next fork or exec.) */
+#define HOOK_CLONE(name)                                                        \
+	AGENT_EXPORT int name(int (*fn)(void *), void *stack, int flags, void *arg, ...) \
+	{                                                                       \
+		va_list ap;                                                     \
+		va_start(ap, arg);                                              \
+		pid_t *parent_tid = va_arg(ap, pid_t *);                        \
+		void *tls = va_arg(ap, void *);                                 \
+		pid_t *child_tid = va_arg(ap, pid_t *);                         \
+		va_end(ap);                                                     \
+		__typeof__(&name) real = REAL(name);                            \
+		RETURN_IF_MISSING(real, -1);                                    \
+		int pid = real(fn, stack, flags, arg, parent_tid, tls, child_tid); \
+		if (pid > 0 && (flags & CLONE_PIDFD) && parent_tid)             \
+			KEEP_ERRNO(engine_opened(*parent_tid, HTRACE_API_##name, 0)); \
+		return pid;                                                     \
+	}
+
+HOOK_CLONE(clone)
+HOOK_CLONE(__clone)
 
 pid_t _Fork(void);
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <asm/unistd.h>
+#include <linux/sched.h>
 #include <sys/uio.h>
 
 #include "hooks.h"
@@ -20,6 +21,8 @@ enum syscall_effect {
 	SC_RECVMMSG,
 	SC_CLOSE_ARG0,
 	SC_CLOSE_RANGE,
+	SC_CLONE,
+	SC_CLONE3,
 };
 
 static enum syscall_effect effect_of(long nr, unsigned *api)
@@ -54,9 +57,35 @@ static void record_pair_at(long addr, unsigned api)
 	engine_opened(fds[1], api, 0);
 }
 
+/* clone and clone3 return 0 in the child, which has its own copy of the
+ * database unless it shares our memory. */
+static int is_clone(enum syscall_effect effect)
+{
+	return effect == SC_CLONE || effect == SC_CLONE3;
+}
+
+static void after_clone(enum syscall_effect effect, unsigned api, const long *a, long result)
+{
+	uint64_t flags = effect == SC_CLONE ? (uint64_t)a[0] : ((const struct clone_args *)a[0])->flags;
+	if (result == 0) {
+		if (!(flags & CLONE_VM))
+			agent_after_fork_child();
+		return;
+	}
+	if (!(flags & CLONE_PIDFD))
+		return;
+	const int *pidfd = effect == SC_CLONE ? (const int *)a[2]
+					      : (const int *)((const struct clone_args *)a[0])->pidfd;
+	engine_opened(*pidfd, api, 0);
+}
+
 /* Effects that happen after a successful call: new descriptors. */
 static void after(enum syscall_effect effect, unsigned api, const long *a, long result)
 {
+	if (is_clone(effect)) {
+		after_clone(effect, api, a, result);
+		return;
+	}
 	switch (effect) {
 	case SC_FD_RESULT:
 		engine_opened((int)result, api, 0);
@@ -99,7 +128,7 @@ static long validate_for_unwinder(const void *addr)
 {
 	char byte;
 	struct iovec local = { &byte, 1 }, remote = { (void *)addr, 1 };
-	long n = RAW6(__NR_process_vm_readv, RAW0(__NR_getpid), &local, 1, &remote, 1, 0);
+	long n = RAW6(__NR_process_vm_readv, RAW0(__NR_gettid), &local, 1, &remote, 1, 0);
 	if (n == 1 || n == -ENOSYS || n == -EPERM)
 		return 1; /* readable, or no way to tell: trust libunwind's mincore */
 	errno = EFAULT;

@@ -22,6 +22,7 @@ struct sym_frame {
 	const char *file; /* source file (full path), NULL without debug info */
 	int line; /* 0 without debug info */
 	int guess; /* 1 when only a nearest exported symbol explains the PC */
+	int inlined; /* 1: this function was inlined into the next frame's */
 };
 
 struct symbolizer;
@@ -35,6 +36,15 @@ struct symbolizer *sym_open(const struct sym_module *mods, size_t n);
  * NULL. */
 void sym_resolve(struct symbolizer *s, uint64_t pc, int is_return_address,
 		 struct sym_frame *out);
+
+/* Resolves pc into up to max frames that share it: the innermost inlined
+ * function first, then each function it was inlined into, out to the real
+ * (out-of-line) function.  Every frame's offset is pc minus the start of
+ * that real function.  Returns the number of frames written (at least 1
+ * when max >= 1); without DWARF inline information, the same single frame
+ * as sym_resolve.  Strings stay valid until sym_close. */
+size_t sym_resolve_inlined(struct symbolizer *s, uint64_t pc, int is_return_address,
+			   struct sym_frame *frames, size_t max);
 
 void sym_close(struct symbolizer *s);
 

@@ -19,6 +19,8 @@
 #include <linux/io_uring.h>
 #include <linux/openat2.h>
 #include <linux/perf_event.h>
+#include <linux/sched.h>
+#include <sched.h>
 #include <linux/userfaultfd.h>
 #include <mqueue.h>
 #include <pty.h>
@@ -1260,6 +1262,65 @@ struct api_test {
 #define T(fn) { #fn, call_##fn }
 #define S(fn) { "syscall(" #fn ")", call_syscall_##fn }
 
+/* ---- clone with CLONE_PIDFD: the parent gets a pidfd ---- */
+
+static int clone_child(void *arg)
+{
+	(void)arg;
+	_exit(0);
+}
+
+static void reap(pid_t pid)
+{
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+TEST_FN call_clone(void)
+{
+	static char stack[64 * 1024] __attribute__((aligned(16)));
+	int pidfd = -1;
+	pid_t pid = must_or_skip(clone(clone_child, stack + sizeof stack, CLONE_PIDFD | SIGCHLD,
+				       NULL, &pidfd), "clone CLONE_PIDFD");
+	reap(pid);
+	expect_open(pidfd, "clone");
+}
+
+extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+
+TEST_FN call___clone(void)
+{
+	static char stack[64 * 1024] __attribute__((aligned(16)));
+	int pidfd = -1;
+	pid_t pid = must_or_skip(__clone(clone_child, stack + sizeof stack, CLONE_PIDFD | SIGCHLD,
+					 NULL, &pidfd), "__clone CLONE_PIDFD");
+	reap(pid);
+	expect_open(pidfd, "__clone");
+}
+
+TEST_FN call_syscall_clone(void)
+{
+	int pidfd = -1;
+	long pid = must_or_skip(syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &pidfd, NULL, 0),
+				"clone CLONE_PIDFD");
+	if (pid == 0)
+		_exit(0);
+	reap((pid_t)pid);
+	expect_open(pidfd, "syscall(clone)");
+}
+
+TEST_FN call_syscall_clone3(void)
+{
+	int pidfd = -1;
+	struct clone_args args = { .flags = CLONE_PIDFD, .pidfd = (uintptr_t)&pidfd,
+				   .exit_signal = SIGCHLD };
+	long pid = must_or_skip(syscall(SYS_clone3, &args, sizeof(args)), "clone3 CLONE_PIDFD");
+	if (pid == 0)
+		_exit(0);
+	reap((pid_t)pid);
+	expect_open(pidfd, "syscall(clone3)");
+}
+
 static const struct api_test api_tests[] = {
 	T(open), T(open64), T(__open), T(__open64), T(openat), T(openat64),
 	T(__open_2), T(__open64_2), T(__openat_2), T(__openat64_2),
@@ -1287,6 +1348,7 @@ static const struct api_test api_tests[] = {
 	S(memfd_create), S(memfd_secret), S(pidfd_open), S(pidfd_getfd),
 	S(userfaultfd), S(perf_event_open), S(io_uring_setup), S(mq_open),
 	S(recvmsg), S(recvmmsg), S(close), S(close_range),
+	T(clone), T(__clone), S(clone), S(clone3),
 };
 
 #define N_TESTS (sizeof api_tests / sizeof api_tests[0])

@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `htrace run` against real programs: how the program
+ends (exit, _exit, abort, SIGSEGV, a thread), the exit status htrace gives,
+the options, the leak report's stacks and its agreement with the kernel,
+and bad input (one line on stderr, conventional exit status).
+
+Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
+HTRACE_BUILD (the build directory, for the example program).
+Exit status: 0 all passed, 1 a failure, 77 htrace missing."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HTRACE = os.environ.get("HTRACE", "")
+VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
+BUILD = os.environ.get("HTRACE_BUILD", "")
+BEHAVE = os.path.join(VICTIMS, "behave")
+TIMEOUT = 60
+
+
+class Failure(Exception):
+    pass
+
+
+def run(args, **kw):
+    return subprocess.run([HTRACE] + args, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kw)
+
+
+def expect(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def json_run(args, **kw):
+    """Runs htrace run --json ARGS; returns (result, [process objects])."""
+    result = run(["run", "--json"] + args, **kw)
+    objects = []
+    for line in result.stderr.splitlines():
+        if line.startswith("{"):
+            objects.append(json.loads(line))
+    return result, objects
+
+
+def only_process(objects):
+    expect(len(objects) == 1, f"expected one process object, got {len(objects)}")
+    return objects[0]
+
+
+def leaked(process):
+    return [h for h in process["handles"] if h["state"] == "leaked"]
+
+
+def functions(trace):
+    return [f.get("function") for f in trace["frames"]]
+
+
+def leak_fds(stdout):
+    return [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("LEAK ")]
+
+
+def check_single_leak_from(process, stdout, function="leak_here"):
+    fds = leak_fds(stdout)
+    got = [h["handle"] for h in leaked(process)]
+    expect(got == fds, f"leaked {got}, the victim leaked {fds}")
+    for h in leaked(process):
+        expect(function in functions(h["traces"][0]),
+               f"fd {h['handle']}: {function} not in the OPEN stack {functions(h['traces'][0])}")
+    summary = process["summary"]
+    expect(summary["untracked"] == 0 and summary["inconsistent"] == 0,
+           f"report disagrees with the kernel: {summary}")
+
+
+# ---- how the program ends, and htrace's exit status ----
+
+def test_exit_status_is_the_programs():
+    result, objs = json_run(["--", BEHAVE, "exit", "3"])
+    expect(result.returncode == 3, f"exit status {result.returncode}, expected 3")
+    p = only_process(objs)
+    expect(p["status"] == {"exited": 3}, f"status {p['status']}")
+    check_single_leak_from(p, result.stdout)
+
+
+def test_underscore_exit_is_reported():
+    result, objs = json_run(["--", BEHAVE, "_exit", "4"])
+    expect(result.returncode == 4, f"exit status {result.returncode}, expected 4")
+    check_single_leak_from(only_process(objs), result.stdout)
+
+
+def test_sigsegv_reported_as_128_plus_signal():
+    result, objs = json_run(["--", BEHAVE, "segv"])
+    expect(result.returncode == 128 + 11, f"exit status {result.returncode}, expected 139")
+    p = only_process(objs)
+    expect(p["status"] == {"signal": 11}, f"status {p['status']}")
+    check_single_leak_from(p, result.stdout)
+
+
+def test_abort_reported_as_128_plus_sigabrt():
+    result, objs = json_run(["--", BEHAVE, "abort"])
+    expect(result.returncode == 128 + 6, f"exit status {result.returncode}, expected 134")
+    check_single_leak_from(only_process(objs), result.stdout)
+
+
+def test_leak_by_a_thread_after_main_thread_exited():
+    result, objs = json_run(["--", BEHAVE, "mainexit"])
+    expect(result.returncode == 0, f"exit status {result.returncode}")
+    check_single_leak_from(only_process(objs), result.stdout)
+
+
+def test_leak_by_a_second_thread_names_the_thread():
+    result, objs = json_run(["--", BEHAVE, "thread"])
+    p = only_process(objs)
+    check_single_leak_from(p, result.stdout)
+    expect(leaked(p)[0]["traces"][0]["tid"] != p["pid"], "the leak's tid is the main thread's")
+
+
+def test_clean_program_reports_no_leak():
+    result, objs = json_run(["--", BEHAVE, "clean"])
+    p = only_process(objs)
+    expect(result.returncode == 0, f"exit status {result.returncode}")
+    expect(leaked(p) == [], f"leaks reported for a clean program: {leaked(p)}")
+    expect(p["summary"]["events"] >= 2000 * 8, f"too few events recorded: {p['summary']}")
+
+
+def test_error_exitcode_on_leaks_only():
+    result = run(["run", "--error-exitcode=9", "--", BEHAVE, "exit", "0"])
+    expect(result.returncode == 9, f"with a leak: exit status {result.returncode}, expected 9")
+    result = run(["run", "--error-exitcode=9", "--", BEHAVE, "clean"])
+    expect(result.returncode == 0, f"without a leak: exit status {result.returncode}, expected 0")
+
+
+# ---- the report ----
+
+def test_stack_through_code_without_frame_pointers():
+    result, objs = json_run(["--", BEHAVE, "deep"])
+    p = only_process(objs)
+    check_single_leak_from(p, result.stdout)
+    names = functions(leaked(p)[0]["traces"][0])
+    # deep_bottom may be a tail call, absent from any stack
+    want = ["leak_here"] + [f"deep_{i}" for i in range(20, 0, -1)] + ["main"]
+    got = [n for n in names if n in want]
+    expect(got == want, f"frames through -fomit-frame-pointer code: {names}")
+
+
+def test_stack_depth_option_limits_frames():
+    result, objs = json_run(["--stack-depth=3", "--", BEHAVE, "deep"])
+    frames = leaked(only_process(objs))[0]["traces"][0]["frames"]
+    expect(len(frames) == 3, f"{len(frames)} frames with --stack-depth=3")
+    expect(frames[0]["function"] == "leak_here", f"innermost frame {frames[0]}")
+
+
+def test_default_stack_depth_is_at_least_16():
+    result, objs = json_run(["--", BEHAVE, "deep"])
+    frames = leaked(only_process(objs))[0]["traces"][0]["frames"]
+    expect(len(frames) >= 16, f"only {len(frames)} frames by default")
+
+
+def test_frames_have_file_and_line():
+    result, objs = json_run(["--", BEHAVE, "exit", "0"])
+    frame = leaked(only_process(objs))[0]["traces"][0]["frames"][0]
+    expect(frame["module"] == "behave" and frame["function"] == "leak_here", f"frame {frame}")
+    expect((frame["file"] or "").endswith("behave.c") and frame["line"] > 0, f"frame {frame}")
+    expect(frame["guess"] is False and frame["pc"].startswith("0x"), f"frame {frame}")
+
+
+def test_leaks_survive_a_ring_smaller_than_the_events():
+    result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
+    p = only_process(objs)
+    expect(p["summary"]["events_overwritten"] >= 46, f"summary {p['summary']}")
+    fds = leak_fds(result.stdout)
+    got = [h["handle"] for h in leaked(p)]
+    expect(got == fds, f"leaked {got}, expected {fds}")
+    for h in leaked(p):
+        expect("leak_here" in functions(h["traces"][0]), f"fd {h['handle']} lost its stack")
+
+
+def test_inherited_descriptors_are_not_leaks():
+    r, w = os.pipe()
+    try:
+        result = subprocess.run([HTRACE, "run", "--json", "--", BEHAVE, "exit", "0"],
+                                capture_output=True, text=True, pass_fds=(r, w), timeout=TIMEOUT)
+        p = only_process([json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")])
+        expect(r not in [h["handle"] for h in leaked(p)], "an inherited pipe is reported leaked")
+        expect(p["summary"]["inherited"] >= 5, f"summary {p['summary']}")
+        expect(all(h["state"] != "inherited" for h in p["handles"]), "inherited listed without -v")
+        result = subprocess.run([HTRACE, "run", "--json", "-v", "--", BEHAVE, "exit", "0"],
+                                capture_output=True, text=True, pass_fds=(r, w), timeout=TIMEOUT)
+        p = only_process([json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")])
+        inherited = {h["handle"]: h for h in p["handles"] if h["state"] == "inherited"}
+        expect(r in inherited and w in inherited, f"--verbose lists {sorted(inherited)}")
+        expect(inherited[r]["type"] == "pipe", f"inherited pipe shown as {inherited[r]['type']}")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_text_report_in_seed_format():
+    result = run(["run", "--", BEHAVE, "exit", "0"])
+    fd = leak_fds(result.stdout)[0]
+    lines = result.stderr.splitlines()
+    header = f"Handle 0x{fd:x} - OPEN: chardev /dev/null [open, thread "
+    idx = [i for i, l in enumerate(lines) if l.startswith(header)]
+    expect(idx, f"no line starting {header!r} in:\n{result.stderr}")
+    frame = lines[idx[0] + 1]
+    expect(frame.startswith("0x") and ": behave!leak_here+0x" in frame and "[behave.c:" in frame,
+           f"first frame line {frame!r}")
+    expect(any(l.startswith("htrace: 1 leaked handle,") for l in lines), "no summary line")
+
+
+def test_output_file_option():
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "report.json")
+        result = run(["run", "--json", "-o", out, "--", BEHAVE, "exit", "0"])
+        expect(result.stderr == "", f"stderr not empty with -o: {result.stderr!r}")
+        with open(out) as f:
+            p = json.loads(f.readline())
+        expect(len(leaked(p)) == 1, f"report in file: {p}")
+
+
+def test_program_never_sees_htrace_options():
+    result = run(["run", "--json", "--", BEHAVE, "args", "--json", "-o", "x"])
+    expect(result.stdout.splitlines() == ["--json", "-o", "x"], f"program saw {result.stdout!r}")
+    result = run(["run", BEHAVE, "args", "--verbose"])
+    expect(result.stdout.splitlines() == ["--verbose"], f"program saw {result.stdout!r}")
+
+
+def test_errno_preserved_by_hooks():
+    result = run(["run", "--", BEHAVE, "errno"])
+    expect("ERRNO OK" in result.stdout, f"errno checks: {result.stdout}")
+
+
+def test_agent_adds_no_descriptor_or_thread():
+    plain = subprocess.run([BEHAVE, "selfcheck"], capture_output=True, text=True, timeout=TIMEOUT)
+    traced = run(["run", "--", BEHAVE, "selfcheck"])
+    want = [l for l in plain.stdout.splitlines() if l.startswith("FDS")]
+    got = [l for l in traced.stdout.splitlines() if l.startswith("FDS")]
+    expect(want and got == want, f"without agent {want}, with agent {got}")
+
+
+def test_example_shows_the_opening_functions():
+    leaky = os.path.join(BUILD, "examples", "leaky")
+    result, objs = json_run(["--", leaky])
+    p = only_process(objs)
+    by_type = {}
+    for h in leaked(p):
+        names = functions(h["traces"][0])
+        by_type.setdefault(h["type"], []).append(names)
+    for kind, fn in (("file", "open_config"), ("socket", "connect_backend"), ("pipe", "spawn_helper_pipe")):
+        expect(any(fn in names for names in by_type.get(kind, [])),
+               f"no leaked {kind} opened in {fn}: {by_type}")
+    expect(len(by_type.get("file", [])) == 3, f"expected 3 leaked files: {by_type}")
+
+
+# ---- bad input ----
+
+def check_usage_error(args, status, fragment):
+    result = run(args)
+    lines = result.stderr.strip().splitlines()
+    expect(result.returncode == status, f"htrace {args}: exit {result.returncode}, expected {status}")
+    expect(len(lines) == 1 and fragment in lines[0],
+           f"htrace {args}: stderr {result.stderr!r}, expected one line with {fragment!r}")
+
+
+def test_bad_input_gives_one_line_and_conventional_status():
+    with tempfile.TemporaryDirectory() as d:
+        not_exec = os.path.join(d, "data.txt")
+        with open(not_exec, "w") as f:
+            f.write("x")
+        cases = [
+            ([], 2, "no command"),
+            (["frobnicate"], 2, "unknown command"),
+            (["run"], 2, "no program"),
+            (["run", "--"], 2, "no program"),
+            (["run", "--bogus", BEHAVE], 2, "unknown option"),
+            (["run", "--max-traces=abc", BEHAVE], 2, "--max-traces"),
+            (["run", "--max-traces=-1", BEHAVE], 2, "--max-traces"),
+            (["run", "--stack-depth=0", BEHAVE], 2, "--stack-depth"),
+            (["run", "--stack-depth=65", BEHAVE], 2, "--stack-depth"),
+            (["run", "--error-exitcode=x", BEHAVE], 2, "--error-exitcode"),
+            (["run", "--error-exitcode"], 2, "--error-exitcode"),
+            (["run", "-o"], 2, "-o"),
+            (["run", "-o", os.path.join(d, "no", "such", "dir"), BEHAVE], 2, "cannot write"),
+            (["run", os.path.join(d, "missing-program")], 127, "missing-program"),
+            (["run", "htrace-no-such-command-anywhere"], 127, "htrace-no-such-command"),
+            (["run", not_exec], 126, "data.txt"),
+            (["run", d], 126, d),
+        ]
+        for args, status, fragment in cases:
+            check_usage_error(args, status, fragment)
+
+
+def test_help_and_list_hooks():
+    for flag in ("-?", "--help"):
+        result = run([flag])
+        expect(result.returncode == 0 and "htrace run" in result.stdout, f"{flag}: {result}")
+    result = run(["--list-hooks"])
+    names = [l.split()[0] for l in result.stdout.splitlines()]
+    for name in ("open", "close", "dup2", "recvmsg", "closefrom", "syscall(userfaultfd)"):
+        expect(name in names, f"--list-hooks lacks {name}")
+
+
+def main():
+    if not (HTRACE and os.access(HTRACE, os.X_OK)):
+        print(f"skip run: HTRACE={HTRACE!r} is not executable")
+        return 77
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok {name}")
+        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as e:
+            failed += 1
+            print(f"FAIL {name}: {e}")
+    print(f"{len(tests) - failed} ok, {failed} failed of {len(tests)} run tests")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
