@@ -1,11 +1,14 @@
 /* What the text and JSON renderers share: symbolizing a trace's frames with
- * the module table read from the target, and the names of kinds and
- * signals. */
+ * the module table read from the target (a pc inside inlined code gives one
+ * frame per inlined function, then the function that holds it), and the
+ * names of kinds and signals. */
 #include "render.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define MAX_INLINED 16 /* frames shown for one pc: inlined functions and their host */
 
 struct symbolizer *render_symbolizer(const struct snapshot *s)
 {
@@ -44,10 +47,10 @@ void render_frames(const struct report *r, struct symbolizer *sym, const struct 
 {
 	const struct htrace_stack *stack = target_stack(&r->snap->db, ev->stack);
 	for (unsigned i = 0; stack && i < stack->depth; i++) {
-		struct sym_frame frame = { .pc = stack->pc[i], .module = "?" };
-		if (sym)
-			sym_resolve(sym, stack->pc[i], 1, &frame);
-		fn(&frame, arg);
+		struct sym_frame frames[MAX_INLINED] = { { .pc = stack->pc[i], .module = "?" } };
+		size_t n = sym ? sym_resolve_inlined(sym, stack->pc[i], 1, frames, MAX_INLINED) : 1;
+		for (size_t k = 0; k < n; k++)
+			fn(&frames[k], arg);
 	}
 }
 

@@ -53,7 +53,8 @@ static void json_frame(const struct sym_frame *f, void *arg)
 		fprintf(out, ",\"line\":%d", f->line);
 	else
 		fputs(",\"line\":null", out);
-	fprintf(out, ",\"guess\":%s}", f->guess ? "true" : "false");
+	fprintf(out, ",\"guess\":%s,\"inlined\":%s}", f->guess ? "true" : "false",
+		f->inlined ? "true" : "false");
 }
 
 static void json_trace(FILE *out, const struct report *r, struct symbolizer *sym,
@@ -106,10 +107,14 @@ static void json_summary(FILE *out, const struct report *r)
 	int have = r->snap->have_db;
 	fprintf(out, "\"summary\":{\"leaked\":%zu,\"inherited\":%zu,\"untracked\":%zu,"
 		     "\"inconsistent\":%zu,\"events\":%llu,\"events_overwritten\":%llu,"
-		     "\"stacks_dropped\":%llu,\"descriptors_lost\":%llu}",
+		     "\"stacks_dropped\":%llu,\"stacks_nested\":%llu,\"descriptors_lost\":%llu,"
+		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu}",
 		r->leaked, r->inherited, r->untracked, r->inconsistent, r->events,
 		r->events_overwritten, have ? (unsigned long long)db->stacks_dropped : 0ULL,
-		have ? (unsigned long long)(db->fds_beyond_table + db->table_failures) : 0ULL);
+		have ? (unsigned long long)db->stacks_nested : 0ULL,
+		have ? (unsigned long long)(db->fds_beyond_table + db->table_failures) : 0ULL,
+		have ? (unsigned long long)db->modules_dropped : 0ULL,
+		have ? (unsigned long long)db->unwinder_refusals : 0ULL);
 }
 
 void render_json(FILE *out, const struct report *r, const struct render_options *opt)

@@ -28,7 +28,9 @@ static void print_frame(const struct sym_frame *f, void *arg)
 {
 	struct text_ctx *c = arg;
 	fprintf(c->out, "0x%016llx: %s", (unsigned long long)f->pc, f->module ? f->module : "?");
-	if (f->function)
+	if (f->function && f->inlined)
+		fprintf(c->out, "!%s (inlined)", f->function);
+	else if (f->function)
 		fprintf(c->out, "!%s+0x%llx", f->function, (unsigned long long)f->offset);
 	if (f->guess)
 		fputs(" (guess: nearest exported symbol)", c->out);
@@ -111,10 +113,12 @@ static void print_losses(FILE *out, const struct htrace_db *db)
 {
 	if (db->state & HTRACE_STATE_FAILED)
 		fprintf(out, "htrace: warning: the agent stopped tracing: %s\n", db->failure);
-	if (db->stacks_dropped || db->fds_beyond_table || db->table_failures || db->modules_dropped)
-		fprintf(out, "htrace: warning: lost %llu stacks (depot full), %llu descriptors "
-			     "(beyond the table or out of memory), %llu modules\n",
-			(unsigned long long)db->stacks_dropped,
+	if (db->stacks_dropped || db->stacks_nested || db->fds_beyond_table ||
+	    db->table_failures || db->modules_dropped)
+		fprintf(out, "htrace: warning: lost %llu stacks (depot full), %llu stacks (signal "
+			     "during unwinding), %llu descriptors (beyond the table or out of "
+			     "memory), %llu modules (table full)\n",
+			(unsigned long long)db->stacks_dropped, (unsigned long long)db->stacks_nested,
 			(unsigned long long)(db->fds_beyond_table + db->table_failures),
 			(unsigned long long)db->modules_dropped);
 }

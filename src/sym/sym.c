@@ -1,12 +1,14 @@
 /* The symbolizer: maps PCs of a traced process to module, function, offset
- * and file:line with elfutils libdwfl, preferring DWARF over ELF symbols, and
- * caches every answer per (pc, is_return_address). */
+ * and file:line with elfutils libdwfl, preferring DWARF over ELF symbols,
+ * expands the functions inlined at a PC from DWARF, and caches every answer
+ * per (pc, is_return_address). */
 
 #include "sym/sym.h"
 
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,9 @@ struct cache_slot {
 	int used;
 	int is_return_address;
 	struct sym_frame frame;
+	int inline_done; /* inline_frames/inline_count hold the answer */
+	size_t inline_count; /* 0: nothing inlined at pc, frame is the answer */
+	struct sym_frame *inline_frames; /* malloc'ed, inline_count of them */
 };
 
 /* Source paths this file built, each kept once until sym_close. */
@@ -126,6 +131,8 @@ void sym_close(struct symbolizer *s)
 	for (size_t i = 0; i < s->module_count; i++)
 		free(s->modules[i].path);
 	free(s->modules);
+	for (size_t i = 0; i < s->capacity; i++)
+		free(s->slots[i].inline_frames);
 	free(s->slots);
 	for (size_t i = 0; i < s->joined_paths.capacity; i++)
 		free(s->joined_paths.paths[i]);
@@ -193,15 +200,43 @@ static int describe_subprogram(Dwarf_Die *die, Dwarf_Addr addr,
 	return 1;
 }
 
+/* The DIEs that physically hold addr, innermost first: lexical blocks and
+ * inlined instances, then the subprogram they are part of, ..., the CU.
+ * dwarf_getscopes alone is not enough: past an inlined instance it goes on
+ * with the scopes of its abstract origin, never reaching the function the
+ * code was inlined into, so its innermost DIE is walked out from again, as
+ * eu-addr2line -i does.  *scopes is malloc'ed; returns their count, or 0
+ * (*scopes NULL) when none. */
+static int physical_scopes(Dwfl_Module *mod, uint64_t addr, Dwarf_Addr *bias,
+			   Dwarf_Die **cu, Dwarf_Die **scopes)
+{
+	Dwarf_Die *lexical = NULL;
+	*scopes = NULL;
+	*cu = dwfl_module_addrdie(mod, addr, bias);
+	if (!*cu)
+		return 0;
+	int count = dwarf_getscopes(*cu, addr - *bias, &lexical);
+	if (count <= 0) {
+		free(lexical);
+		return 0;
+	}
+	Dwarf_Die innermost = lexical[0];
+	free(lexical);
+	count = dwarf_getscopes_die(&innermost, scopes);
+	if (count <= 0) {
+		free(*scopes);
+		*scopes = NULL;
+		return 0;
+	}
+	return count;
+}
+
 static int function_from_dwarf(Dwfl_Module *mod, uint64_t addr,
 			       struct function_match *fn)
 {
 	Dwarf_Addr bias;
-	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
-	if (!cu)
-		return 0;
-	Dwarf_Die *scopes = NULL;
-	int count = dwarf_getscopes(cu, addr - bias, &scopes);
+	Dwarf_Die *cu, *scopes;
+	int count = physical_scopes(mod, addr, &bias, &cu, &scopes);
 	int found = 0;
 	for (int i = 0; i < count && !found; i++)
 		if (dwarf_tag(&scopes[i]) == DW_TAG_subprogram)
@@ -350,6 +385,11 @@ static void describe_source(struct symbolizer *s, Dwfl_Module *mod,
 
 /* ---- resolving ---- */
 
+static uint64_t lookup_address(uint64_t pc, int is_return_address)
+{
+	return is_return_address && pc > 0 ? pc - 1 : pc;
+}
+
 static void resolve_uncached(struct symbolizer *s, uint64_t pc,
 			     int is_return_address, struct sym_frame *out)
 {
@@ -362,9 +402,144 @@ static void resolve_uncached(struct symbolizer *s, uint64_t pc,
 	out->module = module->name;
 	if (!module->dwfl_module)
 		return;
-	uint64_t addr = is_return_address && pc > 0 ? pc - 1 : pc;
+	uint64_t addr = lookup_address(pc, is_return_address);
 	describe_function(module->dwfl_module, pc, addr, out);
 	describe_source(s, module->dwfl_module, addr, out);
+}
+
+/* ---- inlined functions ---- */
+
+/* The CU's file table and compilation directory, for DW_AT_call_file. */
+struct cu_files {
+	Dwarf_Files *files; /* NULL without a line table */
+	const char *comp_dir;
+};
+
+static void cu_files_of(Dwarf_Die *cu, struct cu_files *out)
+{
+	Dwarf_Attribute attr;
+	size_t count;
+	if (dwarf_getsrcfiles(cu, &out->files, &count) != 0)
+		out->files = NULL;
+	out->comp_dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr));
+}
+
+/* Where the inlined instance die was called from, into frame->file/line. */
+static void describe_call_site(struct symbolizer *s, Dwarf_Die *die,
+			       const struct cu_files *cu, struct sym_frame *frame)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word file_index, line;
+	const char *file;
+	frame->file = NULL;
+	frame->line = 0;
+	if (!cu->files ||
+	    dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &file_index) != 0 ||
+	    dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &line) != 0 ||
+	    line == 0 || line > INT_MAX ||
+	    !(file = dwarf_filesrc(cu->files, file_index, NULL, NULL)))
+		return;
+	frame->file = absolute_source_path(s, file, cu->comp_dir);
+	frame->line = (int)line;
+}
+
+static size_t count_inlined(Dwarf_Die *scopes, int count, int *subprogram)
+{
+	size_t inlined = 0;
+	for (int i = 0; i < count; i++) {
+		int tag = dwarf_tag(&scopes[i]);
+		if (tag == DW_TAG_subprogram) {
+			*subprogram = i;
+			return inlined;
+		}
+		inlined += tag == DW_TAG_inlined_subroutine;
+	}
+	*subprogram = -1;
+	return 0;
+}
+
+/* Fills frames[0 .. inlined]: frame k is named after the kth inlined
+ * instance of scopes, innermost first, and placed where the one before it
+ * was called from (frame 0 at base, the line table's answer); the last is
+ * the out-of-line function scopes[subprogram]. */
+static void fill_inline_frames(struct symbolizer *s, const struct sym_frame *base,
+			       Dwarf_Die *scopes, int subprogram,
+			       const struct cu_files *cu, struct sym_frame *frames)
+{
+	size_t k = 0;
+	frames[0] = *base;
+	for (int i = 0; i < subprogram; i++) {
+		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+			continue;
+		frames[k].function = subprogram_name(&scopes[i]);
+		frames[k].inlined = 1;
+		frames[k].guess = 0;
+		frames[k + 1] = *base;
+		describe_call_site(s, &scopes[i], cu, &frames[k + 1]);
+		k++;
+	}
+	const char *name = subprogram_name(&scopes[subprogram]);
+	if (name) {
+		frames[k].function = name;
+		frames[k].guess = 0;
+	}
+	frames[k].inlined = 0;
+}
+
+/* The frames of the functions inlined at pc and of the one they are part
+ * of, into a malloc'ed *out.  Returns their count; 0 (*out NULL) when
+ * nothing is inlined there, base then being the answer; -1 when out of
+ * memory. */
+static long inline_frames(struct symbolizer *s, uint64_t pc, int is_return_address,
+			  const struct sym_frame *base, struct sym_frame **out)
+{
+	*out = NULL;
+	const struct loaded_module *module = module_containing(s, pc);
+	if (!module || !module->dwfl_module)
+		return 0;
+	Dwarf_Addr bias;
+	Dwarf_Die *cu, *scopes;
+	int count = physical_scopes(module->dwfl_module,
+				    lookup_address(pc, is_return_address),
+				    &bias, &cu, &scopes);
+	int subprogram;
+	size_t inlined = count_inlined(scopes, count, &subprogram);
+	long result = 0;
+	if (inlined) {
+		*out = calloc(inlined + 1, sizeof(**out));
+		if (*out) {
+			struct cu_files files;
+			cu_files_of(cu, &files);
+			fill_inline_frames(s, base, scopes, subprogram, &files, *out);
+			result = (long)inlined + 1;
+		} else {
+			result = -1;
+		}
+	}
+	free(scopes);
+	return result;
+}
+
+static size_t copy_frames(const struct sym_frame *from, size_t count,
+			  struct sym_frame *to, size_t max)
+{
+	size_t n = count < max ? count : max;
+	memcpy(to, from, n * sizeof(*to));
+	return n;
+}
+
+static size_t resolve_inlined_uncached(struct symbolizer *s, uint64_t pc,
+				       int is_return_address,
+				       struct sym_frame *frames, size_t max)
+{
+	struct sym_frame base, *expanded;
+	resolve_uncached(s, pc, is_return_address, &base);
+	long count = inline_frames(s, pc, is_return_address, &base, &expanded);
+	if (count <= 0)
+		return copy_frames(&base, 1, frames, max);
+	size_t n = copy_frames(expanded, (size_t)count, frames, max);
+	free(expanded);
+	return n;
 }
 
 /* ---- the cache: open addressing with linear probing ---- */
@@ -420,20 +595,50 @@ static struct cache_slot *cache_slot_for(struct symbolizer *s, uint64_t pc,
 	return find_slot(s->slots, s->capacity, pc, is_return_address);
 }
 
-void sym_resolve(struct symbolizer *s, uint64_t pc, int is_return_address,
-		 struct sym_frame *out)
+/* The slot holding the frame of the key, resolved now when new; NULL when
+ * the cache cannot hold one more entry. */
+static struct cache_slot *resolved_slot(struct symbolizer *s, uint64_t pc,
+					int is_return_address)
 {
-	is_return_address = is_return_address != 0;
 	struct cache_slot *slot = cache_slot_for(s, pc, is_return_address);
-	if (!slot) {
-		resolve_uncached(s, pc, is_return_address, out);
-		return;
-	}
-	if (!slot->used) {
+	if (slot && !slot->used) {
 		resolve_uncached(s, pc, is_return_address, &slot->frame);
 		slot->is_return_address = is_return_address;
 		slot->used = 1;
 		s->used_slots++;
 	}
-	*out = slot->frame;
+	return slot;
+}
+
+void sym_resolve(struct symbolizer *s, uint64_t pc, int is_return_address,
+		 struct sym_frame *out)
+{
+	is_return_address = is_return_address != 0;
+	struct cache_slot *slot = resolved_slot(s, pc, is_return_address);
+	if (slot)
+		*out = slot->frame;
+	else
+		resolve_uncached(s, pc, is_return_address, out);
+}
+
+size_t sym_resolve_inlined(struct symbolizer *s, uint64_t pc, int is_return_address,
+			   struct sym_frame *frames, size_t max)
+{
+	if (max == 0)
+		return 0;
+	is_return_address = is_return_address != 0;
+	struct cache_slot *slot = resolved_slot(s, pc, is_return_address);
+	if (!slot)
+		return resolve_inlined_uncached(s, pc, is_return_address, frames, max);
+	if (!slot->inline_done) {
+		long count = inline_frames(s, pc, is_return_address, &slot->frame,
+					   &slot->inline_frames);
+		if (count < 0) /* out of memory: the frame alone, not cached */
+			return copy_frames(&slot->frame, 1, frames, max);
+		slot->inline_count = (size_t)count;
+		slot->inline_done = 1;
+	}
+	if (!slot->inline_count)
+		return copy_frames(&slot->frame, 1, frames, max);
+	return copy_frames(slot->inline_frames, slot->inline_count, frames, max);
 }

@@ -1,6 +1,8 @@
 /* Unit test of the symbolizer: maps this program and libc with
  * dl_iterate_phdr, then resolves addresses whose answers it knows. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "check.h"
 #include "sym/sym.h"
 
@@ -37,6 +39,34 @@ __asm__(".pushsection .text\n"
 	"	nop; nop; nop; nop; nop; nop; nop; nop\n"
 	"	ret\n"
 	".popsection\n");
+#endif
+
+#ifdef __x86_64__
+/* Code inlined twice over: always_inline inlines even at -O0, and gcc then
+ * describes it with DW_TAG_inlined_subroutine.  Each line number is taken on
+ * the line it names. */
+struct inline_site {
+	uint64_t pc; /* inside inner_pc, inside middle_pc, inside the host */
+	int lea_line, middle_call_line, host_call_line;
+};
+
+static inline __attribute__((always_inline)) uint64_t inner_pc(struct inline_site *site)
+{
+	uint64_t pc;
+	/* The lea's own address, inside this inlined body at any -O level. */
+	site->lea_line = __LINE__; __asm__ volatile("1: lea 1b(%%rip), %0" : "=r"(pc));
+	return pc;
+}
+
+static inline __attribute__((always_inline)) void middle_pc(struct inline_site *site)
+{
+	site->middle_call_line = __LINE__; site->pc = inner_pc(site);
+}
+
+__attribute__((noinline)) void sym_inline_host(struct inline_site *site)
+{
+	site->host_call_line = __LINE__; middle_pc(site);
+}
 #endif
 
 static const char *name_of(const char *path)
@@ -283,6 +313,100 @@ static void check_cached(struct symbolizer *s, uint64_t ret)
 	CHECK_EQ_INT(first.offset, second.offset);
 }
 
+static int ends_with_test_sym_c(const char *file)
+{
+	size_t len = file ? strlen(file) : 0;
+	return len >= strlen("test_sym.c") &&
+	       strcmp(file + len - strlen("test_sym.c"), "test_sym.c") == 0;
+}
+
+static void check_same_frame(const struct sym_frame *a, const struct sym_frame *b)
+{
+	CHECK_EQ_INT(a->pc, b->pc);
+	CHECK(a->module == b->module);
+	CHECK(a->function == b->function);
+	CHECK_EQ_INT(a->offset, b->offset);
+	CHECK(a->file == b->file);
+	CHECK_EQ_INT(a->line, b->line);
+	CHECK_EQ_INT(a->guess, b->guess);
+	CHECK_EQ_INT(a->inlined, b->inlined);
+}
+
+static void check_inlined_frame(const struct sym_frame *f, uint64_t pc,
+				const char *exe_name, const char *function,
+				int line, int inlined)
+{
+	uint64_t host = (uint64_t)(uintptr_t)&sym_inline_host;
+	CHECK_EQ_INT(f->pc, pc);
+	CHECK_EQ_STR(f->module, exe_name);
+	CHECK_EQ_STR(f->function, function);
+	CHECK_EQ_INT(f->offset, pc - host);
+	CHECK(ends_with_test_sym_c(f->file));
+	CHECK(f->file[0] == '/');
+	CHECK_EQ_INT(f->line, line);
+	CHECK_EQ_INT(f->guess, 0);
+	CHECK_EQ_INT(f->inlined, inlined);
+}
+
+/* A PC in inner_pc, inlined into middle_pc, inlined into sym_inline_host. */
+static void check_inlined(struct symbolizer *s, const char *exe_name)
+{
+#ifdef __x86_64__
+	struct inline_site site;
+	struct sym_frame frames[8], again[8], single;
+	sym_inline_host(&site);
+	size_t n = sym_resolve_inlined(s, site.pc, 0, frames, 8);
+	CHECK_EQ_INT(n, 3);
+	check_inlined_frame(&frames[0], site.pc, exe_name, "inner_pc", site.lea_line, 1);
+	check_inlined_frame(&frames[1], site.pc, exe_name, "middle_pc",
+			    site.middle_call_line, 1);
+	check_inlined_frame(&frames[2], site.pc, exe_name, "sym_inline_host",
+			    site.host_call_line, 0);
+	CHECK(frames[0].module == frames[2].module);
+
+	/* The innermost frame is where the line table puts the PC, and the
+	 * out-of-line function is the one sym_resolve names. */
+	sym_resolve(s, site.pc, 0, &single);
+	CHECK_EQ_STR(single.function, "sym_inline_host");
+	CHECK_EQ_INT(single.offset, frames[0].offset);
+	CHECK(single.file == frames[0].file);
+	CHECK_EQ_INT(single.line, frames[0].line);
+	CHECK_EQ_INT(single.inlined, 0);
+
+	/* Cached, and cut at max. */
+	CHECK_EQ_INT(sym_resolve_inlined(s, site.pc, 0, again, 8), 3);
+	for (size_t i = 0; i < 3; i++)
+		check_same_frame(&frames[i], &again[i]);
+	CHECK_EQ_INT(sym_resolve_inlined(s, site.pc, 0, again, 2), 2);
+	check_same_frame(&frames[0], &again[0]);
+	check_same_frame(&frames[1], &again[1]);
+	CHECK_EQ_INT(sym_resolve_inlined(s, site.pc, 0, again, 0), 0);
+#else
+	(void)s;
+	(void)exe_name;
+#endif
+}
+
+/* Where nothing is inlined, the one frame sym_resolve gives. */
+static void check_not_inlined(struct symbolizer *s, uint64_t ret)
+{
+	const uint64_t pcs[] = { (uint64_t)(uintptr_t)&sym_test_target + 4, ret,
+				 0x10, 0x1800 };
+	const int return_address[] = { 0, 1, 0, 1 };
+	for (size_t i = 0; i < sizeof(pcs) / sizeof(pcs[0]); i++) {
+		struct sym_frame frames[4], single;
+		/* Both orders: the inline answer first, then sym_resolve's. */
+		uint64_t pc = pcs[i] + (i == 0 ? 1 : 0);
+		CHECK_EQ_INT(sym_resolve_inlined(s, pc, return_address[i], frames, 4), 1);
+		sym_resolve(s, pc, return_address[i], &single);
+		check_same_frame(&frames[0], &single);
+		CHECK_EQ_INT(frames[0].inlined, 0);
+		sym_resolve(s, pcs[i], return_address[i], &single);
+		CHECK_EQ_INT(sym_resolve_inlined(s, pcs[i], return_address[i], frames, 4), 1);
+		check_same_frame(&frames[0], &single);
+	}
+}
+
 static void check_many_pcs(struct symbolizer *s)
 {
 	struct sym_frame f;
@@ -323,6 +447,8 @@ int main(void)
 	check_unknown(s);
 	check_cached(s, (uint64_t)(uintptr_t)ret);
 	check_many_pcs(s);
+	check_inlined(s, name_of(exe));
+	check_not_inlined(s, (uint64_t)(uintptr_t)ret);
 	sym_close(s);
 	printf("test_sym: ok\n");
 	return 0;
