@@ -177,6 +177,32 @@ def test_leaks_survive_a_ring_smaller_than_the_events():
         expect("leak_here" in functions(h["traces"][0]), f"fd {h['handle']} lost its stack")
 
 
+def raw_fd(stdout):
+    return [int(l.split()[1]) for l in stdout.splitlines() if l.startswith("RAW ")][0]
+
+
+def test_raw_syscall_descriptor_listed_as_untracked():
+    for mode in ("raw", "rawthread"):
+        result, objs = json_run(["--", BEHAVE, mode])
+        p = only_process(objs)
+        fd = raw_fd(result.stdout)
+        untracked = [h for h in p["handles"] if h["state"] == "untracked"]
+        expect([h["handle"] for h in untracked] == [fd] and p["summary"]["untracked"] == 1,
+               f"{mode}: untracked {untracked}, summary {p['summary']}, expected fd {fd}")
+        expect(untracked[0]["type"] == "chardev" and untracked[0]["target"] == "/dev/null",
+               f"{mode}: untracked handle details {untracked[0]}")
+
+
+def test_vfork_child_not_reported_with_parents_database():
+    result, objs = json_run(["-f", "--", BEHAVE, "vfork"])
+    parent = [p for p in objs if p["pid"] != 0 and p.get("error") is None]
+    child = [p for p in objs if p.get("error")]
+    expect(len(objs) == 2 and len(parent) == 1 and len(child) == 1,
+           f"expected the parent's report and the vfork child's note: {objs}")
+    expect("vfork" in child[0]["error"] and child[0]["handles"] == [], f"child: {child[0]}")
+    check_single_leak_from(parent[0], result.stdout)
+
+
 def test_inherited_descriptors_are_not_leaks():
     r, w = os.pipe()
     try:

@@ -32,9 +32,13 @@ static const char usage_text[] =
 	"  --stack-depth=N        frames kept per stack, 1-64 (default 24)\n"
 	"  -f, --follow-forks     trace and report every process of the tree\n"
 	"\n"
+	"Numbers are decimal, or hexadecimal with 0x.\n"
+	"\n"
 	"Exit status: PROG's own, 128+N when a signal N killed it, N with\n"
-	"--error-exitcode=N when leaks were found; 2 for bad usage, 126 when PROG\n"
-	"cannot be executed, 127 when it is not found.  See htrace(1).\n";
+	"--error-exitcode=N when leaks were found; 1 when htrace itself fails (agent\n"
+	"library not found, PROG cannot be started); 2 for bad usage (including an\n"
+	"-o FILE that cannot be written); 126 when PROG cannot be executed, 127 when\n"
+	"it is not found.  See htrace(1).\n";
 
 static void print_hooks(void)
 {
@@ -45,6 +49,7 @@ static void print_hooks(void)
 /* HTRACE_AGENT, else ../lib/htrace/libhtrace.so from our own executable. */
 static int find_agent(char *path, size_t len)
 {
+	snprintf(path, len, "%s", "libhtrace.so");
 	const char *forced = getenv("HTRACE_AGENT");
 	if (forced && *forced) {
 		snprintf(path, len, "%s", forced);

@@ -14,7 +14,8 @@ int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
 		return -1;
 	char *end;
 	errno = 0;
-	unsigned long long value = strtoull(text, &end, 0);
+	int hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+	unsigned long long value = strtoull(text, &end, hex ? 16 : 10);
 	if (errno || *end || value < lo || value > hi)
 		return -1;
 	*out = value;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const state_names[] = {
@@ -41,12 +42,39 @@ static int capture_kernel(pid_t pid, struct snapshot *s)
 	return rc == 0 ? 0 : -1;
 }
 
-int snapshot_take(pid_t pid, struct snapshot *s)
+int snapshot_refresh_kernel(pid_t tid, struct snapshot *s)
+{
+	struct snapshot fresh = { 0 };
+	if (capture_kernel(tid, &fresh) < 0) {
+		free(fresh.kernel);
+		return -1;
+	}
+	free(s->kernel);
+	s->kernel = fresh.kernel;
+	s->nkernel = fresh.nkernel;
+	return 0;
+}
+
+/* A vfork child shares its parent's memory until it execs or exits: what
+ * we read there is the parent's database. */
+static void reject_foreign_database(pid_t pid, struct snapshot *s)
+{
+	if (!s->have_db || s->db.db.pid == pid)
+		return;
+	snprintf(s->why, sizeof(s->why),
+		 "process %d shares the memory of process %d (vfork) and has no trace "
+		 "database of its own", (int)pid, (int)s->db.db.pid);
+	reader_free(&s->db);
+	s->have_db = 0;
+}
+
+int snapshot_take(pid_t tid, pid_t pid, struct snapshot *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->pid = pid;
-	s->have_db = reader_open(pid, &s->db, s->why, sizeof(s->why)) == READER_OK;
-	return capture_kernel(pid, s);
+	s->have_db = reader_open(tid, &s->db, s->why, sizeof(s->why)) == READER_OK;
+	reject_foreign_database(pid, s);
+	return capture_kernel(tid, s);
 }
 
 void snapshot_free(struct snapshot *s)

@@ -22,9 +22,11 @@ struct snapshot {
 	size_t nkernel;
 };
 
-/* Takes a snapshot of pid (which should be stopped).  Returns 0, or -1
- * when not even /proc/PID/fd could be read. */
-int snapshot_take(pid_t pid, struct snapshot *s);
+/* Takes a snapshot of process pid through its thread tid (which should be
+ * stopped).  Returns 0, or -1 when not even /proc/TID/fd could be read. */
+int snapshot_take(pid_t tid, pid_t pid, struct snapshot *s);
+/* Reads the kernel's view again, keeping the database. */
+int snapshot_refresh_kernel(pid_t tid, struct snapshot *s);
 void snapshot_free(struct snapshot *s);
 
 enum handle_state {

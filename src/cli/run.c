@@ -104,6 +104,16 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	return env;
 }
 
+/* Frees what child_environment allocated: the variables it set. */
+static void free_environment(char **env)
+{
+	for (size_t i = 0; env && env[i]; i++)
+		if (is_var(env[i], "LD_PRELOAD") || is_var(env[i], "HTRACE_TRACE") ||
+		    is_var(env[i], "HTRACE_MAX_TRACES") || is_var(env[i], "HTRACE_STACK_DEPTH"))
+			free(env[i]);
+	free(env);
+}
+
 /* --- starting PROG --------------------------------------------------------- */
 
 static _Noreturn void exec_child(char **argv, char **env, int sync_fd, int error_fd)
@@ -220,21 +230,24 @@ static pid_t thread_group_of(pid_t tid)
 }
 
 /* A thread of p is exiting: its process's memory and descriptors are still
- * there.  Take a new snapshot unless nothing was recorded since the last. */
+ * there.  The database is read again only when something was recorded since
+ * the last snapshot; the kernel's view always (raw system calls change it
+ * without an event). */
 static void on_thread_exit(struct traced_process *p, pid_t tid)
 {
 	if (p->have_snapshot && p->snap.have_db) {
 		struct htrace_db header;
 		if (reader_header(tid, p->snap.db.db_addr, &header) == READER_OK &&
-		    header.next_seq == p->snap.db.db.next_seq && header.next_seq != 0)
+		    header.next_seq == p->snap.db.db.next_seq && header.next_seq != 0) {
+			snapshot_refresh_kernel(tid, &p->snap);
 			return;
+		}
 	}
 	struct snapshot fresh;
-	if (snapshot_take(tid, &fresh) < 0 && p->have_snapshot) {
+	if (snapshot_take(tid, p->pid, &fresh) < 0 && p->have_snapshot) {
 		snapshot_free(&fresh);
 		return; /* keep the older, complete one */
 	}
-	fresh.pid = p->pid;
 	process_forget_snapshot(p);
 	p->snap = fresh;
 	p->have_snapshot = 1;
@@ -372,14 +385,17 @@ int run_command(const struct run_options *opt, const char *agent_path)
 	int error_fd = -1;
 	if (!env || (s.child = start_child(opt, env, &error_fd)) < 0) {
 		fprintf(stderr, "htrace: cannot start %s: %s\n", opt->argv[0], strerror(errno));
+		free_environment(env);
 		return 1;
 	}
+	free_environment(env);
 	setup_signals(s.child);
 	process_add(&s, s.child);
 	int err = exec_error(error_fd);
 	if (err) {
 		s.nprocs = 0; /* nothing ran: no report */
 		supervise(&s);
+		free(s.procs);
 		return report_exec_error(opt->argv[0], err);
 	}
 	supervise(&s);

@@ -13,6 +13,9 @@
  *   selfcheck   prints how many descriptors and threads the process has
  *   args ...    prints its arguments, one per line
  *   many N      leaks N descriptors
+ *   raw         opens /dev/null with a raw syscall instruction (untracked)
+ *   rawthread   the same after a thread has come and gone
+ *   vfork       leaks, then a vfork child _exits without exec
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -123,6 +126,24 @@ static void *main_exit_thread(void *arg)
 	exit(0);
 }
 
+/* open(2) straight to the kernel: no libc, no hook sees it. */
+static int raw_open_devnull(void)
+{
+	long ret;
+	static const char path[] = "/dev/null";
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(2L), "D"(path), "S"(0L), "d"(0L)
+			 : "rcx", "r11", "memory");
+	printf("RAW %ld\n", ret);
+	return (int)ret;
+}
+
+static void *idle_thread(void *arg)
+{
+	return arg;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "clean";
@@ -150,6 +171,20 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pthread_t t;
+	if (!strcmp(mode, "raw"))
+		return raw_open_devnull() < 0;
+	if (!strcmp(mode, "rawthread")) {
+		pthread_create(&t, NULL, idle_thread, NULL);
+		pthread_join(t, NULL);
+		return raw_open_devnull() < 0;
+	}
+	if (!strcmp(mode, "vfork")) {
+		leak_here();
+		pid_t pid = vfork();
+		if (pid == 0)
+			_exit(0);
+		return pid < 0;
+	}
 	if (!strcmp(mode, "thread")) {
 		pthread_create(&t, NULL, thread_leak, NULL);
 		pthread_join(t, NULL);

@@ -256,6 +256,7 @@ static void release(struct worker *w, int slot)
 static void send_fd(int sock, int fd)
 {
 	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+	memset(&control, 0, sizeof(control)); /* no uninitialised padding sent */
 	char byte = 0;
 	struct iovec iov = { &byte, 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
