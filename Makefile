@@ -1,7 +1,9 @@
 # htrace: build, test, demo and install.  `make demo` and `make check` are
 # the two commands of the README; both first install missing Debian
 # packages (scripts/install-deps.sh).
-CC ?= gcc
+ifeq ($(origin CC),default)
+CC = gcc
+endif
 PREFIX ?= /usr/local
 BUILD ?= build
 CFLAGS ?= -O2 -g
@@ -24,6 +26,7 @@ HTRACE = $(BUILD)/bin/htrace
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
 DEMO = $(BUILD)/examples/leaky
+FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
 
 .PHONY: all deps demo check test install clean
 
@@ -57,6 +60,10 @@ $(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(VICTIM_CFLAGS) -o $@ $< -lpthread -lutil
 
+$(BUILD)/tests/fakes/%/libhtrace.so: tests/fakes/fakeagent.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -fPIC -shared -D$(shell echo $* | tr a-z A-Z) -o $@ $< src/common/apis.c
+
 $(DEMO): examples/leaky.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer $(WARN) -o $@ $<
@@ -67,7 +74,7 @@ demo: deps
 	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
 
 check: deps
-	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(UNIT_TESTS) $(VICTIMS) $(DEMO)
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS)
 	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 

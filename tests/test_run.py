@@ -318,6 +318,25 @@ def test_bad_input_gives_one_line_and_conventional_status():
             check_usage_error(args, status, fragment)
 
 
+def test_untrustworthy_database_refused_in_one_line():
+    cases = {"bad_version": "incompatible agent", "bad_sizes": "corrupt",
+             "not_ready": "has not started"}
+    for variant, fragment in cases.items():
+        fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
+        expect(os.path.exists(fake), f"{fake} not built")
+        env = dict(os.environ, HTRACE_AGENT=fake)
+        result = subprocess.run([HTRACE, "run", "--", BEHAVE, "exit", "5"], capture_output=True,
+                                text=True, env=env, timeout=TIMEOUT)
+        expect(result.returncode == 1, f"{variant}: exit {result.returncode}, expected 1")
+        expect("LEAK" in result.stdout, f"{variant}: the program did not run: {result.stdout!r}")
+        lines = [l for l in result.stderr.splitlines() if fragment in l]
+        expect(len(lines) == 1 and "Handle" not in result.stderr,
+               f"{variant}: expected one line with {fragment!r}:\n{result.stderr}")
+        result, objs = json_run(["--", BEHAVE, "exit", "0"], env=env)
+        p = only_process(objs)
+        expect(fragment in (p.get("error") or "") and p["handles"] == [], f"{variant}: {p}")
+
+
 def test_help_and_list_hooks():
     for flag in ("-?", "--help"):
         result = run([flag])

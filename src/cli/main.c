@@ -36,7 +36,8 @@ static const char usage_text[] =
 	"\n"
 	"Exit status: PROG's own, 128+N when a signal N killed it, N with\n"
 	"--error-exitcode=N when leaks were found; 1 when htrace itself fails (agent\n"
-	"library not found, PROG cannot be started); 2 for bad usage (including an\n"
+	"library not found, PROG cannot be started, a trace database missing or not\n"
+	"trustworthy); 2 for bad usage (including an\n"
 	"-o FILE that cannot be written); 126 when PROG cannot be executed, 127 when\n"
 	"it is not found.  See htrace(1).\n";
 

@@ -73,6 +73,7 @@ int snapshot_take(pid_t tid, pid_t pid, struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 	s->pid = pid;
 	s->have_db = reader_open(tid, &s->db, s->why, sizeof(s->why)) == READER_OK;
+	s->db_error = !s->have_db;
 	reject_foreign_database(pid, s);
 	return capture_kernel(tid, s);
 }

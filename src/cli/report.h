@@ -16,6 +16,7 @@
 struct snapshot {
 	pid_t pid;
 	int have_db; /* 0: the agent could not be read; why says why */
+	int db_error; /* the database was missing or untrustworthy (not: vfork) */
 	char why[512];
 	struct target_db db;
 	struct fd_details *kernel; /* /proc/PID/fd, ascending */

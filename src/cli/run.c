@@ -36,6 +36,7 @@ struct supervisor {
 	struct traced_process *procs;
 	size_t nprocs, cap;
 	int leaks_found;
+	int database_unreadable; /* a process's report could not be made */
 };
 
 static volatile sig_atomic_t forward_to;
@@ -258,8 +259,11 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 {
 	if (!p->have_snapshot) {
 		fprintf(s->out, "htrace: process %d ended before htrace could read it\n", (int)p->pid);
+		s->database_unreadable = 1;
 		return;
 	}
+	if (p->snap.db_error)
+		s->database_unreadable = 1;
 	struct report_options ro = { s->opt->verbose, s->opt->history };
 	struct render_options rend = { s->opt->history };
 	struct report r;
@@ -369,6 +373,8 @@ static FILE *open_output(const char *path)
 
 static int exit_status(const struct supervisor *s)
 {
+	if (s->database_unreadable)
+		return 1;
 	if (s->opt->error_exitcode >= 0 && s->leaks_found)
 		return s->opt->error_exitcode;
 	if (s->child_status.signaled)
