@@ -203,6 +203,49 @@ def test_vfork_child_not_reported_with_parents_database():
     check_single_leak_from(parent[0], result.stdout)
 
 
+def process_of(objs, pid):
+    found = [p for p in objs if p["pid"] == pid]
+    expect(len(found) == 1, f"no single object for pid {pid}: {objs}")
+    return found[0]
+
+
+def test_fork_child_takes_stacks_while_a_parent_thread_held_the_loader_lock():
+    result, objs = json_run(["-f", "--", BEHAVE, "forklock"])
+    expect(result.returncode == 0, f"exit {result.returncode} (the child hung or failed)\n{result.stderr[-500:]}")
+    children = [p for p in objs if p["pid"] != objs[-1]["pid"]]
+    expect(len(objs) == 2 and len(children) == 1, f"expected parent and child: {objs}")
+    check_single_leak_from(children[0], result.stdout)
+
+
+def test_cancelled_close_keeps_the_descriptor_open():
+    result, objs = json_run(["--", BEHAVE, "cancelclose"])
+    expect("NOT CANCELLED" not in result.stdout, "the victim was not cancelled in close()")
+    expect(result.returncode == 0, f"the descriptor was closed after all: exit {result.returncode}")
+    check_single_leak_from(only_process(objs), result.stdout)
+
+
+def test_closefrom_negative_closes_everything():
+    result, objs = json_run(["-v", "--", BEHAVE, "closefrom"])
+    p = only_process(objs)
+    expect(p["handles"] == [] and p["summary"]["inconsistent"] == 0,
+           f"after closefrom(-1): {p['handles']} {p['summary']}")
+
+
+def test_clone_child_has_its_own_database():
+    result, objs = json_run(["-f", "--", BEHAVE, "clonefork"])
+    expect(result.returncode == 0 and len(objs) == 2, f"exit {result.returncode}: {objs}")
+    child = objs[0]
+    expect(child.get("error") is None, f"clone child: {child.get('error')}")
+    check_single_leak_from(child, result.stdout)
+
+
+def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
+    result, objs = json_run(["--", BEHAVE, "unshare"])
+    p = only_process(objs)
+    check_single_leak_from(p, result.stdout)
+    expect(p["summary"]["tables_unshared"] == 1, f"summary {p['summary']}")
+
+
 def test_inherited_descriptors_are_not_leaks():
     r, w = os.pipe()
     try:
@@ -264,6 +307,15 @@ def test_agent_adds_no_descriptor_or_thread():
     want = [l for l in plain.stdout.splitlines() if l.startswith("FDS")]
     got = [l for l in traced.stdout.splitlines() if l.startswith("FDS")]
     expect(want and got == want, f"without agent {want}, with agent {got}")
+
+
+def test_agent_does_not_replace_the_programs_unwinder():
+    plain = subprocess.run([BEHAVE, "scope"], capture_output=True, text=True, timeout=TIMEOUT)
+    traced = run(["run", "--", BEHAVE, "scope"])
+    want = [l for l in plain.stdout.splitlines() if l.startswith("SCOPE")]
+    got = [l for l in traced.stdout.splitlines() if l.startswith("SCOPE")]
+    expect(got == want and "libunwind" not in got[0],
+           f"_Unwind_RaiseException and backtrace: without agent {want}, with agent {got}")
 
 
 def test_example_shows_the_opening_functions():

@@ -52,8 +52,8 @@ enum htrace_kind {
 #define HTRACE_STATE_TRACING 0x1 /* stacks and history are being recorded */
 #define HTRACE_STATE_FAILED 0x2 /* the agent hit a failure and stopped; see failure[] */
 
-/* One event.  seq is written last and seq_end equals seq once the record is
- * whole; a slot being rewritten has seq_end 0. */
+/* One event.  A ring record is whole when seq_end equals seq (and is not
+ * 0); while a writer fills it, seq_end is UINT64_MAX. */
 struct htrace_event {
 	uint64_t seq; /* 1, 2, 3 …; 0 for a record not from the ring */
 	uint64_t time_ns; /* CLOCK_MONOTONIC */
@@ -134,6 +134,11 @@ struct htrace_db {
 	uint64_t table_failures; /* chunk allocation failed: descriptor untracked */
 	uint64_t modules_dropped; /* module table full */
 	uint64_t unwinder_refusals; /* descriptors the unwinder wanted and was refused */
+	uint64_t events_dropped; /* ring record still being written by an older event */
+	uint64_t stacks_skipped; /* not taken: alternate signal stack, or a fork child
+				    whose loader lock may be held by a vanished thread */
+	uint64_t tables_unshared; /* close_range(CLOSE_RANGE_UNSHARE) in a threaded
+				     process: the caller's table is no longer ours */
 };
 
 #endif

@@ -18,6 +18,7 @@
 struct agent_thread {
 	int tid; /* cached gettid(), 0 until first needed */
 	int unwinding; /* inside the unwinder: take no stack, refuse it descriptors */
+	uintptr_t stack_top; /* highest stack address seen on the thread's own stack */
 };
 extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
 
@@ -48,6 +49,13 @@ int engine_is_open(int fd) AGENT_HIDDEN;
 void engine_resync(int fd, unsigned api) AGENT_HIDDEN;
 /* Calls fn for every descriptor the table holds open, in ascending order. */
 void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg) AGENT_HIDDEN;
+/* The same for the descriptors in [lo, hi]: cost bounded by the range. */
+void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *arg),
+			     void *arg) AGENT_HIDDEN;
+/* Copies fd's slot; returns 1 when it was open.  Restore puts a saved open
+ * slot back (a close that did not happen: cancelled before the call). */
+int engine_slot_save(int fd, struct htrace_fd_slot *out) AGENT_HIDDEN;
+void engine_slot_restore(int fd, const struct htrace_fd_slot *saved) AGENT_HIDDEN;
 /* Marks every open descriptor with flag (fork: inherited from the parent). */
 void engine_mark_all_open(unsigned flag) AGENT_HIDDEN;
 /* In a fork child: marks the table's descriptors inherited from the parent
@@ -57,20 +65,33 @@ void engine_fork_child(void) AGENT_HIDDEN;
 void engine_scan_inherited(void) AGENT_HIDDEN;
 int engine_tracing(void) AGENT_HIDDEN;
 
+/* --- forksafe.c: stacks in fork children ------------------------------- */
+void forksafe_init(void) AGENT_HIDDEN;
+void forksafe_before_fork(void) AGENT_HIDDEN;
+void forksafe_in_child(void) AGENT_HIDDEN;
+/* Set in a fork child that must take no stack (see forksafe.c). */
+extern int fork_child_without_stacks AGENT_HIDDEN;
+
 /* --- stack.c: capture with libunwind, store in the depot -------------- */
 void stack_init(void) AGENT_HIDDEN;
 uint32_t stack_capture(void) AGENT_HIDDEN;
 /* True when addr (a caller's return address) lies in the unwinder. */
 int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
-uint32_t depot_put(const uint64_t *pc, unsigned depth) AGENT_HIDDEN;
+/* The depot id of the stack (0 when dropped); *is_new says it was stored
+ * just now. */
+uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN;
 
 /* --- modules.c: loaded objects, for the client's symbolizer ----------- */
 void modules_refresh(void) AGENT_HIDDEN;
-void modules_refresh_if_changed(void) AGENT_HIDDEN;
+/* True when every pc lies in a module of the table. */
+int modules_cover(const uint64_t *pc, unsigned n) AGENT_HIDDEN;
 int modules_find_self(uint64_t *lo, uint64_t *hi, const void *addr) AGENT_HIDDEN;
 
 /* --- hooks.c: the real libc functions --------------------------------- */
 int hooks_resolve(void) AGENT_HIDDEN;
+/* Resolves what the process hooks need before any signal handler may call
+ * them (_Fork is async-signal-safe; dlsym is not). */
+void hooks_process_init(void) AGENT_HIDDEN;
 
 /* --- raw.c: system calls that bypass libc (and so our own hooks) ------ */
 long raw_syscall(long nr, long a, long b, long c, long d, long e, long f) AGENT_HIDDEN;

@@ -106,15 +106,37 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void ring_put(struct htrace_event *ev)
+#define RECORD_BUSY UINT64_MAX /* seq_end of a ring record being written */
+
+/* Claims the ring record of seq by swapping its seq_end to RECORD_BUSY.
+ * When a writer is still at work there, or a newer event already fills
+ * it (the ring wrapped while this thread was delayed), the older event is
+ * dropped and counted rather than mixed with the other. */
+static struct htrace_event *ring_claim(uint64_t seq)
 {
 	struct htrace_event *ring = (struct htrace_event *)htrace_db.ring_addr;
 	uint32_t capacity = htrace_db.ring_capacity;
 	if (!ring || !capacity)
+		return NULL;
+	struct htrace_event *rec = &ring[(seq - 1) % capacity];
+	uint64_t current = ATOMIC_LOAD(&rec->seq_end);
+	do {
+		if (current == RECORD_BUSY || current >= seq) {
+			COUNT(events_dropped);
+			return NULL;
+		}
+	} while (!__atomic_compare_exchange_n(&rec->seq_end, &current, RECORD_BUSY, 1,
+					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	return rec;
+}
+
+static void ring_put(const struct htrace_event *ev)
+{
+	struct htrace_event *rec = ring_claim(ev->seq);
+	if (!rec)
 		return;
-	struct htrace_event *rec = &ring[(ev->seq - 1) % capacity];
-	ATOMIC_STORE(&rec->seq_end, 0);
 	ATOMIC_STORE(&rec->seq, 0);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 	rec->time_ns = ev->time_ns;
 	rec->fd = ev->fd;
 	rec->tid = ev->tid;
@@ -213,16 +235,45 @@ void engine_resync(int fd, unsigned api)
 		engine_opened(fd, api, 0);
 }
 
-void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg)
+void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *arg), void *arg)
 {
-	for (unsigned index = 0; index < HTRACE_FDTAB_TOP; index++) {
+	if (lo > hi || lo >= FDTAB_LIMIT)
+		return;
+	if (hi >= FDTAB_LIMIT)
+		hi = (unsigned)(FDTAB_LIMIT - 1);
+	for (unsigned index = lo / HTRACE_FDTAB_CHUNK; index <= hi / HTRACE_FDTAB_CHUNK; index++) {
 		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&fdtab_top[index]);
 		if (!chunk)
 			continue;
+		unsigned first = index * HTRACE_FDTAB_CHUNK;
 		for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
-			if (ATOMIC_LOAD(&chunk[i].state) == HTRACE_FD_OPEN)
-				fn((int)(index * HTRACE_FDTAB_CHUNK + i), arg);
+			if (first + i >= lo && first + i <= hi &&
+			    ATOMIC_LOAD(&chunk[i].state) == HTRACE_FD_OPEN)
+				fn((int)(first + i), arg);
 	}
+}
+
+void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg)
+{
+	engine_for_each_open_in(0, (unsigned)(FDTAB_LIMIT - 1), fn, arg);
+}
+
+int engine_slot_save(int fd, struct htrace_fd_slot *out)
+{
+	return slot_read(fd, out) && out->state == HTRACE_FD_OPEN;
+}
+
+void engine_slot_restore(int fd, const struct htrace_fd_slot *saved)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	if (!slot || ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN)
+		return;
+	slot_begin(slot);
+	slot->open = saved->open;
+	slot->owner = saved->owner;
+	slot->owner_api = saved->owner_api;
+	slot->state = HTRACE_FD_OPEN;
+	slot_end(slot);
 }
 
 static void mark_inherited(int fd, void *arg)

@@ -4,6 +4,7 @@
  * real function with dlsym(RTLD_NEXT).  The hand-written hooks are in the
  * hooks_*.c topic files. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "hooks.h"
@@ -100,15 +101,47 @@ static int dir_descriptor(DIR *dir)
 	HOOK_CLOSE_WRAPPED(name, ret, params, args, fp, file_descriptor)
 #define HOOK_CLOSE_DIR(name, ret, params, args) \
 	HOOK_CLOSE_WRAPPED(name, ret, params, args, dir, dir_descriptor)
-/* CLOSE_FD rows name their descriptor parameter fd. */
+/* close is a cancellation point that acts before the system call: a
+ * thread cancelled there leaves through the hook with the descriptor still
+ * open, and the cleanup handler puts the descriptor's slot back.  (glibc's
+ * own pthread_cleanup_push: a cleanup attribute would need -fexceptions
+ * and so libgcc_s in the program's scope.) */
+struct close_guard {
+	int fd;
+	int was_open;
+	struct htrace_fd_slot saved;
+};
+
+static void close_cancelled(void *arg)
+{
+	const struct close_guard *g = arg;
+	if (g->was_open && raw_fd_is_open(g->fd))
+		engine_slot_restore(g->fd, &g->saved);
+}
+
+static int close_guarded(int (*real)(int), int fd, unsigned api)
+{
+	struct close_guard guard = { .fd = fd };
+	KEEP_ERRNO({
+		guard.was_open = engine_slot_save(fd, &guard.saved);
+		engine_closing(fd, api, 0);
+	});
+	int result;
+	pthread_cleanup_push(close_cancelled, &guard);
+	result = real(guard.fd);
+	pthread_cleanup_pop(0);
+	return result;
+}
+
+/* CLOSE_FD rows (close, __close, mq_close) take one descriptor named fd. */
 #define HOOK_CLOSE_FD(name, ret, params, args)                              \
 	AGENT_EXPORT ret name params                                        \
 	{                                                                   \
 		__typeof__(&name) real = REAL(name);                        \
 		RETURN_IF_MISSING(real, (ret)-1);                           \
-		KEEP_ERRNO(engine_closing(fd, HTRACE_API_##name, 0));       \
-		return real args;                                           \
+		return close_guarded(real, fd, HTRACE_API_##name);          \
 	}
+
 #define HOOK_CUSTOM(name, ret, params, args)
 
 #define HOOK(name, shape, ret, params, args, what) HOOK_##shape(name, ret, params, args)

@@ -1,9 +1,13 @@
 /* Hand-written hooks of calls that create descriptors but do not fit a
  * generated shape: the variadic open family and mq_open, calls that return
  * two descriptors (pipe, socketpair), and calls that create one only in some
- * modes (fcntl F_DUPFD*, signalfd with -1, dup2/dup3 onto a number). */
+ * modes (fcntl F_DUPFD*, signalfd with -1, dup2/dup3 onto a number, the
+ * ioctl requests that return a descriptor). */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 
 #include "hooks.h"
@@ -190,5 +194,43 @@ AGENT_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
 	int result = real(fd, mask, flags);
 	if (result >= 0 && fd == -1)
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_signalfd, 0));
+	return result;
+}
+
+/* The ioctl requests whose result is a new descriptor: the peer of a
+ * pseudo-terminal master, the namespaces an nsfs descriptor leads to, and
+ * (recent kernels) the next/previous mount namespace and the namespaces of
+ * a pidfd's process.  Request numbers belong to a driver: another driver
+ * reusing one of these numbers for a non-descriptor result would be
+ * misread.  The recent ones are compiled in only when the headers define
+ * them (the kernel's <linux/pidfd.h> cannot be included with glibc's
+ * <fcntl.h>, so they come from glibc's <sys/pidfd.h>). */
+static int ioctl_opens(unsigned long request)
+{
+	return request == TIOCGPTPEER || request == NS_GET_USERNS || request == NS_GET_PARENT
+#ifdef NS_MNT_GET_NEXT
+	       || request == NS_MNT_GET_NEXT || request == NS_MNT_GET_PREV
+#endif
+#ifdef PIDFD_GET_CGROUP_NAMESPACE
+	       || request == PIDFD_GET_CGROUP_NAMESPACE || request == PIDFD_GET_IPC_NAMESPACE
+	       || request == PIDFD_GET_MNT_NAMESPACE || request == PIDFD_GET_NET_NAMESPACE
+	       || request == PIDFD_GET_PID_NAMESPACE || request == PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE
+	       || request == PIDFD_GET_TIME_NAMESPACE || request == PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE
+	       || request == PIDFD_GET_USER_NAMESPACE || request == PIDFD_GET_UTS_NAMESPACE
+#endif
+		;
+}
+
+AGENT_EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	__typeof__(&ioctl) real = REAL(ioctl);
+	RETURN_IF_MISSING(real, -1);
+	int result = real(fd, request, arg);
+	if (result >= 0 && ioctl_opens(request))
+		KEEP_ERRNO(engine_opened(result, HTRACE_API_ioctl, 0));
 	return result;
 }

@@ -72,9 +72,59 @@ AGENT_EXPORT int daemon(int nochdir, int noclose)
 	return result;
 }
 
-/* clone with CLONE_PIDFD writes a pidfd to parent_tid.  (A child that does
- * not share our memory runs fn without passing back through here: its
- * database keeps the parent's pid until its next fork or exec.) */
+/* A clone child that does not share our memory is a fork child: it must
+ * reset its database as one before running fn.  Its start record sits at
+ * the top of the child's own stack, so nothing is allocated. */
+struct clone_start {
+	int (*fn)(void *);
+	void *arg;
+};
+
+static int clone_child_start(void *record)
+{
+	struct clone_start start = *(struct clone_start *)record;
+	agent_after_fork_child();
+	return start.fn(start.arg);
+}
+
+static pid_t (*real_fork_syscall)(void);
+
+void hooks_process_init(void)
+{
+	real_fork_syscall = (pid_t(*)(void))dlsym(RTLD_NEXT, "_Fork");
+}
+
+/* clone: with CLONE_PIDFD the parent gets a pidfd in *parent_tid; with
+ * CLONE_VFORK the child borrows our memory until it execs or exits, as
+ * after vfork; without CLONE_VM the child is a fork child. */
+static int clone_hooked(int (*real)(int (*)(void *), void *, int, void *, ...), unsigned api,
+			int (*fn)(void *), void *stack, int flags, void *arg, pid_t *parent_tid,
+			void *tls, pid_t *child_tid)
+{
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!(flags & CLONE_VM) && stack && fn) {
+		uintptr_t top = ((uintptr_t)stack - sizeof(struct clone_start)) & ~(uintptr_t)15;
+		struct clone_start *start = (struct clone_start *)top;
+		start->fn = fn;
+		start->arg = arg;
+		fn = clone_child_start;
+		arg = start;
+		stack = start;
+	}
+	int borrowed = (flags & CLONE_VM) && (flags & CLONE_VFORK);
+	if (borrowed)
+		htrace_in_vfork = 1;
+	int pid = real(fn, stack, flags, arg, parent_tid, tls, child_tid);
+	if (borrowed)
+		htrace_in_vfork = 0;
+	if (pid > 0 && (flags & CLONE_PIDFD) && parent_tid)
+		KEEP_ERRNO(engine_opened(*parent_tid, api, 0));
+	return pid;
+}
+
 #define HOOK_CLONE(name)                                                        \
 	AGENT_EXPORT int name(int (*fn)(void *), void *stack, int flags, void *arg, ...) \
 	{                                                                       \
@@ -84,12 +134,8 @@ AGENT_EXPORT int daemon(int nochdir, int noclose)
 		void *tls = va_arg(ap, void *);                                 \
 		pid_t *child_tid = va_arg(ap, pid_t *);                         \
 		va_end(ap);                                                     \
-		__typeof__(&name) real = REAL(name);                            \
-		RETURN_IF_MISSING(real, -1);                                    \
-		int pid = real(fn, stack, flags, arg, parent_tid, tls, child_tid); \
-		if (pid > 0 && (flags & CLONE_PIDFD) && parent_tid)             \
-			KEEP_ERRNO(engine_opened(*parent_tid, HTRACE_API_##name, 0)); \
-		return pid;                                                     \
+		return clone_hooked(REAL(name), HTRACE_API_##name, fn, stack, flags, arg, \
+				    parent_tid, tls, child_tid);                \
 	}
 
 HOOK_CLONE(clone)
@@ -99,11 +145,8 @@ pid_t _Fork(void);
 
 AGENT_EXPORT pid_t _Fork(void)
 {
-	static pid_t (*real)(void);
-	if (!real)
-		real = (pid_t(*)(void))dlsym(RTLD_NEXT, "_Fork");
-	RETURN_IF_MISSING(real, -1);
-	pid_t pid = real();
+	RETURN_IF_MISSING(real_fork_syscall, -1);
+	pid_t pid = real_fork_syscall();
 	if (pid == 0)
 		KEEP_ERRNO(agent_after_fork_child());
 	return pid;

@@ -1,6 +1,7 @@
 /* Hooks of close_range and closefrom: every tracked descriptor in the range
  * is recorded as closing before the call closes it. */
 #include <linux/close_range.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "hooks.h"
@@ -12,8 +13,7 @@ struct range_close {
 static void close_if_in_range(int fd, void *arg)
 {
 	const struct range_close *r = arg;
-	if ((unsigned)fd >= r->lo && (unsigned)fd <= r->hi)
-		engine_closing(fd, r->api, 0);
+	engine_closing(fd, r->api, 0);
 }
 
 static int range_call_valid(unsigned lo, unsigned hi, int flags)
@@ -25,8 +25,14 @@ void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api)
 {
 	if (!range_call_valid(lo, hi, flags) || (flags & CLOSE_RANGE_CLOEXEC))
 		return; /* fails, or only marks close-on-exec */
+	if ((flags & CLOSE_RANGE_UNSHARE) && !__libc_single_threaded) {
+		/* the caller leaves the table the other threads keep using: from
+		 * now on the process has two, and ours describes theirs */
+		__atomic_add_fetch(&htrace_db.tables_unshared, 1, __ATOMIC_RELAXED);
+		return;
+	}
 	struct range_close r = { lo, hi, api };
-	KEEP_ERRNO(engine_for_each_open(close_if_in_range, &r));
+	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_in_range, &r));
 }
 
 AGENT_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
@@ -42,7 +48,6 @@ AGENT_EXPORT void closefrom(int lo)
 	__typeof__(&closefrom) real = REAL(closefrom);
 	if (!real)
 		return;
-	if (lo >= 0)
-		record_range_closing((unsigned)lo, ~0u, 0, HTRACE_API_closefrom);
+	record_range_closing(lo < 0 ? 0u : (unsigned)lo, ~0u, 0, HTRACE_API_closefrom); /* glibc clamps lo to 0 */
 	real(lo);
 }

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <asm/unistd.h>
+#include <linux/bpf.h>
+#include <linux/landlock.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sys/uio.h>
 
 #include "hooks.h"
@@ -23,6 +26,9 @@ enum syscall_effect {
 	SC_CLOSE_RANGE,
 	SC_CLONE,
 	SC_CLONE3,
+	SC_SECCOMP,
+	SC_BPF,
+	SC_LANDLOCK,
 };
 
 static enum syscall_effect effect_of(long nr, unsigned *api)
@@ -64,9 +70,22 @@ static int is_clone(enum syscall_effect effect)
 	return effect == SC_CLONE || effect == SC_CLONE3;
 }
 
+static uint64_t clone_flags(enum syscall_effect effect, const long *a)
+{
+	return effect == SC_CLONE ? (uint64_t)a[0] : ((const struct clone_args *)a[0])->flags;
+}
+
+/* clone with CLONE_VM and CLONE_VFORK: the child returns here on our
+ * memory, as after vfork. */
+static int borrows_memory(enum syscall_effect effect, const long *a)
+{
+	uint64_t flags = clone_flags(effect, a);
+	return (flags & CLONE_VM) && (flags & CLONE_VFORK);
+}
+
 static void after_clone(enum syscall_effect effect, unsigned api, const long *a, long result)
 {
-	uint64_t flags = effect == SC_CLONE ? (uint64_t)a[0] : ((const struct clone_args *)a[0])->flags;
+	uint64_t flags = clone_flags(effect, a);
 	if (result == 0) {
 		if (!(flags & CLONE_VM))
 			agent_after_fork_child();
@@ -78,6 +97,33 @@ static void after_clone(enum syscall_effect effect, unsigned api, const long *a,
 					      : (const int *)((const struct clone_args *)a[0])->pidfd;
 	engine_opened(*pidfd, api, 0);
 }
+
+/* The bpf() commands whose result is a new descriptor.  BPF_TOKEN_CREATE
+ * (kernel 6.9) follows the last command of older headers; enum bpf_cmd
+ * numbers are ABI, so it is named by number when the headers lack it. */
+#define HTRACE_BPF_TOKEN_CREATE (BPF_PROG_BIND_MAP + 1)
+
+static int bpf_cmd_opens(int cmd)
+{
+	switch (cmd) {
+	case BPF_MAP_CREATE: case BPF_PROG_LOAD: case BPF_OBJ_GET:
+	case BPF_PROG_GET_FD_BY_ID: case BPF_MAP_GET_FD_BY_ID:
+	case BPF_RAW_TRACEPOINT_OPEN: case BPF_BTF_LOAD: case BPF_BTF_GET_FD_BY_ID:
+	case BPF_LINK_CREATE: case BPF_LINK_GET_FD_BY_ID: case BPF_ENABLE_STATS:
+	case BPF_ITER_CREATE: case HTRACE_BPF_TOKEN_CREATE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* landlock_create_ruleset flags that ask for information (ABI version,
+ * errata) instead of creating a ruleset. */
+#ifdef LANDLOCK_CREATE_RULESET_ERRATA
+#define LANDLOCK_QUERY_FLAGS (LANDLOCK_CREATE_RULESET_VERSION | LANDLOCK_CREATE_RULESET_ERRATA)
+#else
+#define LANDLOCK_QUERY_FLAGS (LANDLOCK_CREATE_RULESET_VERSION | (1U << 1))
+#endif
 
 /* Effects that happen after a successful call: new descriptors. */
 static void after(enum syscall_effect effect, unsigned api, const long *a, long result)
@@ -114,6 +160,19 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 	case SC_RECVMMSG:
 		for (long i = 0; i < result; i++)
 			record_received_fds(&((const struct mmsghdr *)a[1])[i].msg_hdr, api);
+		break;
+	case SC_SECCOMP:
+		if ((unsigned)a[0] == SECCOMP_SET_MODE_FILTER &&
+		    ((unsigned)a[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER))
+			engine_opened((int)result, api, 0);
+		break;
+	case SC_BPF:
+		if (bpf_cmd_opens((int)a[0]))
+			engine_opened((int)result, api, 0);
+		break;
+	case SC_LANDLOCK:
+		if (!((unsigned)a[2] & LANDLOCK_QUERY_FLAGS))
+			engine_opened((int)result, api, 0);
 		break;
 	default:
 		break;
@@ -152,7 +211,12 @@ AGENT_EXPORT long syscall(long nr, ...)
 	enum syscall_effect effect = effect_of(nr, &api);
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
+	int borrowed = is_clone(effect) && borrows_memory(effect, a);
+	if (borrowed)
+		htrace_in_vfork = 1; /* the child runs on our memory until it execs */
 	long result = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (borrowed && result != 0)
+		htrace_in_vfork = 0;
 	if (effect != SC_NONE && result >= 0)
 		KEEP_ERRNO(after(effect, api, a, result));
 	return result;

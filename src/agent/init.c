@@ -33,6 +33,7 @@ void agent_after_fork_child(void)
 {
 	agent_self.tid = 0;
 	agent_self.unwinding = 0;
+	forksafe_in_child();
 	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
 	engine_fork_child();
 }
@@ -80,7 +81,9 @@ void agent_init(void)
 	modules_refresh();
 	engine_scan_inherited();
 	stack_init();
-	pthread_atfork(NULL, NULL, agent_after_fork_child);
+	forksafe_init();
+	hooks_process_init();
+	pthread_atfork(forksafe_before_fork, NULL, agent_after_fork_child);
 	start_tracing_if_asked();
 	__atomic_store_n(&htrace_db.magic, HTRACE_DB_MAGIC, __ATOMIC_RELEASE);
 }

@@ -1,8 +1,8 @@
 /* The table of loaded objects (path, address range, load bias) that the
  * client's symbolizer needs to turn recorded addresses into names.  Filled
- * from dl_iterate_phdr at start and again whenever a new stack is stored
- * after the set of objects changed; entries are never removed, only marked
- * unloaded, so that old stacks still resolve. */
+ * from dl_iterate_phdr at start and again whenever a newly stored stack has
+ * an address outside every known object; entries are never removed, only
+ * marked unloaded, so that old stacks still resolve. */
 #include <link.h>
 #include <stddef.h>
 #include <string.h>
@@ -107,22 +107,17 @@ void modules_refresh(void)
 	__atomic_store_n(&refreshing, 0, __ATOMIC_RELEASE);
 }
 
-static int read_counters(struct dl_phdr_info *info, size_t size, void *data)
+int modules_cover(const uint64_t *pc, unsigned n)
 {
-	unsigned long long *counters = data;
-	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
-		counters[0] = info->dlpi_adds;
-		counters[1] = info->dlpi_subs;
+	unsigned count = __atomic_load_n(&htrace_db.module_count, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned m = 0;
+		while (m < count && (pc[i] < module_table[m].start || pc[i] >= module_table[m].end))
+			m++;
+		if (m == count)
+			return 0;
 	}
-	return 1; /* the first object is enough */
-}
-
-void modules_refresh_if_changed(void)
-{
-	unsigned long long counters[2] = { seen_adds, seen_subs };
-	dl_iterate_phdr(read_counters, counters);
-	if (counters[0] != seen_adds || counters[1] != seen_subs)
-		modules_refresh();
+	return 1;
 }
 
 struct find_request {

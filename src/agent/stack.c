@@ -2,10 +2,20 @@
  * unwind tables and so is correct through code built without frame
  * pointers, then stored once per distinct stack in the depot, a lock-free
  * open-addressing hash over a bump-allocated region.  An event holds only
- * the stack's offset in the depot. */
+ * the stack's offset in the depot.
+ *
+ * libunwind is loaded with dlopen(RTLD_LOCAL), not linked: linked to a
+ * preloaded library it would join the program's global scope, where its
+ * _Unwind_* and backtrace() would replace libgcc's and glibc's for the
+ * whole program (C++ exceptions, thread cancellation). */
 #define UNW_LOCAL_ONLY
+#include <dlfcn.h>
 #include <libunwind.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "agent.h"
 
@@ -15,6 +25,10 @@
 
 static uint64_t agent_lo, agent_hi; /* our own code, whose frames are hidden */
 static uint64_t unwinder_lo, unwinder_hi; /* libunwind's code */
+static uintptr_t stack_limit; /* RLIMIT_STACK: how far a thread's own stack reaches */
+
+#define LIBUNWIND_SONAME "libunwind.so.8"
+static int (*unwinder_backtrace)(void **pcs, int size);
 
 int stack_caller_is_unwinder(const void *addr)
 {
@@ -24,19 +38,85 @@ int stack_caller_is_unwinder(const void *addr)
 
 /* libunwind sets itself up on first use (and wants a pipe then, which it
  * is refused, see refuse_unwinder): do it now, not in a hook. */
+/* Loads libunwind privately; 0 when it is there. */
+static int unwinder_load(void)
+{
+	void *lib = dlopen(LIBUNWIND_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		return -1;
+	int (*set_caching)(unw_addr_space_t, unw_caching_policy_t) =
+		(int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(lib, "_ULx86_64_set_caching_policy");
+	unw_addr_space_t *local = dlsym(lib, "_ULx86_64_local_addr_space");
+	unwinder_backtrace = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
+	if (!set_caching || !local || !unwinder_backtrace)
+		return -1;
+	modules_find_self(&unwinder_lo, &unwinder_hi, (const void *)unwinder_backtrace);
+	agent_self.unwinding = 1; /* libunwind's set-up wants a pipe: refused */
+	/* per-thread caches: no libunwind lock for a fork child to inherit held */
+	set_caching(*local, UNW_CACHE_PER_THREAD);
+	void *warmup[4];
+	unwinder_backtrace(warmup, 4);
+	agent_self.unwinding = 0;
+	return 0;
+}
+
 void stack_init(void)
 {
 	modules_find_self(&agent_lo, &agent_hi, (const void *)stack_init);
-	modules_find_self(&unwinder_lo, &unwinder_hi, (const void *)unw_backtrace);
-	void *warmup[4];
-	agent_self.unwinding = 1;
-	unw_backtrace(warmup, 4);
-	agent_self.unwinding = 0;
+	struct rlimit lim;
+	stack_limit = 8u << 20;
+	if (RAW4(SYS_prlimit64, 0, RLIMIT_STACK, 0, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+	    lim.rlim_cur > stack_limit)
+		stack_limit = lim.rlim_cur;
+	if (unwinder_load() < 0) {
+		unwinder_backtrace = NULL;
+		agent_fail("cannot load " LIBUNWIND_SONAME ": no stacks");
+	}
 }
 
 static int in_agent(uint64_t pc)
 {
 	return pc >= agent_lo && pc < agent_hi;
+}
+
+/* libunwind needs several KiB of stack, more than a small alternate
+ * signal stack may have left.  Near the highest address seen on the
+ * thread's own stack we are on it; elsewhere the kernel is asked. */
+static int on_alternate_stack(void)
+{
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t top = agent_self.stack_top;
+	if (top && sp <= top + (1u << 20) && sp + stack_limit >= top) {
+		if (sp > top)
+			agent_self.stack_top = sp;
+		return 0;
+	}
+	stack_t ss;
+	if (RAW2(SYS_sigaltstack, 0, &ss) == 0 && (ss.ss_flags & SS_ONSTACK))
+		return 1;
+	if (sp > top)
+		agent_self.stack_top = sp;
+	return 0;
+}
+
+static unsigned unwind(uint64_t *frames, unsigned depth)
+{
+	void *pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
+	int cancel_state;
+	/* libunwind calls read and close, cancellation points, inside calls
+	 * that are not */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+	agent_self.unwinding = 1;
+	int n = unwinder_backtrace(pcs, (int)(depth + MAX_AGENT_FRAMES));
+	agent_self.unwinding = 0;
+	pthread_setcancelstate(cancel_state, NULL);
+	int first = 0;
+	while (first < n && in_agent((uint64_t)pcs[first]))
+		first++;
+	unsigned kept = (unsigned)(n - first) < depth ? (unsigned)(n - first) : depth;
+	for (unsigned i = 0; i < kept; i++)
+		frames[i] = (uint64_t)pcs[first + i];
+	return kept;
 }
 
 uint32_t stack_capture(void)
@@ -45,19 +125,19 @@ uint32_t stack_capture(void)
 		COUNT(stacks_nested); /* a signal handler's call during our unwind */
 		return 0;
 	}
-	unsigned depth = htrace_db.stack_depth;
-	void *pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
-	agent_self.unwinding = 1;
-	int n = unw_backtrace(pcs, (int)(depth + MAX_AGENT_FRAMES));
-	agent_self.unwinding = 0;
-	int first = 0;
-	while (first < n && in_agent((uint64_t)pcs[first]))
-		first++;
-	unsigned kept = (unsigned)(n - first) < depth ? (unsigned)(n - first) : depth;
+	if (!unwinder_backtrace)
+		return 0;
+	if (fork_child_without_stacks || on_alternate_stack()) {
+		COUNT(stacks_skipped);
+		return 0;
+	}
 	uint64_t frames[HTRACE_MAX_DEPTH];
-	for (unsigned i = 0; i < kept; i++)
-		frames[i] = (uint64_t)pcs[first + i];
-	return depot_put(frames, kept);
+	unsigned kept = unwind(frames, htrace_db.stack_depth);
+	int is_new = 0;
+	uint32_t id = depot_put(frames, kept, &is_new);
+	if (is_new && !modules_cover(frames, kept))
+		modules_refresh(); /* a new stack reaches into an object loaded since */
+	return id;
 }
 
 /* --- the depot ----------------------------------------------------------- */
@@ -103,14 +183,12 @@ static uint32_t bucket_claim(uint32_t *bucket, uint32_t mine)
 {
 	uint32_t expected = 0;
 	if (__atomic_compare_exchange_n(bucket, &expected, mine, 0, __ATOMIC_RELEASE,
-					__ATOMIC_ACQUIRE)) {
-		modules_refresh_if_changed(); /* a new stack may point into a new module */
+					__ATOMIC_ACQUIRE))
 		return mine;
-	}
 	return expected;
 }
 
-uint32_t depot_put(const uint64_t *pc, unsigned depth)
+uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new)
 {
 	if (!depth || !htrace_db.depot_addr)
 		return 0;
@@ -123,8 +201,10 @@ uint32_t depot_put(const uint64_t *pc, unsigned depth)
 			if (!pending && !(pending = record_new(hash, pc, depth)))
 				break;
 			off = bucket_claim(&buckets[i], pending);
-			if (off == pending)
+			if (off == pending) {
+				*is_new = 1;
 				return off;
+			}
 		}
 		if (record_equals(off, hash, pc, depth))
 			return off;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <stdio.h>
@@ -133,19 +134,33 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 	return READER_OK;
 }
 
-static int slot_is_whole(const struct htrace_fd_slot *s)
+/* Reads one slot until a copy is bracketed by the same even generation. */
+static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out)
 {
-	return !(s->gen & 1);
+	for (int tries = 0; tries < MAX_RETRIES; tries++) {
+		uint32_t gen_after;
+		if (read_memory(pid, addr, out, sizeof(*out)) < 0 ||
+		    read_memory(pid, addr, &gen_after, sizeof(gen_after)) < 0)
+			return -1;
+		if (!(out->gen & 1) && out->gen == gen_after)
+			return 0;
+	}
+	out->state = HTRACE_FD_CLOSED; /* never whole: leave it out */
+	return 0;
 }
 
-static int read_chunk(pid_t pid, uint64_t addr, struct htrace_fd_slot *chunk)
+/* A chunk copied whole, then its generations read again: a slot whose
+ * generation is odd or moved between the two was being written, and is
+ * read again on its own. */
+static int read_chunk(pid_t pid, uint64_t addr, struct htrace_fd_slot *chunk,
+		      struct htrace_fd_slot *again)
 {
 	size_t bytes = HTRACE_FDTAB_CHUNK * sizeof(*chunk);
-	if (read_memory(pid, addr, chunk, bytes) < 0)
+	if (read_memory(pid, addr, chunk, bytes) < 0 || read_memory(pid, addr, again, bytes) < 0)
 		return -1;
 	for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
-		for (int tries = 0; !slot_is_whole(&chunk[i]) && tries < MAX_RETRIES; tries++)
-			if (read_memory(pid, addr + i * sizeof(*chunk), &chunk[i], sizeof(*chunk)) < 0)
+		if ((chunk[i].gen & 1) || chunk[i].gen != again[i].gen)
+			if (read_slot(pid, addr + i * sizeof(*chunk), &chunk[i]) < 0)
 				return -1;
 	return 0;
 }
@@ -170,20 +185,22 @@ static int read_table(struct target_db *t)
 {
 	uint64_t *top = calloc(HTRACE_FDTAB_TOP, sizeof(*top));
 	struct htrace_fd_slot *chunk = malloc(HTRACE_FDTAB_CHUNK * sizeof(*chunk));
+	struct htrace_fd_slot *again = malloc(HTRACE_FDTAB_CHUNK * sizeof(*again));
 	size_t cap = 0;
-	int rc = (top && chunk) ? 0 : -1;
+	int rc = (top && chunk && again) ? 0 : -1;
 	if (!rc)
 		rc = read_memory(t->pid, t->db.fdtab_addr, top, HTRACE_FDTAB_TOP * sizeof(*top));
 	for (unsigned c = 0; !rc && c < HTRACE_FDTAB_TOP; c++) {
 		if (!top[c])
 			continue;
-		rc = read_chunk(t->pid, top[c], chunk);
+		rc = read_chunk(t->pid, top[c], chunk, again);
 		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
 			if (chunk[i].state == HTRACE_FD_OPEN)
 				rc = append_open(t, (int)(c * HTRACE_FDTAB_CHUNK + i), &chunk[i], &cap);
 	}
 	free(top);
 	free(chunk);
+	free(again);
 	return rc;
 }
 
@@ -222,7 +239,11 @@ static int read_ring(struct target_db *t)
 
 static int read_modules(struct target_db *t)
 {
-	size_t n = t->db.module_count;
+	uint32_t count;
+	if (read_memory(t->pid, t->db_addr + offsetof(struct htrace_db, module_count), &count,
+			sizeof(count)) < 0)
+		return -1;
+	size_t n = count;
 	if (n > t->db.module_capacity)
 		n = t->db.module_capacity;
 	if (!n || !t->db.modules_addr)
@@ -236,9 +257,14 @@ static int read_modules(struct target_db *t)
 	return 0;
 }
 
+/* Read last, with depot_used read afresh: every stack named by the events
+ * and slots already copied is then inside the copy. */
 static int read_depot(struct target_db *t)
 {
-	uint64_t used = t->db.depot_used;
+	uint64_t used;
+	if (read_memory(t->pid, t->db_addr + offsetof(struct htrace_db, depot_used), &used,
+			sizeof(used)) < 0)
+		return -1;
 	if (!t->db.depot_addr || used <= 8)
 		return 0;
 	if (used > t->db.depot_bytes)
@@ -298,7 +324,7 @@ enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t 
 		return err;
 	t->db.exe[sizeof(t->db.exe) - 1] = '\0';
 	t->db.failure[sizeof(t->db.failure) - 1] = '\0';
-	if (read_table(t) < 0 || read_ring(t) < 0 || read_modules(t) < 0 || read_depot(t) < 0) {
+	if (read_table(t) < 0 || read_ring(t) < 0 || read_depot(t) < 0 || read_modules(t) < 0) {
 		snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
 			 strerror(errno));
 		reader_free(t);

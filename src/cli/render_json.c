@@ -108,13 +108,17 @@ static void json_summary(FILE *out, const struct report *r)
 	fprintf(out, "\"summary\":{\"leaked\":%zu,\"inherited\":%zu,\"untracked\":%zu,"
 		     "\"inconsistent\":%zu,\"events\":%llu,\"events_overwritten\":%llu,"
 		     "\"stacks_dropped\":%llu,\"stacks_nested\":%llu,\"descriptors_lost\":%llu,"
-		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu}",
+		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu,\"events_dropped\":%llu,"
+		     "\"stacks_skipped\":%llu,\"tables_unshared\":%llu}",
 		r->leaked, r->inherited, r->untracked, r->inconsistent, r->events,
 		r->events_overwritten, have ? (unsigned long long)db->stacks_dropped : 0ULL,
 		have ? (unsigned long long)db->stacks_nested : 0ULL,
 		have ? (unsigned long long)(db->fds_beyond_table + db->table_failures) : 0ULL,
 		have ? (unsigned long long)db->modules_dropped : 0ULL,
-		have ? (unsigned long long)db->unwinder_refusals : 0ULL);
+		have ? (unsigned long long)db->unwinder_refusals : 0ULL,
+		have ? (unsigned long long)db->events_dropped : 0ULL,
+		have ? (unsigned long long)db->stacks_skipped : 0ULL,
+		have ? (unsigned long long)db->tables_unshared : 0ULL);
 }
 
 void render_json(FILE *out, const struct report *r, const struct render_options *opt)

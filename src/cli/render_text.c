@@ -111,6 +111,14 @@ static void print_status(FILE *out, const struct report *r)
 
 static void print_losses(FILE *out, const struct htrace_db *db)
 {
+	if (db->events_dropped || db->stacks_skipped)
+		fprintf(out, "htrace: note: %llu events dropped (ring record busy), %llu stacks "
+			     "skipped (alternate signal stack, or fork child of a threaded parent)\n",
+			(unsigned long long)db->events_dropped, (unsigned long long)db->stacks_skipped);
+	if (db->tables_unshared)
+		fprintf(out, "htrace: warning: a thread unshared its descriptor table %llu times "
+			     "(close_range with CLOSE_RANGE_UNSHARE); its closes there are not "
+			     "recorded\n", (unsigned long long)db->tables_unshared);
 	if (db->state & HTRACE_STATE_FAILED)
 		fprintf(out, "htrace: warning: the agent stopped tracing: %s\n", db->failure);
 	if (db->stacks_dropped || db->stacks_nested || db->fds_beyond_table ||

@@ -1,7 +1,9 @@
 /* Unit test for src/cli/fdinfo.c: opens real descriptors of every kind in
  * this process (and a forked child that inherits them) and checks that
  * fdinfo describes each as the kernel sees it. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "check.h"
 #include "cli/fdinfo.h"
 

@@ -16,10 +16,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/filter.h>
 #include <linux/io_uring.h>
+#include <linux/landlock.h>
+#include <linux/nsfs.h>
 #include <linux/openat2.h>
 #include <linux/perf_event.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <linux/userfaultfd.h>
 #include <mqueue.h>
@@ -34,10 +39,12 @@
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -1321,6 +1328,90 @@ TEST_FN call_syscall_clone3(void)
 	expect_open(pidfd, "syscall(clone3)");
 }
 
+/* ---- ioctl requests and system calls that return a new descriptor ---- */
+
+/* Closes fd 0 (stdin), so that a call under test whose result 0 is not a
+ * descriptor shows as inconsistent if htrace records it as one (no
+ * descriptor may be created after it: it would take the number 0). */
+static void close_stdin(void)
+{
+	must(close(STDIN_FILENO), "close stdin");
+	expect_close(STDIN_FILENO, "close");
+}
+
+/* The peer of a pseudo-terminal master (TIOCGPTPEER) and the user namespace
+ * owning our network namespace (NS_GET_USERNS, when the kernel lets us see
+ * it) are new descriptors; TIOCGPTN's result is not. */
+TEST_FN call_ioctl(void)
+{
+	int master = must(posix_openpt(O_RDWR | O_NOCTTY), "posix_openpt");
+	expect_open(master, "posix_openpt");
+	must(grantpt(master), "grantpt");
+	must(unlockpt(master), "unlockpt");
+	int peer = must_or_skip(ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY), "ioctl TIOCGPTPEER");
+	expect_open(peer, "ioctl");
+	int net_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (net_ns >= 0) {
+		expect_open(net_ns, "open");
+		int user_ns = ioctl(net_ns, NS_GET_USERNS);
+		if (user_ns >= 0)
+			expect_open(user_ns, "ioctl");
+		else if (errno != EPERM && errno != ENOTTY)
+			die("ioctl NS_GET_USERNS");
+	}
+	close_stdin();
+	unsigned int pty_number;
+	must(ioctl(master, TIOCGPTN, &pty_number), "ioctl TIOCGPTN");
+}
+
+/* Filters that allow everything: installed with a notification listener,
+ * the result is a new descriptor; without one, or for another operation,
+ * it is not. */
+TEST_FN call_syscall_seccomp(void)
+{
+	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = { .len = 1, .filter = &allow };
+	uint32_t action = SECCOMP_RET_ALLOW;
+	must_or_skip(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl PR_SET_NO_NEW_PRIVS");
+	int fd = must_or_skip(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog), "seccomp NEW_LISTENER");
+	expect_open(fd, "syscall(seccomp)");
+	close_stdin();
+	must(syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action), "seccomp GET_ACTION_AVAIL");
+	must(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog), "seccomp filter");
+}
+
+/* A one-element array map is a new descriptor; looking it up is not. */
+TEST_FN call_syscall_bpf(void)
+{
+	union bpf_attr attr;
+	memset(&attr, 0, sizeof attr);
+	attr.map_type = BPF_MAP_TYPE_ARRAY;
+	attr.key_size = sizeof(uint32_t);
+	attr.value_size = sizeof(uint32_t);
+	attr.max_entries = 1;
+	int fd = must_or_skip(syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr), "bpf BPF_MAP_CREATE");
+	expect_open(fd, "syscall(bpf)");
+	close_stdin();
+	uint32_t key = 0, value;
+	memset(&attr, 0, sizeof attr);
+	attr.map_fd = fd;
+	attr.key = (uintptr_t)&key;
+	attr.value = (uintptr_t)&value;
+	must(syscall(SYS_bpf, BPF_MAP_LOOKUP_ELEM, &attr, sizeof attr), "bpf BPF_MAP_LOOKUP_ELEM");
+}
+
+/* A ruleset is a new descriptor; the ABI version query's result is not. */
+TEST_FN call_syscall_landlock_create_ruleset(void)
+{
+	must_or_skip(syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION),
+		     "landlock ABI version");
+	struct landlock_ruleset_attr attr = { .handled_access_fs = LANDLOCK_ACCESS_FS_READ_FILE };
+	int fd = must_or_skip(syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0),
+			      "landlock_create_ruleset");
+	expect_open(fd, "syscall(landlock_create_ruleset)");
+}
+
 static const struct api_test api_tests[] = {
 	T(open), T(open64), T(__open), T(__open64), T(openat), T(openat64),
 	T(__open_2), T(__open64_2), T(__openat_2), T(__openat64_2),
@@ -1349,6 +1440,7 @@ static const struct api_test api_tests[] = {
 	S(userfaultfd), S(perf_event_open), S(io_uring_setup), S(mq_open),
 	S(recvmsg), S(recvmmsg), S(close), S(close_range),
 	T(clone), T(__clone), S(clone), S(clone3),
+	T(ioctl), S(seccomp), S(bpf), S(landlock_create_ruleset),
 };
 
 #define N_TESTS (sizeof api_tests / sizeof api_tests[0])

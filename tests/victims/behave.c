@@ -16,9 +16,22 @@
  *   raw         opens /dev/null with a raw syscall instruction (untracked)
  *   rawthread   the same after a thread has come and gone
  *   vfork       leaks, then a vfork child _exits without exec
+ *   forklock    a thread holds the loader lock (inside dl_iterate_phdr)
+ *               while main forks; the child leaks, taking a stack
+ *   cancelclose a thread is cancelled in close(): the descriptor stays open
+ *   closefrom   closefrom(-1): glibc closes everything from 0
+ *   clonefork   a clone() child without CLONE_VM leaks and exits
+ *   unshare     a thread closes a range in a private copy of the table
+ *   scope       prints which objects define _Unwind_RaiseException and
+ *               backtrace for the program ("SCOPE lib lib")
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -126,6 +139,113 @@ static void *main_exit_thread(void *arg)
 	exit(0);
 }
 
+static int lock_held[2], lock_release[2];
+
+static int hold_loader_lock(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)info;
+	(void)size;
+	(void)arg;
+	char c = 1;
+	if (write(lock_held[1], &c, 1) != 1 || read(lock_release[0], &c, 1) != 1)
+		return 1;
+	return 1;
+}
+
+static void *loader_lock_holder(void *arg)
+{
+	dl_iterate_phdr(hold_loader_lock, arg);
+	return NULL;
+}
+
+/* The child must not hang on the loader lock the vanished thread holds. */
+static int fork_with_loader_lock_held(void)
+{
+	pthread_t t;
+	char c;
+	if (pipe(lock_held) < 0 || pipe(lock_release) < 0)
+		return 1;
+	pthread_create(&t, NULL, loader_lock_holder, NULL);
+	if (read(lock_held[0], &c, 1) != 1)
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		leak_here();
+		_exit(0);
+	}
+	int status = 1;
+	waitpid(pid, &status, 0);
+	c = 0;
+	if (write(lock_release[1], &c, 1) != 1)
+		return 1;
+	pthread_join(t, NULL);
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void *close_cancelled(void *arg)
+{
+	int fd = *(int *)arg;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cancel(pthread_self());
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	close(fd); /* acts on the pending cancel before closing */
+	printf("NOT CANCELLED\n");
+	return NULL;
+}
+
+static int cancel_in_close(void)
+{
+	pthread_t t;
+	int fd = leak_here();
+	pthread_create(&t, NULL, close_cancelled, &fd);
+	pthread_join(t, NULL);
+	return fcntl(fd, F_GETFD) < 0; /* still open */
+}
+
+static int clone_child_leaks(void *arg)
+{
+	(void)arg;
+	leak_here();
+	return 0;
+}
+
+static int clone_fork(void)
+{
+	static char stack[256 * 1024] __attribute__((aligned(16)));
+	pid_t pid = clone(clone_child_leaks, stack + sizeof(stack), SIGCHLD, NULL);
+	int status = 1;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return 1;
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void *close_unshared(void *arg)
+{
+	(void)arg;
+	close_range(3, ~0u, CLOSE_RANGE_UNSHARE);
+	return NULL;
+}
+
+static int unshare_and_close(void)
+{
+	pthread_t t;
+	leak_here();
+	pthread_create(&t, NULL, close_unshared, NULL);
+	pthread_join(t, NULL);
+	return 0;
+}
+
+static const char *defining_object(const char *symbol)
+{
+	Dl_info info;
+	void *addr = dlsym(RTLD_DEFAULT, symbol);
+	if (!addr || !dladdr(addr, &info) || !info.dli_fname)
+		return "none";
+	const char *slash = strrchr(info.dli_fname, '/');
+	return slash ? slash + 1 : info.dli_fname;
+}
+
 /* open(2) straight to the kernel: no libc, no hook sees it. */
 static int raw_open_devnull(void)
 {
@@ -184,6 +304,24 @@ int main(int argc, char **argv)
 		if (pid == 0)
 			_exit(0);
 		return pid < 0;
+	}
+	if (!strcmp(mode, "scope")) {
+		printf("SCOPE %s", defining_object("_Unwind_RaiseException"));
+		printf(" %s\n", defining_object("backtrace"));
+		return 0;
+	}
+	if (!strcmp(mode, "forklock"))
+		return fork_with_loader_lock_held();
+	if (!strcmp(mode, "cancelclose"))
+		return cancel_in_close();
+	if (!strcmp(mode, "clonefork"))
+		return clone_fork();
+	if (!strcmp(mode, "unshare"))
+		return unshare_and_close();
+	if (!strcmp(mode, "closefrom")) {
+		leak_here();
+		closefrom(-1);
+		return 0;
 	}
 	if (!strcmp(mode, "thread")) {
 		pthread_create(&t, NULL, thread_leak, NULL);
