@@ -244,6 +244,11 @@ def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     p = only_process(objs)
     check_single_leak_from(p, result.stdout)
     expect(p["summary"]["tables_unshared"] == 1, f"summary {p['summary']}")
+    result, objs = json_run(["--", BEHAVE, "unsharesolo"])
+    p = only_process(objs)
+    expect(result.returncode == 0 and leaked(p) == [] and p["summary"]["inconsistent"] == 0
+           and p["summary"]["tables_unshared"] == 0,
+           f"close_range UNSHARE by the only thread: {p['handles']} {p['summary']}")
 
 
 def test_inherited_descriptors_are_not_leaks():

@@ -105,6 +105,8 @@ long raw_syscall(long nr, long a, long b, long c, long d, long e, long f) AGENT_
 /* Anonymous private memory straight from the kernel; NULL on failure. */
 void *raw_map(size_t bytes) AGENT_HIDDEN;
 void raw_unmap(void *addr, size_t bytes) AGENT_HIDDEN;
+/* Entries of a directory (not . and ..), -1 when it cannot be read. */
+int raw_count_entries(const char *dir) AGENT_HIDDEN;
 /* Is fd open in the kernel right now? */
 int raw_fd_is_open(int fd) AGENT_HIDDEN;
 

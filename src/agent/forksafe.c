@@ -28,6 +28,7 @@ struct mutex_head {
 
 static struct mutex_head *loader_lock;
 static int parent_was_threaded;
+static int forking_tid; /* the thread that called fork: the child's only one */
 int fork_child_without_stacks AGENT_HIDDEN;
 
 struct lock_search {
@@ -77,13 +78,16 @@ void forksafe_init(void)
 void forksafe_before_fork(void)
 {
 	parent_was_threaded = !__libc_single_threaded;
+	forking_tid = (int)RAW0(SYS_gettid);
 }
 
 void forksafe_in_child(void)
 {
 	fork_child_without_stacks = 0;
 	if (loader_lock) {
-		if (loader_lock->owner != 0) /* its owner did not come along */
+		/* held (or being taken or released, owner not yet or no longer
+		 * set) by a thread that did not come along */
+		if (loader_lock->lock != 0 && loader_lock->owner != forking_tid)
 			memset(loader_lock, 0, offsetof(struct mutex_head, kind));
 	} else if (parent_was_threaded) {
 		fork_child_without_stacks = 1;

@@ -146,6 +146,7 @@ pid_t _Fork(void);
 AGENT_EXPORT pid_t _Fork(void)
 {
 	RETURN_IF_MISSING(real_fork_syscall, -1);
+	forksafe_before_fork(); /* _Fork runs no pthread_atfork handler */
 	pid_t pid = real_fork_syscall();
 	if (pid == 0)
 		KEEP_ERRNO(agent_after_fork_child());

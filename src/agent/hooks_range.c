@@ -1,7 +1,6 @@
 /* Hooks of close_range and closefrom: every tracked descriptor in the range
  * is recorded as closing before the call closes it. */
 #include <linux/close_range.h>
-#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "hooks.h"
@@ -25,7 +24,7 @@ void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api)
 {
 	if (!range_call_valid(lo, hi, flags) || (flags & CLOSE_RANGE_CLOEXEC))
 		return; /* fails, or only marks close-on-exec */
-	if ((flags & CLOSE_RANGE_UNSHARE) && !__libc_single_threaded) {
+	if ((flags & CLOSE_RANGE_UNSHARE) && raw_count_entries("/proc/self/task") != 1) {
 		/* the caller leaves the table the other threads keep using: from
 		 * now on the process has two, and ours describes theirs */
 		__atomic_add_fetch(&htrace_db.tables_unshared, 1, __ATOMIC_RELAXED);

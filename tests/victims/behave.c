@@ -22,6 +22,8 @@
  *   closefrom   closefrom(-1): glibc closes everything from 0
  *   clonefork   a clone() child without CLONE_VM leaks and exits
  *   unshare     a thread closes a range in a private copy of the table
+ *   unsharesolo a thread comes and goes, then main (alone again) closes a
+ *               range with CLOSE_RANGE_UNSHARE: the closes are real
  *   scope       prints which objects define _Unwind_RaiseException and
  *               backtrace for the program ("SCOPE lib lib")
  * Each leak prints "LEAK <fd>" on stdout. */
@@ -318,6 +320,12 @@ int main(int argc, char **argv)
 		return clone_fork();
 	if (!strcmp(mode, "unshare"))
 		return unshare_and_close();
+	if (!strcmp(mode, "unsharesolo")) {
+		leak_here();
+		pthread_create(&t, NULL, idle_thread, NULL);
+		pthread_join(t, NULL);
+		return close_range(3, ~0u, CLOSE_RANGE_UNSHARE) != 0;
+	}
 	if (!strcmp(mode, "closefrom")) {
 		leak_here();
 		closefrom(-1);
