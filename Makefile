@@ -16,13 +16,14 @@ AGENT_SRC = src/agent/raw.c src/agent/engine.c src/agent/stack.c src/agent/modul
 	src/agent/hooks_msg.c src/agent/hooks_range.c src/agent/hooks_process.c \
 	src/agent/hooks_syscall.c src/agent/forksafe.c src/common/apis.c
 AGENT_ASM = src/agent/vfork.S
-CLI_SRC = src/cli/main.c src/cli/run.c src/cli/reader.c src/cli/report.c src/cli/render.c \
+CLI_SRC = src/cli/main.c src/cli/run.c src/cli/live.c src/cli/reader.c src/cli/report.c src/cli/render.c \
 	src/cli/render_text.c src/cli/render_json.c src/cli/fdinfo.c src/cli/options.c \
 	src/sym/sym.c src/common/apis.c
 HEADERS = $(wildcard include/*.h include/htrace/*.h include/htrace/*.def src/*/*.h)
 
 AGENT = $(BUILD)/lib/htrace/libhtrace.so
 HTRACE = $(BUILD)/bin/htrace
+GDB_COMMAND = $(BUILD)/share/htrace/htrace-gdb.py
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
 DEMO = $(BUILD)/examples/leaky
@@ -30,7 +31,11 @@ FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready,$(BUILD)/tests/fakes/$
 
 .PHONY: all deps demo check test install clean
 
-all: $(HTRACE) $(AGENT)
+all: $(HTRACE) $(AGENT) $(GDB_COMMAND)
+
+$(GDB_COMMAND): src/gdb/htrace-gdb.py
+	@mkdir -p $(dir $@)
+	cp $< $@
 
 deps:
 	@scripts/install-deps.sh
@@ -74,19 +79,21 @@ demo: deps
 	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
 
 check: deps
-	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS)
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS)
 	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 
 test: check
 
-install: $(HTRACE) $(AGENT)
+install: $(HTRACE) $(AGENT) $(GDB_COMMAND)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/htrace \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/htrace
 	install -m 755 $(HTRACE) $(DESTDIR)$(PREFIX)/bin/htrace
 	install -m 755 $(AGENT) $(DESTDIR)$(PREFIX)/lib/htrace/libhtrace.so
 	install -m 644 include/htrace.h $(DESTDIR)$(PREFIX)/include/htrace.h
 	install -m 644 man/htrace.1 $(DESTDIR)$(PREFIX)/share/man/man1/htrace.1
+	install -m 644 $(GDB_COMMAND) $(DESTDIR)$(PREFIX)/share/htrace/htrace-gdb.py
 
 clean:
 	rm -rf $(BUILD)

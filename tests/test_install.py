@@ -12,7 +12,8 @@ import subprocess
 import sys
 import tempfile
 
-FILES = ["bin/htrace", "lib/htrace/libhtrace.so", "include/htrace.h", "share/man/man1/htrace.1"]
+FILES = ["bin/htrace", "lib/htrace/libhtrace.so", "include/htrace.h", "share/man/man1/htrace.1",
+         "share/htrace/htrace-gdb.py"]
 
 
 def run_installed(htrace, victim):

@@ -36,7 +36,9 @@ void agent_fail(const char *why) AGENT_HIDDEN;
 
 /* --- engine.c: the live table, the ring, recording ------------------- */
 void engine_init(void) AGENT_HIDDEN;
-int engine_enable(uint32_t max_traces, uint32_t stack_depth) AGENT_HIDDEN;
+/* Maps (without using memory yet) the ring and the stack depot, so that
+ * the client can turn tracing on by itself; tracing starts when trace. */
+int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace) AGENT_HIDDEN;
 /* A descriptor now exists (after the call that created it returned). */
 void engine_opened(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
 /* A descriptor is about to be closed (before the call that closes it). */
@@ -105,6 +107,8 @@ long raw_syscall(long nr, long a, long b, long c, long d, long e, long f) AGENT_
 /* Anonymous private memory straight from the kernel; NULL on failure. */
 void *raw_map(size_t bytes) AGENT_HIDDEN;
 void raw_unmap(void *addr, size_t bytes) AGENT_HIDDEN;
+/* Gives pages back to the kernel; they read as zero afterwards. */
+void raw_release(void *addr, size_t bytes) AGENT_HIDDEN;
 /* Entries of a directory (not . and ..), -1 when it cannot be read. */
 int raw_count_entries(const char *dir) AGENT_HIDDEN;
 /* Is fd open in the kernel right now? */

@@ -148,11 +148,15 @@ static void ring_put(const struct htrace_event *ev)
 	ATOMIC_STORE(&rec->seq_end, ev->seq);
 }
 
+static void mailbox_serve(void);
+
 /* Fills ev and, while tracing, numbers it, takes its stack and puts it in
  * the ring. */
 static void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
 			 unsigned flags)
 {
+	if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
+		mailbox_serve();
 	memset(ev, 0, sizeof(*ev));
 	ev->fd = fd;
 	ev->api = (uint16_t)api;
@@ -407,10 +411,8 @@ void engine_scan_inherited(void)
 #define DEPOT_BYTES (4u << 20)
 #define DEPOT_BUCKETS 65536u
 
-int engine_enable(uint32_t max_traces, uint32_t stack_depth)
+int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace)
 {
-	if (htrace_db.ring_addr)
-		return 0;
 	size_t ring_bytes = (size_t)max_traces * sizeof(struct htrace_event);
 	void *ring = max_traces ? raw_map(ring_bytes) : NULL;
 	void *depot = raw_map(DEPOT_BYTES);
@@ -423,14 +425,56 @@ int engine_enable(uint32_t max_traces, uint32_t stack_depth)
 	}
 	htrace_db.stack_depth = stack_depth;
 	htrace_db.ring_capacity = max_traces;
+	htrace_db.ring_reserved = max_traces;
 	htrace_db.ring_addr = (uint64_t)ring;
 	htrace_db.depot_bytes = DEPOT_BYTES;
 	htrace_db.depot_used = 8; /* offset 0 means "no stack" */
 	htrace_db.buckets_addr = (uint64_t)buckets;
 	htrace_db.nbuckets = DEPOT_BUCKETS;
 	htrace_db.depot_addr = (uint64_t)depot;
-	__atomic_or_fetch(&htrace_db.state, HTRACE_STATE_TRACING, __ATOMIC_RELEASE);
+	if (trace)
+		__atomic_or_fetch(&htrace_db.state, HTRACE_STATE_TRACING, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* --- the mailbox ------------------------------------------------------- */
+
+static void forget_stack(int fd, void *arg)
+{
+	(void)arg;
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	slot_begin(slot);
+	slot->open.stack = 0;
+	slot->open.flags |= HTRACE_EV_NO_STACK;
+	slot_end(slot);
+}
+
+/* -disable: the ring and the depot go back to the kernel (mapped still,
+ * so that -enable can start again without the agent). */
+static void release_trace_memory(void)
+{
+	if (engine_tracing())
+		return; /* enabled again meanwhile */
+	raw_release((void *)htrace_db.ring_addr,
+		    (size_t)htrace_db.ring_reserved * sizeof(struct htrace_event));
+	raw_release((void *)htrace_db.depot_addr, htrace_db.depot_bytes);
+	raw_release((void *)htrace_db.buckets_addr, htrace_db.nbuckets * sizeof(uint32_t));
+	__atomic_store_n(&htrace_db.depot_used, 8, __ATOMIC_RELEASE);
+	engine_for_each_open(forget_stack, NULL);
+}
+
+static void mailbox_serve(void)
+{
+	static int busy;
+	if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+		return; /* another thread is at it */
+	uint64_t request = ATOMIC_LOAD(&htrace_db.mailbox_seq);
+	if (request != ATOMIC_LOAD(&htrace_db.mailbox_done)) {
+		if (htrace_db.mailbox_cmd == HTRACE_MAILBOX_RELEASE)
+			release_trace_memory();
+		ATOMIC_STORE(&htrace_db.mailbox_done, request);
+	}
+	__atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
 }
 
 void engine_init(void)

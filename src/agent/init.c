@@ -57,14 +57,15 @@ static void read_exe_path(void)
 	htrace_db.exe[n > 0 ? n : 0] = '\0';
 }
 
-static void start_tracing_if_asked(void)
+/* The ring and depot are mapped now, tracing or not (mapped memory costs
+ * nothing until written), so that `htrace -p PID -enable` can start
+ * tracing by writing the database, even while the process is stopped. */
+static void prepare_tracing(void)
 {
 	const char *trace = getenv("HTRACE_TRACE");
-	if (!trace || strcmp(trace, "1") != 0)
-		return;
 	unsigned max_traces = env_number("HTRACE_MAX_TRACES", DEFAULT_MAX_TRACES, 0, MAX_MAX_TRACES);
 	unsigned depth = env_number("HTRACE_STACK_DEPTH", DEFAULT_STACK_DEPTH, 1, HTRACE_MAX_DEPTH);
-	if (engine_enable(max_traces, depth) < 0)
+	if (engine_reserve(max_traces, depth, trace && strcmp(trace, "1") == 0) < 0)
 		agent_fail("cannot map memory for the trace ring and stack depot");
 }
 
@@ -84,7 +85,7 @@ void agent_init(void)
 	forksafe_init();
 	hooks_process_init();
 	pthread_atfork(forksafe_before_fork, NULL, agent_after_fork_child);
-	start_tracing_if_asked();
+	prepare_tracing();
 	__atomic_store_n(&htrace_db.magic, HTRACE_DB_MAGIC, __ATOMIC_RELEASE);
 }
 

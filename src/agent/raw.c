@@ -30,7 +30,7 @@ int raw_fd_is_open(int fd)
 void *raw_map(size_t bytes)
 {
 	long addr = raw_syscall(SYS_mmap, 0, (long)bytes, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	return (addr < 0 && addr > -4096) ? NULL : (void *)addr;
 }
 
@@ -61,4 +61,10 @@ int raw_count_entries(const char *dir)
 			count += ((struct raw_dirent *)(buf + off))->d_name[0] != '.';
 	RAW1(SYS_close, fd);
 	return n < 0 ? -1 : count;
+}
+
+void raw_release(void *addr, size_t bytes)
+{
+	if (addr)
+		RAW3(SYS_madvise, addr, bytes, MADV_DONTNEED);
 }

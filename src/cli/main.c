@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "htrace/apis.h"
+#include "live.h"
 #include "options.h"
 #include "run.h"
 
@@ -15,10 +16,14 @@
 
 static const char usage_text[] =
 	"Usage: htrace run [OPTIONS] [--] PROG [ARGS...]\n"
+	"       htrace [--json] [-o FILE] -p PID -enable [Max_Traces]\n"
+	"       htrace [--json] [-o FILE] -p PID -snapshot | -diff | -disable\n"
+	"       htrace [--json] [-o FILE] -p PID [Handle [Max_Traces]]\n"
+	"       htrace [--json] [-o FILE] Handle PID [Max_Traces]\n"
 	"       htrace --list-hooks\n"
 	"       htrace -? | --help\n"
 	"\n"
-	"Traces every file descriptor PROG opens and closes, and when PROG ends\n"
+	"run traces every file descriptor PROG opens and closes, and when PROG ends\n"
 	"(return from main, exit, _exit, abort or a fatal signal) reports each\n"
 	"descriptor it opened and never closed, with the stack that opened it.\n"
 	"\n"
@@ -32,14 +37,28 @@ static const char usage_text[] =
 	"  --stack-depth=N        frames kept per stack, 1-64 (default 24)\n"
 	"  -f, --follow-forks     trace and report every process of the tree\n"
 	"\n"
-	"Numbers are decimal, or hexadecimal with 0x.\n"
+	"Commands on a running process PID (started with `htrace run`, or with\n"
+	"LD_PRELOAD=.../lib/htrace/libhtrace.so; HTRACE_TRACE=1 starts tracing):\n"
+	"  -enable [Max_Traces]   enable tracing and take the first snapshot\n"
+	"  -snapshot              take a snapshot\n"
+	"  -diff                  handles opened since the last snapshot and still\n"
+	"                         open, with their OPEN traces\n"
+	"  -disable               stop tracing and release the trace memory\n"
+	"  [Handle [Max_Traces]]  traces of one handle (0 or none: all), newest first\n"
+	"  Handle PID [Max_Traces] the same, in WinDbg's kernel-mode order\n"
+	"Reports go to stdout (or -o FILE); --json gives the schema of run's report.\n"
 	"\n"
-	"Exit status: PROG's own, 128+N when a signal N killed it, N with\n"
+	"Numbers are decimal, or hexadecimal with 0x (unlike WinDbg, where handles\n"
+	"are hexadecimal by default).\n"
+	"\n"
+	"Exit status of run: PROG's own, 128+N when a signal N killed it, N with\n"
 	"--error-exitcode=N when leaks were found; 1 when htrace itself fails (agent\n"
 	"library not found, PROG cannot be started, a trace database missing or not\n"
-	"trustworthy); 2 for bad usage (including an\n"
-	"-o FILE that cannot be written); 126 when PROG cannot be executed, 127 when\n"
-	"it is not found.  See htrace(1).\n";
+	"trustworthy); 2 for bad usage (including an -o FILE that cannot be written);\n"
+	"126 when PROG cannot be executed, 127 when it is not found.\n"
+	"Exit status of the commands on PID: 0 done, 1 failed (no such process, no\n"
+	"agent, permission refused, incompatible agent, tracing not enabled, -diff\n"
+	"before any snapshot), 2 bad usage.  See htrace(1).\n";
 
 static void print_hooks(void)
 {
@@ -103,6 +122,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return command_run(argc - 1, argv + 1);
-	fprintf(stderr, "htrace: unknown command '%s' (see htrace --help)\n", cmd);
-	return EXIT_USAGE;
+	if (cmd[0] == '-' && strcmp(cmd, "-p") && strcmp(cmd, "--json") && strcmp(cmd, "-o") &&
+	    strncmp(cmd, "--output", 8)) {
+		fprintf(stderr, "htrace: unknown option '%s' (see htrace --help)\n", cmd);
+		return EXIT_USAGE;
+	}
+	struct live_options live;
+	int rc = live_parse(argc - 1, argv + 1, &live);
+	return rc ? rc : live_run(&live);
 }

@@ -31,6 +31,35 @@ static int read_memory(pid_t pid, uint64_t addr, void *buf, size_t len)
 	return -1;
 }
 
+int reader_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec local = { (void *)buf, len }, remote = { (void *)addr, len };
+	ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+	if (n == (ssize_t)len)
+		return 0;
+	if (n >= 0)
+		errno = EFAULT;
+	return -1;
+}
+
+/* Why a debugger-like access to pid was refused, in one line. */
+static void explain_permission(pid_t pid, char *why, size_t len)
+{
+	int scope = -1;
+	FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
+	if (f) {
+		if (fscanf(f, "%d", &scope) != 1)
+			scope = -1;
+		fclose(f);
+	}
+	const char *rule = scope == 1 ? "only a parent process may, unless htrace has CAP_SYS_PTRACE (run it as root, or set ptrace_scope to 0)"
+		: scope == 2 ? "only processes with CAP_SYS_PTRACE may (run htrace as root)"
+		: scope == 3 ? "no process may (attaching is disabled until reboot)"
+		: "htrace must run as the same user as the process, or as root";
+	snprintf(why, len, "permission denied reading process %d: htrace needs the permission a "
+		 "debugger needs (ptrace); with Yama ptrace_scope=%d, %s", (int)pid, scope, rule);
+}
+
 /* --- locating htrace_db ------------------------------------------------- */
 
 struct agent_mapping {
@@ -296,9 +325,13 @@ static enum reader_error locate(pid_t pid, struct target_db *t, char *why, size_
 			 "`htrace run` or LD_PRELOAD=.../%s)", (int)pid, AGENT_BASENAME);
 		return READER_NO_AGENT;
 	}
+	if (rc == -EACCES || rc == -EPERM) {
+		explain_permission(pid, why, len);
+		return READER_PERMISSION;
+	}
 	if (rc < 0) {
-		snprintf(why, len, "cannot read /proc/%d/maps: %s", (int)pid, strerror(-rc));
-		return rc == -EACCES || rc == -EPERM ? READER_PERMISSION : READER_NO_PROCESS;
+		snprintf(why, len, "no such process: %d", (int)pid);
+		return READER_NO_PROCESS;
 	}
 	t->db_addr = symbol_address(map.path, map.base, HTRACE_DB_SYMBOL);
 	if (!t->db_addr) {
@@ -309,7 +342,7 @@ static enum reader_error locate(pid_t pid, struct target_db *t, char *why, size_
 	return READER_OK;
 }
 
-enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t len)
+enum reader_error reader_attach(pid_t pid, struct target_db *t, char *why, size_t len)
 {
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
@@ -317,13 +350,24 @@ enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t 
 	if (err)
 		return err;
 	if ((err = reader_header(pid, t->db_addr, &t->db))) {
-		snprintf(why, len, "cannot read the memory of process %d: %s", (int)pid, strerror(errno));
+		if (err == READER_PERMISSION)
+			explain_permission(pid, why, len);
+		else
+			snprintf(why, len, "no such process: %d", (int)pid);
 		return err;
 	}
 	if ((err = check_header(&t->db, why, len)))
 		return err;
 	t->db.exe[sizeof(t->db.exe) - 1] = '\0';
 	t->db.failure[sizeof(t->db.failure) - 1] = '\0';
+	return READER_OK;
+}
+
+enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t len)
+{
+	enum reader_error err = reader_attach(pid, t, why, len);
+	if (err)
+		return err;
 	if (read_table(t) < 0 || read_ring(t) < 0 || read_depot(t) < 0 || read_modules(t) < 0) {
 		snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
 			 strerror(errno));

@@ -46,6 +46,9 @@ enum reader_error {
  * one-line explanation into why. */
 enum reader_error reader_open(pid_t pid, struct target_db *out, char *why, size_t why_len);
 
+/* Locates and checks the database, copying only its header into t->db. */
+enum reader_error reader_attach(pid_t pid, struct target_db *t, char *why, size_t why_len);
+
 /* Only the header: cheap, to see whether anything changed (next_seq). */
 enum reader_error reader_header(pid_t pid, uint64_t db_addr, struct htrace_db *out);
 
@@ -54,5 +57,8 @@ enum reader_error reader_header(pid_t pid, uint64_t db_addr, struct htrace_db *o
 const struct htrace_stack *target_stack(const struct target_db *t, uint32_t id);
 
 void reader_free(struct target_db *t);
+
+/* Writes len bytes at addr in process pid (process_vm_writev); 0 or -1. */
+int reader_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
 
 #endif

@@ -109,7 +109,7 @@ static void json_summary(FILE *out, const struct report *r)
 		     "\"inconsistent\":%zu,\"events\":%llu,\"events_overwritten\":%llu,"
 		     "\"stacks_dropped\":%llu,\"stacks_nested\":%llu,\"descriptors_lost\":%llu,"
 		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu,\"events_dropped\":%llu,"
-		     "\"stacks_skipped\":%llu,\"tables_unshared\":%llu}",
+		     "\"stacks_skipped\":%llu,\"tables_unshared\":%llu",
 		r->leaked, r->inherited, r->untracked, r->inconsistent, r->events,
 		r->events_overwritten, have ? (unsigned long long)db->stacks_dropped : 0ULL,
 		have ? (unsigned long long)db->stacks_nested : 0ULL,
@@ -119,6 +119,12 @@ static void json_summary(FILE *out, const struct report *r)
 		have ? (unsigned long long)db->events_dropped : 0ULL,
 		have ? (unsigned long long)db->stacks_skipped : 0ULL,
 		have ? (unsigned long long)db->tables_unshared : 0ULL);
+	if (r->opt && r->opt->mode == REPORT_DIFF)
+		fprintf(out, ",\"still_open\":%zu,\"opened_since_snapshot\":%llu,"
+			     "\"closed_since_snapshot\":%llu,\"since_snapshot_complete\":%s",
+			r->nhandles, r->opened_since, r->closed_since,
+			r->since_complete ? "true" : "false");
+	fputc('}', out);
 }
 
 void render_json(FILE *out, const struct report *r, const struct render_options *opt)

@@ -7,6 +7,7 @@
  * kernel, then (with --verbose) inherited handles, and a summary. */
 #include "render.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "htrace/apis.h"
@@ -148,27 +149,81 @@ static int inherited_listed(const struct report *r)
 	return 0;
 }
 
+static void render_exit(struct text_ctx *c, const struct render_options *opt)
+{
+	const struct snapshot *s = c->r->snap;
+	print_section(c, HANDLE_LEAKED, NULL);
+	print_section(c, HANDLE_CLOSED, NULL);
+	print_section(c, HANDLE_UNTRACKED, NULL);
+	print_section(c, HANDLE_INCONSISTENT, NULL);
+	print_section(c, HANDLE_INHERITED, "Inherited handles (not leaks):");
+	if (opt->history)
+		fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n",
+			s->db.nevents + s->db.nopen, c->dumped);
+	print_losses(c->out, &s->db.db);
+	print_summary(c->out, c->r, !inherited_listed(c->r));
+}
+
+static void render_diff(struct text_ctx *c)
+{
+	const struct report *r = c->r;
+	print_section(c, HANDLE_OPEN, NULL);
+	fprintf(c->out, "htrace: 0x%zX handle%s opened since the snapshot %s still open; "
+			"%s0x%llX opened and 0x%llX closed since the snapshot.\n",
+		r->nhandles, r->nhandles == 1 ? "" : "s", r->nhandles == 1 ? "is" : "are",
+		r->since_complete ? "" : "at least ", r->opened_since, r->closed_since);
+	print_losses(c->out, &r->snap->db.db);
+}
+
+struct handle_trace {
+	const struct report_handle *handle;
+	const struct htrace_event *event;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+	uint64_t x = ((const struct handle_trace *)a)->event->seq;
+	uint64_t y = ((const struct handle_trace *)b)->event->seq;
+	return (x < y) - (x > y);
+}
+
+/* Every trace of the selected handles, newest first across handles, as
+ * !htrace lists them. */
+static void render_handles(struct text_ctx *c)
+{
+	const struct report *r = c->r;
+	size_t total = 0, k = 0;
+	for (size_t i = 0; i < r->nhandles; i++)
+		total += r->handles[i].ntraces;
+	struct handle_trace *all = calloc(total ? total : 1, sizeof(*all));
+	for (size_t i = 0; all && i < r->nhandles; i++)
+		for (size_t t = 0; t < r->handles[i].ntraces; t++)
+			all[k++] = (struct handle_trace){ &r->handles[i], r->handles[i].traces[t] };
+	if (all)
+		qsort(all, k, sizeof(*all), newest_first);
+	uint64_t max = r->opt->max_traces ? r->opt->max_traces : UINT64_MAX;
+	for (size_t i = 0; i < k && c->dumped < max; i++)
+		print_trace(c, all[i].handle, all[i].event);
+	free(all);
+	fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n", total, c->dumped);
+}
+
 void render_text(FILE *out, const struct report *r, const struct render_options *opt)
 {
 	const struct snapshot *s = r->snap;
-	print_status(out, r);
+	if (r->opt->mode == REPORT_EXIT)
+		print_status(out, r);
 	if (!s->have_db) {
 		fprintf(out, "htrace: %s\n", s->why);
 		return;
 	}
 	struct text_ctx c = { out, render_symbolizer(s), r, 0 };
-	print_section(&c, HANDLE_LEAKED, NULL);
-	print_section(&c, HANDLE_CLOSED, NULL);
-	print_section(&c, HANDLE_UNTRACKED, NULL);
-	print_section(&c, HANDLE_INCONSISTENT, NULL);
-	print_section(&c, HANDLE_INHERITED, "Inherited handles (not leaks):");
-	if (opt->history) {
-		size_t parsed = s->db.nevents + s->db.nopen;
-		fprintf(out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n", parsed,
-			c.dumped);
-	}
-	print_losses(out, &s->db.db);
-	print_summary(out, r, !inherited_listed(r));
+	if (r->opt->mode == REPORT_DIFF)
+		render_diff(&c);
+	else if (r->opt->mode == REPORT_HANDLES)
+		render_handles(&c);
+	else
+		render_exit(&c, opt);
 	if (c.sym)
 		sym_close(c.sym);
 }

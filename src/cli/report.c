@@ -13,6 +13,7 @@ static const char *const state_names[] = {
 	[HANDLE_CLOSED] = "closed",
 	[HANDLE_UNTRACKED] = "untracked",
 	[HANDLE_INCONSISTENT] = "inconsistent",
+	[HANDLE_OPEN] = "open",
 };
 
 const char *handle_state_name(enum handle_state state)
@@ -133,8 +134,22 @@ static enum handle_state state_of(const struct htrace_fd_slot *slot,
 	return is_inherited(slot) ? HANDLE_INHERITED : HANDLE_LEAKED;
 }
 
+static int opened_since(const struct report_handle *h, uint64_t seq)
+{
+	return h->slot && h->details && h->slot->open.seq > seq;
+}
+
+static int shown_live(const struct report_handle *h, const struct report_options *opt)
+{
+	if (opt->mode == REPORT_DIFF)
+		return opened_since(h, opt->since_seq);
+	return opt->only_fd < 0 || h->fd == opt->only_fd;
+}
+
 static int shown(enum handle_state state, const struct report_options *opt)
 {
+	if (opt->mode != REPORT_EXIT)
+		return 1; /* decided by shown_live */
 	if (state == HANDLE_INHERITED)
 		return opt->verbose;
 	if (state == HANDLE_CLOSED)
@@ -210,12 +225,30 @@ static void count(struct report *r, enum handle_state state)
 		r->inconsistent++;
 }
 
+/* OPEN and CLOSE events since seq, from the ring (complete when the ring
+ * still holds the first event after seq). */
+static void count_since(const struct snapshot *s, uint64_t seq, struct report *r)
+{
+	for (size_t i = 0; i < s->db.nevents; i++) {
+		const struct htrace_event *e = &s->db.events[i];
+		if (e->seq <= seq)
+			continue;
+		if (e->kind == HTRACE_OPEN)
+			r->opened_since++;
+		else if (e->kind == HTRACE_CLOSE)
+			r->closed_since++;
+	}
+	r->since_complete = s->db.db.next_seq <= seq ||
+			    (s->db.nevents && s->db.events[0].seq <= seq + 1);
+}
+
 int report_build(const struct snapshot *s, const struct report_options *opt,
 		 struct process_status status, struct report *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->snap = s;
 	r->status = status;
+	r->opt = opt;
 	if (!s->have_db)
 		return 0; /* nothing to set against the kernel: the renderer says why */
 	size_t n;
@@ -231,16 +264,24 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		h->slot = table_find(s, fds[i]);
 		h->state = state_of(h->slot, h->details);
 		count(r, h->state);
-		if (!shown(h->state, opt))
+		if (!shown(h->state, opt) || (opt->mode != REPORT_EXIT && !shown_live(h, opt)))
 			continue;
+		if (opt->mode == REPORT_DIFF)
+			h->state = HANDLE_OPEN;
 		if (collect_traces(s, h, opt->history) < 0)
 			break;
+		if (opt->mode == REPORT_HANDLES && !h->ntraces) {
+			free(h->traces);
+			continue;
+		}
 		r->nhandles++;
 	}
 	free(fds);
 	r->events = s->db.db.next_seq;
 	if (r->events > s->db.db.ring_capacity)
 		r->events_overwritten = r->events - s->db.db.ring_capacity;
+	if (opt->mode == REPORT_DIFF)
+		count_since(s, opt->since_seq, r);
 	return 0;
 }
 

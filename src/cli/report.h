@@ -7,6 +7,7 @@
 #define HTRACE_REPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "fdinfo.h"
@@ -36,6 +37,7 @@ enum handle_state {
 	HANDLE_CLOSED, /* closed now; shown with --history */
 	HANDLE_UNTRACKED, /* open in the kernel, never seen opened by the agent */
 	HANDLE_INCONSISTENT, /* the agent believes it open, the kernel does not */
+	HANDLE_OPEN, /* -diff: opened since the snapshot and still open */
 };
 
 const char *handle_state_name(enum handle_state state);
@@ -49,9 +51,19 @@ struct report_handle {
 	size_t ntraces;
 };
 
+enum report_mode {
+	REPORT_EXIT, /* htrace run: leaks at exit */
+	REPORT_DIFF, /* -diff: opened since the snapshot, still open */
+	REPORT_HANDLES, /* [Handle [Max_Traces]]: every trace of the handles */
+};
+
 struct report_options {
+	enum report_mode mode;
 	int verbose; /* include inherited handles */
 	int history; /* every recorded event; closed handles too */
+	int only_fd; /* REPORT_HANDLES: this descriptor, or -1 for all */
+	uint64_t since_seq; /* REPORT_DIFF: the snapshot's sequence number */
+	uint64_t max_traces; /* REPORT_HANDLES: at most this many traces, 0 = all */
 };
 
 struct process_status {
@@ -67,6 +79,11 @@ struct report {
 	size_t nhandles;
 	size_t leaked, inherited, untracked, inconsistent;
 	unsigned long long events, events_overwritten;
+	const struct report_options *opt;
+	/* REPORT_DIFF: events since the snapshot; complete unless the ring
+	 * has lost some of them */
+	unsigned long long opened_since, closed_since;
+	int since_complete;
 };
 
 int report_build(const struct snapshot *snap, const struct report_options *opt,

@@ -1,0 +1,37 @@
+/* The !htrace commands on a running process (htrace -p PID ...): enable,
+ * snapshot, diff, disable and the per-handle listing.  The client reads the
+ * target's trace database and writes its few control fields the way a
+ * debugger would; nothing is added to the target. */
+#ifndef HTRACE_LIVE_H
+#define HTRACE_LIVE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+enum live_command {
+	LIVE_ENABLE,
+	LIVE_SNAPSHOT,
+	LIVE_DIFF,
+	LIVE_DISABLE,
+	LIVE_HANDLES,
+};
+
+struct live_options {
+	pid_t pid;
+	enum live_command command;
+	int json;
+	const char *output; /* NULL: stdout */
+	uint32_t enable_max_traces; /* -enable Max_Traces; 0: as reserved */
+	int handle; /* LIVE_HANDLES: the descriptor, -1 for all */
+	uint64_t max_traces; /* LIVE_HANDLES: 0 for all */
+};
+
+/* Parses `-p PID WORDS...` or the kernel-mode `HANDLE PID [MAX]` (argv
+ * without the program name).  Returns 0, or EXIT_USAGE after one line on
+ * stderr. */
+int live_parse(int argc, char **argv, struct live_options *out);
+
+/* Carries the command out; returns htrace's exit status. */
+int live_run(const struct live_options *opt);
+
+#endif
