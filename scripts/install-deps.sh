@@ -4,7 +4,7 @@
 # when something is missing.
 set -e
 
-PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3"
+PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -79,7 +79,7 @@ static int find_agent_mapping(pid_t pid, struct agent_mapping *out)
 	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
 	FILE *f = fopen(maps, "re");
 	if (!f)
-		return -errno;
+		return errno == ENOENT ? -ESRCH : -errno; /* no /proc/PID: no process */
 	char line[4352];
 	int found = -ENOENT;
 	while (found && fgets(line, sizeof(line), f)) {

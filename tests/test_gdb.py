@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The `htrace` command inside gdb: gdb in batch mode runs
+tests/victims/gdbvictim.c with the agent preloaded (tracing off), stops at
+checkpoint_one(), enables tracing there with `htrace -enable`, continues to
+checkpoint_two() past leaky_part(), which leaks two descriptors, and asks
+`htrace -diff` and `htrace 0`.  The diff must list exactly those two
+descriptors, each with an OPEN stack naming leaky_part; the listing must
+show them and end with the Parsed/Dumped lines.
+
+Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
+HTRACE_BUILD (the build directory: the agent and share/htrace/htrace-gdb.py).
+Exit status: 0 passed, 1 failed, 77 gdb, htrace or the victim missing, or
+gdb not allowed to debug here."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HTRACE = os.environ.get("HTRACE", "")
+VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
+BUILD = os.environ.get("HTRACE_BUILD", "")
+VICTIM = os.path.join(VICTIMS, "gdbvictim")
+AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+GDB_SCRIPT = os.path.join(BUILD, "share", "htrace", "htrace-gdb.py")
+TIMEOUT = 120
+
+HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):")
+FRAME_RE = re.compile(r"^0x[0-9a-f]{16}: \S")
+INLINED_RE = re.compile(r"^\S+!\S+ \(inlined\)")
+# counts in hex, either case (WinDbg writes 0x7CC); "1 handle ... is" for one
+CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the snapshot (?:are|is) still open; "
+                        r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
+PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
+DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
+CANNOT_DEBUG = ("ptrace: Operation not permitted", "Couldn't get registers",
+                "Cannot insert breakpoint", "could not trace the inferior")
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def gdb_commands():
+    return f"""set pagination off
+set confirm off
+set width 0
+set startup-with-shell off
+set environment LD_PRELOAD {AGENT}
+unset environment HTRACE_TRACE
+source {GDB_SCRIPT}
+break checkpoint_one
+break checkpoint_two
+run
+echo ===ENABLE===\\n
+htrace -enable
+continue
+echo ===DIFF===\\n
+htrace -diff
+echo ===ALL===\\n
+htrace 0
+echo ===END===\\n
+kill
+"""
+
+
+def run_gdb(gdb):
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUGINFOD_URLS", "LD_PRELOAD")}
+    env["HTRACE"] = HTRACE
+    with tempfile.NamedTemporaryFile("w", suffix=".gdb") as script:
+        script.write(gdb_commands())
+        script.flush()
+        result = subprocess.run([gdb, "-nx", "-batch", "-x", script.name, VICTIM],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, timeout=TIMEOUT)
+    return result.stdout
+
+
+def section(output, start, end):
+    lines = output.splitlines()
+    expect(start in lines and end in lines, f"gdb did not get from {start} to {end}:\n{output}")
+    return lines[lines.index(start) + 1:lines.index(end)]
+
+
+def parse_traces(lines):
+    traces = []
+    for line in lines:
+        m = HEADER_RE.match(line)
+        if m:
+            traces.append({"handle": int(m.group(1), 16), "kind": m.group(2), "frames": []})
+        elif traces and (FRAME_RE.match(line) or INLINED_RE.match(line)):
+            traces[-1]["frames"].append(line)
+    return traces
+
+
+def names(trace, function):
+    return any(f"!{function}+0x" in f or f"!{function} (inlined)" in f for f in trace["frames"])
+
+
+def check(output):
+    fds = sorted(int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l))
+    expect(len(fds) == 2, f"the victim did not leak two descriptors:\n{output}")
+
+    enabled = section(output, "===ENABLE===", "===DIFF===")
+    expect(any(l.startswith("htrace: tracing enabled in process ") for l in enabled),
+           f"no 'tracing enabled' line after `htrace -enable`:\n{output}")
+
+    diff = section(output, "===DIFF===", "===ALL===")
+    traces = parse_traces(diff)
+    expect([t["handle"] for t in traces] == fds and all(t["kind"] == "OPEN" for t in traces),
+           f"`htrace -diff` lists {[(t['handle'], t['kind']) for t in traces]}, leaked {fds}:\n{output}")
+    for t in traces:
+        expect(names(t, "leaky_part"), f"fd {t['handle']}: no leaky_part frame in {t['frames']}")
+    closing = [CLOSING_RE.match(l) for l in diff if CLOSING_RE.match(l)]
+    expect(len(closing) == 1 and int(closing[0].group(1), 16) == 2,
+           f"`htrace -diff` closing line:\n{chr(10).join(diff)}")
+
+    listing = section(output, "===ALL===", "===END===")
+    traces = parse_traces(listing)
+    for fd in fds:
+        opens = [t for t in traces if t["handle"] == fd and t["kind"] == "OPEN"]
+        expect(opens and names(opens[0], "leaky_part"), f"`htrace 0` lacks the OPEN of fd {fd}:\n{output}")
+    parsed = [int(m.group(1), 16) for m in map(PARSED_RE.match, listing) if m]
+    dumped = [int(m.group(1), 16) for m in map(DUMPED_RE.match, listing) if m]
+    expect(len(parsed) == 1 and len(dumped) == 1 and dumped[0] == len(traces) and parsed[0] >= dumped[0],
+           f"`htrace 0`: Parsed {parsed}, Dumped {dumped}, {len(traces)} traces shown:\n{output}")
+
+
+def main():
+    gdb = shutil.which("gdb")
+    if not gdb:
+        print("skip gdb: gdb is not installed")
+        return 77
+    for path, what in ((HTRACE, "HTRACE"), (VICTIM, "the gdbvictim victim"), (AGENT, "the agent")):
+        if not (path and os.path.exists(path)):
+            print(f"skip gdb: {what} ({path!r}) missing")
+            return 77
+    try:
+        expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
+        output = run_gdb(gdb)
+        if any(s in output for s in CANNOT_DEBUG) and "===ENABLE===" not in output:
+            print(f"skip gdb: gdb cannot debug a program here:\n{output[-500:]}")
+            return 77
+        check(output)
+    except (Failure, subprocess.TimeoutExpired, ValueError) as e:
+        print(f"FAIL test_htrace_command_in_gdb: {e}")
+        return 1
+    print("ok test_htrace_command_in_gdb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,755 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the live commands, `htrace -p PID -enable | -snapshot
+| -diff | -disable | [Handle [Max_Traces]]` and the kernel-mode form
+`htrace HANDLE PID [MAX_TRACES]`, against a running multi-threaded program
+(tests/victims/server.c) started with the agent preloaded and tracing off.
+
+The server has worker threads that open and close /dev/null every ~2 ms.
+Its `quiet` command parks them (holding no descriptor) and `busy` lets them
+run again; a test parks them before a -diff whose exact content it checks,
+since a worker's descriptor open at that instant would rightly be new.
+
+Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
+HTRACE_BUILD (the build directory: the agent, the fake agents).
+Exit status: 0 all passed, 1 a failure, 77 htrace or the victim missing."""
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HTRACE = os.environ.get("HTRACE", "")
+VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
+BUILD = os.environ.get("HTRACE_BUILD", "")
+SERVER = os.path.join(VICTIMS, "server")
+AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
+TIMEOUT = 60
+MiB = 1 << 20
+
+HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):(.*)$")
+OPEN_HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - OPEN: (\S+) (.+) \[(\w+), thread (\d+)\]$")
+FRAME_RE = re.compile(r"^0x[0-9a-f]{16}: \S")
+INLINED_RE = re.compile(r"^\S+!\S+ \(inlined\)")
+# counts in hex, either case (WinDbg writes 0x7CC); "1 handle ... is" for one
+CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the snapshot (?:are|is) still open; "
+                        r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
+PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
+DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
+
+
+class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def expect(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+# ---- the victim ----
+
+class Server:
+    """The server victim: started with the agent preloaded (tracing off
+    unless env says otherwise), one command line in, one answer line out."""
+
+    def __init__(self, agent=True, env=None):
+        full = {k: v for k, v in os.environ.items()
+                if k not in ("LD_PRELOAD", "HTRACE_TRACE", "HTRACE_MAX_TRACES")}
+        if agent:
+            full["LD_PRELOAD"] = AGENT
+        full.update(env or {})
+        self.proc = subprocess.Popen([SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=full)
+        self.pid = self.proc.pid
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        try:
+            ready = self._answer("start")
+            expect(ready == f"READY {self.pid}", f"server said {ready!r} at start")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _answer(self, what):
+        try:
+            line = self.lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise Failure(f"server: no answer to {what!r} in {TIMEOUT} s")
+        expect(line is not None, f"server ended (status {self.proc.poll()}) instead of answering {what!r}")
+        return line
+
+    def send(self, command):
+        """Sends a command without waiting (for a stopped server)."""
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, command):
+        self.send(command)
+        line = self._answer(command)
+        expect(line.startswith("OK"), f"server: {command!r} answered {line!r}")
+        return line.split()[1:]
+
+    def collect(self, command):
+        """Reads the answer to a command sent earlier with send()."""
+        line = self._answer(command)
+        expect(line.startswith("OK"), f"server: {command!r} answered {line!r}")
+        return line.split()[1:]
+
+    def leak(self, n):
+        words = self.ask(f"leak {n}")
+        expect(words[0] == "fds" and len(words) == n + 1, f"leak {n} answered {words}")
+        return [int(w) for w in words[1:]]
+
+    def check_alive(self):
+        """The target runs on unharmed: not stopped, still answering."""
+        expect(proc_state(self.pid) not in ("T", "t"), f"server left stopped ({proc_state(self.pid)})")
+        expect(self.ask("pid") == [str(self.pid)], "server does not answer pid")
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.reader.join(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Sleeper:
+    """`sleep 30`, optionally with a library preloaded, once it is loaded."""
+
+    def __init__(self, preload=None):
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HTRACE_TRACE")}
+        if preload:
+            env["LD_PRELOAD"] = preload
+        self.proc = subprocess.Popen(["sleep", "30"], env=env, stdin=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        want = preload or "libc.so"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.pid}/maps") as f:
+                if want in f.read():
+                    return
+            time.sleep(0.01)
+        raise Failure(f"sleep never mapped {want}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# ---- /proc ----
+
+def proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def wait_state(pid, states, seconds=10):
+    deadline = time.monotonic() + seconds
+    while proc_state(pid) not in states:
+        expect(time.monotonic() < deadline, f"pid {pid} never reached state {states}")
+        time.sleep(0.01)
+
+
+def memory(pid):
+    """VmRSS, RssAnon, RssFile, RssShmem in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def descriptors(pid):
+    """{fd: what it is}, inode numbers left out (they differ between runs)."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(name)] = re.sub(r"\[\d+\]", "[]", os.readlink(f"/proc/{pid}/fd/{name}"))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+# ---- htrace ----
+
+def run(args, prefix=()):
+    return subprocess.run(list(prefix) + [HTRACE] + [str(a) for a in args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+
+
+def ok(args):
+    result = run(args)
+    expect(result.returncode == 0,
+           f"htrace {' '.join(map(str, args))}: exit {result.returncode}\n{result.stderr}")
+    return result
+
+
+def enable(server, *extra):
+    result = ok(["-p", server.pid, "-enable"] + list(extra))
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    want = f"htrace: tracing enabled in process {server.pid}"
+    expect(len(lines) == 1 and lines[0].startswith(want),
+           f"-enable printed {lines!r}, expected one line starting {want!r}")
+
+
+def snapshot(server):
+    ok(["-p", server.pid, "-snapshot"])
+
+
+def one_json(result):
+    objects = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
+    expect(len(objects) == 1, f"expected one JSON object on stdout, got {len(objects)}:\n"
+                              f"{result.stdout}{result.stderr}")
+    return objects[0]
+
+
+def json_diff(server):
+    p = one_json(ok(["--json", "-p", server.pid, "-diff"]))
+    expect(p["pid"] == server.pid and p["status"] is None, f"pid/status {p['pid']} {p['status']}")
+    for key in ("opened_since_snapshot", "closed_since_snapshot", "still_open"):
+        expect(key in p["summary"], f"summary lacks {key}: {p['summary']}")
+    expect(p["summary"]["still_open"] == len(p["handles"]),
+           f"still_open {p['summary']['still_open']} but {len(p['handles'])} handles listed")
+    expect(all(h["state"] == "open" for h in p["handles"]), f"states {p['handles']}")
+    numbers = [h["handle"] for h in p["handles"]]
+    expect(numbers == sorted(numbers), f"handles not ascending: {numbers}")
+    return p
+
+
+def functions(trace):
+    return [f.get("function") for f in trace["frames"]]
+
+
+def parse_traces(text):
+    """[{handle, kind, header, frames}] from the text format, in order."""
+    traces = []
+    for line in text.splitlines():
+        m = HEADER_RE.match(line)
+        if m:
+            traces.append({"handle": int(m.group(1), 16), "kind": m.group(2), "header": line,
+                           "frames": []})
+        elif traces and (FRAME_RE.match(line) or INLINED_RE.match(line)):
+            traces[-1]["frames"].append(line)
+    return traces
+
+
+def names(trace, function):
+    """Whether a text trace has a frame of function (called or inlined)."""
+    return any(f"!{function}+0x" in f or f"!{function} (inlined)" in f for f in trace["frames"])
+
+
+def closing_counts(text):
+    """(still open, opened, closed) from -diff's closing line."""
+    found = [CLOSING_RE.match(l) for l in text.splitlines() if CLOSING_RE.match(l)]
+    expect(len(found) == 1, f"expected one closing line in -diff output:\n{text}")
+    return tuple(int(g, 16) for g in found[0].groups())
+
+
+def parsed_dumped(text):
+    lines = text.splitlines()
+    parsed = [int(m.group(1), 16) for m in map(PARSED_RE.match, lines) if m]
+    dumped = [int(m.group(1), 16) for m in map(DUMPED_RE.match, lines) if m]
+    expect(len(parsed) == 1 and len(dumped) == 1, f"no single Parsed/Dumped pair in:\n{text}")
+    expect(len(lines) >= 2 and PARSED_RE.match(lines[-2]) and DUMPED_RE.match(lines[-1]),
+           f"output does not end with Parsed/Dumped:\n{text}")
+    return parsed[0], dumped[0]
+
+
+def report_lines(text):
+    """The lines that say what was recorded (headers, frames, counts)."""
+    return [l for l in text.splitlines()
+            if HEADER_RE.match(l) or FRAME_RE.match(l) or INLINED_RE.match(l)
+            or PARSED_RE.match(l) or DUMPED_RE.match(l)]
+
+
+def check_error(args, status, fragments, prefix=()):
+    """One line on stderr containing one of fragments, exit status."""
+    result = run(args, prefix)
+    lines = result.stderr.strip().splitlines()
+    shown = " ".join(map(str, args))
+    expect(result.returncode == status if status else result.returncode != 0,
+           f"htrace {shown}: exit {result.returncode}, expected {status or 'non-zero'}\n{result.stderr}")
+    expect(len(lines) == 1 and any(f.lower() in lines[0].lower() for f in fragments),
+           f"htrace {shown}: stderr {result.stderr!r}, expected one line with {' or '.join(fragments)!r}")
+    expect("Handle 0x" not in result.stdout, f"htrace {shown}: a report on stdout despite the error")
+    return lines[0]
+
+
+# ---- -enable, -snapshot, -diff ----
+
+def test_diff_gives_exactly_the_leaked_handles_while_workers_run():
+    with Server() as s:
+        enable(s)
+        snapshot(s)
+        fds = s.leak(4)  # /dev/null, a pipe's two ends, a socket
+        s.ask("clean 200")
+        s.ask("quiet")
+        p = json_diff(s)
+        got = {h["handle"]: h for h in p["handles"]}
+        expect(sorted(got) == sorted(fds), f"-diff lists {sorted(got)}, the scenario leaked {fds}")
+        expect([got[fd]["type"] for fd in fds] == ["chardev", "pipe", "pipe", "socket"],
+               f"types {[got[fd]['type'] for fd in fds]}")
+        expect(got[fds[0]]["target"] == "/dev/null", f"target {got[fds[0]]['target']}")
+        for fd, h in got.items():
+            open_traces = [t for t in h["traces"] if t["kind"] == "OPEN"]
+            expect(open_traces, f"fd {fd}: no OPEN trace: {h['traces']}")
+            t = open_traces[0]
+            expect("scenario_leak" in functions(t), f"fd {fd}: scenario_leak not in {functions(t)}")
+            expect(t["tid"] == s.pid, f"fd {fd}: opened by tid {t['tid']}, not the main thread")
+        apis = [got[fd]["traces"][0]["api"] for fd in fds]
+        expect(apis[0].startswith("open") and apis[1].startswith("pipe") and apis[3] == "socket",
+               f"apis {apis}")
+        summary = p["summary"]
+        expect(summary["still_open"] == 4 and summary["opened_since_snapshot"] >= 4 + 200
+               and summary["closed_since_snapshot"] >= 200, f"summary {summary}")
+        s.check_alive()
+
+
+def test_diff_text_format_and_exact_counts():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        snapshot(s)
+        fds = s.leak(4)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        traces = parse_traces(out)
+        expect([t["handle"] for t in traces] == sorted(fds), f"-diff text lists {traces}, leaked {fds}")
+        for t in traces:
+            m = OPEN_HEADER_RE.match(t["header"])
+            expect(m and int(m.group(5)) == s.pid, f"header {t['header']!r}")
+            expect(t["frames"] and all(FRAME_RE.match(f) or INLINED_RE.match(f) for f in t["frames"]),
+                   f"frames {t['frames']}")
+            expect(names(t, "scenario_leak"), f"fd {t['handle']}: no scenario_leak frame in {t['frames']}")
+            leak_frame = [f for f in t["frames"] if "server!scenario_leak" in f]
+            expect(leak_frame and "server.c:" in leak_frame[0], f"frame {leak_frame} lacks server.c:line")
+        expect(OPEN_HEADER_RE.match(traces[0]["header"]).group(2, 3) == ("chardev", "/dev/null"),
+               f"header {traces[0]['header']!r}")
+        expect(closing_counts(out) == (4, 4, 0), f"closing line counts {closing_counts(out)}, expected 4, 4, 0")
+        p = json_diff(s)
+        expect([h["handle"] for h in p["handles"]] == sorted(fds), f"JSON lists {p['handles']}")
+        summary = p["summary"]
+        expect((summary["still_open"], summary["opened_since_snapshot"], summary["closed_since_snapshot"])
+               == (4, 4, 0), f"summary {summary}")
+        # a new snapshot: nothing is new any more
+        snapshot(s)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect(parse_traces(out) == [] and closing_counts(out) == (0, 0, 0), f"after -snapshot:\n{out}")
+        s.check_alive()
+
+
+def test_diff_empty_after_thousands_opened_and_closed():
+    with Server() as s:
+        enable(s)
+        snapshot(s)
+        s.ask("clean 5000")
+        s.ask("quiet")
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect(parse_traces(out) == [], f"-diff not empty after a clean scenario:\n{out}")
+        still, opened, closed = closing_counts(out)
+        expect(still == 0 and opened >= 5000 and closed >= 5000,
+               f"closing line: {still} still open, {opened} opened, {closed} closed")
+        p = json_diff(s)
+        expect(p["handles"] == [] and p["summary"]["opened_since_snapshot"] >= 5000
+               and p["summary"]["closed_since_snapshot"] >= 5000, f"JSON -diff {p}")
+        s.check_alive()
+
+
+def test_diff_reads_are_never_torn_while_workers_run():
+    with Server() as s:
+        enable(s)
+        fds = s.leak(2)
+        snapshot(s)
+        fds += s.leak(2)
+        for _ in range(20):
+            p = json_diff(s)
+            got = [h["handle"] for h in p["handles"]]
+            expect(set(fds[2:]) <= set(got) and not set(fds[:2]) & set(got),
+                   f"-diff lists {got}; new since the snapshot: {fds[2:]}")
+            for h in p["handles"]:
+                fn = functions(h["traces"][0])
+                expect(("scenario_leak" in fn) if h["handle"] in fds else ("worker_main" in fn),
+                       f"fd {h['handle']}: stack {fn}")
+        s.check_alive()
+
+
+# ---- per-handle history ----
+
+def check_reuse_history(text, fd, opener_old="scenario_reuse", opener_new="scenario_reuse"):
+    traces = parse_traces(text)
+    expect(all(t["handle"] == fd for t in traces), f"traces of other handles: {traces}")
+    expect([t["kind"] for t in traces] == ["OPEN", "CLOSE", "OPEN"],
+           f"history of fd {fd}: {[t['kind'] for t in traces]}, expected OPEN, CLOSE, OPEN")
+    expect(names(traces[0], opener_new) and names(traces[1], opener_new) and names(traces[2], opener_old),
+           f"stacks of fd {fd}: {[t['frames'] for t in traces]}")
+    parsed, dumped = parsed_dumped(text)
+    expect(dumped == 3 and parsed >= 3, f"Parsed 0x{parsed:x}, Dumped 0x{dumped:x}")
+
+
+def test_reused_number_shows_open_close_open():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        snapshot(s)
+        fd = int(s.ask("reuse")[0])
+        for spelling in (str(fd), f"0x{fd:x}"):
+            check_reuse_history(ok(["-p", s.pid, spelling]).stdout, fd)
+        text = ok(["-p", s.pid, fd, 2]).stdout
+        expect([t["kind"] for t in parse_traces(text)] == ["OPEN", "CLOSE"], f"Max_Traces 2:\n{text}")
+        expect(parsed_dumped(text)[1] == 2, f"Max_Traces 2:\n{text}")
+        p = one_json(ok(["--json", "-p", s.pid, fd]))
+        handles = [h for h in p["handles"] if h["handle"] == fd]
+        expect(len(handles) == 1 and [t["kind"] for t in handles[0]["traces"]] == ["OPEN", "CLOSE", "OPEN"],
+               f"JSON history: {p['handles']}")
+        seqs = [t["seq"] for t in handles[0]["traces"]]
+        expect(seqs == sorted(seqs, reverse=True), f"not newest first: seq {seqs}")
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect([t["handle"] for t in parse_traces(out)] == [fd], f"-diff after reuse:\n{out}")
+        expect(closing_counts(out) == (1, 2, 1), f"closing line counts {closing_counts(out)}, expected 1, 2, 1")
+        s.check_alive()
+
+
+def test_number_closed_and_reopened_after_the_snapshot_counts_as_new():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fd = s.leak(1)[0]
+        snapshot(s)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect(parse_traces(out) == [], f"-diff before the reopen:\n{out}")
+        expect(int(s.ask(f"reopen {fd}")[0]) == fd, "reopen gave another number")
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        traces = parse_traces(out)
+        expect([t["handle"] for t in traces] == [fd] and names(traces[0], "scenario_reopen"),
+               f"-diff after the reopen of fd {fd}:\n{out}")
+        expect(closing_counts(out) == (1, 1, 1), f"closing line counts {closing_counts(out)}, expected 1, 1, 1")
+        check_reuse_history(ok(["-p", s.pid, fd]).stdout, fd, "scenario_leak", "scenario_reopen")
+        s.check_alive()
+
+
+def test_all_handles_listing():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fds = s.leak(3)
+        reused = int(s.ask("reuse")[0])
+        for args in (["-p", s.pid], ["-p", s.pid, 0]):
+            text = ok(args).stdout
+            traces = parse_traces(text)
+            seen = {t["handle"] for t in traces}
+            expect(set(fds) | {reused} <= seen, f"htrace {args} lists {sorted(seen)}")
+            parsed, dumped = parsed_dumped(text)
+            expect(dumped == len(traces) and parsed >= dumped, f"Parsed 0x{parsed:x} Dumped 0x{dumped:x}, "
+                                                               f"{len(traces)} traces shown")
+        text = ok(["-p", s.pid, 0, 2]).stdout
+        expect(len(parse_traces(text)) == 2 and parsed_dumped(text)[1] == 2, f"Max_Traces 2:\n{text}")
+        s.check_alive()
+
+
+def test_kernel_mode_form_gives_the_same():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fd = int(s.ask("reuse")[0])
+        s.leak(2)
+        pairs = [([fd, s.pid], ["-p", s.pid, fd]),
+                 ([fd, s.pid, 2], ["-p", s.pid, fd, 2]),
+                 ([0, s.pid], ["-p", s.pid, 0])]
+        for kernel, user in pairs:
+            a, b = ok(kernel).stdout, ok(user).stdout
+            expect(report_lines(a) and report_lines(a) == report_lines(b),
+                   f"htrace {kernel} differs from htrace {user}:\n{a}\n---\n{b}")
+        check_reuse_history(ok([fd, s.pid]).stdout, fd)
+        a = one_json(ok(["--json", fd, s.pid]))
+        b = one_json(ok(["--json", "-p", s.pid, fd]))
+        expect(a == b, f"JSON differs:\n{a}\n{b}")
+        s.check_alive()
+
+
+# ---- a stopped target ----
+
+def test_commands_work_on_a_stopped_target():
+    with Server() as s:
+        s.ask("quiet")
+        os.kill(s.pid, signal.SIGSTOP)
+        wait_state(s.pid, ("T",))
+        enable(s)
+        snapshot(s)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect(parse_traces(out) == [] and closing_counts(out)[0] == 0, f"-diff while stopped:\n{out}")
+        expect(proc_state(s.pid) == "T", f"htrace resumed the stopped target ({proc_state(s.pid)})")
+        s.send("leak 2")
+        os.kill(s.pid, signal.SIGCONT)
+        fds = [int(w) for w in s.collect("leak 2")[1:]]
+        os.kill(s.pid, signal.SIGSTOP)
+        wait_state(s.pid, ("T",))
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        traces = parse_traces(out)
+        expect([t["handle"] for t in traces] == fds and all(names(t, "scenario_leak") for t in traces),
+               f"-diff while stopped, after leaking {fds}:\n{out}")
+        text = ok(["-p", s.pid, fds[0]]).stdout
+        expect([t["kind"] for t in parse_traces(text)] == ["OPEN"], f"listing while stopped:\n{text}")
+        parsed_dumped(text)
+        snapshot(s)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect(parse_traces(out) == [] and closing_counts(out) == (0, 0, 0),
+               f"-diff after a snapshot taken while stopped:\n{out}")
+        expect(proc_state(s.pid) == "T", f"htrace resumed the stopped target ({proc_state(s.pid)})")
+        os.kill(s.pid, signal.SIGCONT)
+        new = s.leak(1)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect([t["handle"] for t in parse_traces(out)] == new,
+               f"after SIGCONT and leak {new}, -diff against the snapshot taken while stopped:\n{out}")
+        s.check_alive()
+
+
+# ---- -disable ----
+
+def wait_memory(pid, good, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        m = memory(pid)
+        if good(m) or time.monotonic() > deadline:
+            return m
+        time.sleep(0.1)
+
+
+UNWINDER_CACHE_PER_THREAD = 256 * 1024
+
+
+def test_disable_releases_the_trace_memory():
+    """The default ring (65536 events of 48 bytes: 3 MiB) is written through
+    by `clean 100000` (200000 events).  After -disable and some activity the
+    target's VmRSS must come back to within 1 MiB of its value before
+    -enable, plus two things that are not the database and that tracing
+    leaves behind by design:
+    - the growth of RssFile: code pages (the unwinder, libc, the agent's
+      text) read in while tracing stay resident, shared with the files;
+    - libunwind's per-thread frame cache that unw_backtrace creates in each
+      thread that takes a stack (2^14 frames of 16 bytes = 256 KiB, written
+      when created, freed only when the thread exits): 5 threads here."""
+    with Server() as s:
+        s.ask("clean 1000")
+        time.sleep(0.5)
+        before = memory(s.pid)
+        enable(s)
+        s.ask("clean 100000")
+        during = memory(s.pid)
+        expect(during["RssAnon"] >= before["RssAnon"] + 2 * MiB,
+               f"tracing 200000 events grew RssAnon only from {before['RssAnon']} to {during['RssAnon']}")
+        ok(["-p", s.pid, "-disable"])
+        s.ask("clean 10")
+        time.sleep(0.5)
+
+        unwinder = threads(s.pid) * UNWINDER_CACHE_PER_THREAD
+
+        def limit(m):
+            return before["VmRSS"] + MiB + unwinder + max(0, m["RssFile"] - before["RssFile"])
+
+        after = wait_memory(s.pid, lambda m: m["VmRSS"] <= limit(m), 5)
+        expect(after["VmRSS"] <= limit(after),
+               f"VmRSS before -enable {before}, tracing {during}, after -disable {after}: "
+               f"more than 1 MiB (+{unwinder} of unwinder caches, "
+               f"+{max(0, after['RssFile'] - before['RssFile'])} of file pages) above")
+        expect(during["VmRSS"] - after["VmRSS"] >= 2 * MiB,
+               f"VmRSS did not go measurably down: tracing {during}, after -disable {after}")
+        check_error(["-p", s.pid, "-snapshot"], 1, ["not enabled"])
+        check_error(["-p", s.pid, "-diff"], 1, ["not enabled"])
+        # and it can be enabled again
+        s.ask("quiet")
+        enable(s)
+        fds = s.leak(2)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        traces = parse_traces(out)
+        expect([t["handle"] for t in traces] == fds and all(names(t, "scenario_leak") for t in traces),
+               f"-diff after -disable and -enable again:\n{out}")
+        s.check_alive()
+
+
+# ---- nothing added to the target ----
+
+def test_agent_and_commands_add_no_thread_or_descriptor():
+    with Server(agent=False) as plain:
+        plain.ask("quiet")
+        plain.leak(4)
+        plain.ask("reuse")
+        want_fds, want_tasks = descriptors(plain.pid), threads(plain.pid)
+    with Server() as s:
+        s.ask("quiet")
+        expect(descriptors(s.pid) == {0: "pipe:[]", 1: "pipe:[]", 2: "/dev/null"} and threads(s.pid) == want_tasks,
+               f"with the agent, before any command: fds {descriptors(s.pid)}, {threads(s.pid)} threads")
+        enable(s)
+        snapshot(s)
+        fd = s.leak(4)[0]
+        s.ask("reuse")
+        ok(["-p", s.pid, "-diff"])
+        ok(["--json", "-p", s.pid, "-diff"])
+        ok(["-p", s.pid, fd])
+        ok(["-p", s.pid])
+        ok([fd, s.pid])
+        snapshot(s)
+        got_fds, got_tasks = descriptors(s.pid), threads(s.pid)
+        expect(got_fds == want_fds, f"descriptors without the agent {want_fds}, with it {got_fds}")
+        expect(got_tasks == want_tasks, f"{want_tasks} threads without the agent, {got_tasks} with it")
+        s.check_alive()
+
+
+# ---- bad input ----
+
+def free_pid():
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read()) - 1
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
+
+
+def every_command(pid):
+    return [["-p", pid, "-enable"], ["-p", pid, "-snapshot"], ["-p", pid, "-diff"],
+            ["-p", pid, "-disable"], ["-p", pid], ["-p", pid, 3], [3, pid]]
+
+
+def test_no_such_process():
+    for args in every_command(free_pid()):
+        check_error(args, 1, ["no such process"])
+
+
+def test_process_without_the_agent():
+    with Sleeper() as target:
+        for args in every_command(target.pid):
+            check_error(args, 1, ["LD_PRELOAD", "htrace run"])
+        expect(target.proc.poll() is None and proc_state(target.pid) not in ("T", "t"),
+               "the process without the agent was harmed")
+
+
+def test_incompatible_agent_version():
+    expect(os.path.exists(BAD_VERSION_AGENT), f"{BAD_VERSION_AGENT} not built")
+    with Sleeper(BAD_VERSION_AGENT) as target:
+        for args in every_command(target.pid):
+            check_error(args, 1, ["incompatible"])
+        expect(target.proc.poll() is None and proc_state(target.pid) not in ("T", "t"),
+               "the process with an incompatible agent was harmed")
+
+
+def test_permission_refused_names_ptrace_scope():
+    if os.geteuid() != 0:
+        raise Skip("needs root: runs htrace as nobody against a root-owned process")
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        raise Skip("setpriv (util-linux) not installed")
+    nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = run(["--help"], nobody)
+    if probe.returncode != 0:
+        raise Skip(f"user nobody cannot run {HTRACE}: {probe.stderr.strip()[:200]}")
+    with Server() as s:
+        fds = descriptors(s.pid)
+        for args in every_command(s.pid):
+            line = check_error(args, 1, ["permission"], nobody)
+            expect("ptrace_scope" in line, f"htrace {args} as nobody: {line!r} does not mention ptrace_scope")
+        check_error(["-p", s.pid, "-snapshot"], 1, ["not enabled"])  # -enable did nothing
+        expect(descriptors(s.pid) == fds, "the refused commands changed the target's descriptors")
+        s.check_alive()
+
+
+def test_malformed_handles_and_counts():
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fds = descriptors(s.pid)
+        for handle in ("abc", "-5", "-1", "0xzz", "12abc", "0x", "1.5", "3 "):
+            check_error(["-p", s.pid, handle], 2, [""])
+        check_error(["12abc", s.pid], 2, [""])
+        check_error(["0xzz", s.pid], 2, [""])
+        for args in (["-p", s.pid, 3, "abc"], ["-p", s.pid, 3, "-1"], ["-p", s.pid, "-enable", "abc"],
+                     ["-p", s.pid, "-enable", "-1"], [3, s.pid, "x"]):
+            check_error(args, None, [""])
+        expect(descriptors(s.pid) == fds, "bad input changed the target's descriptors")
+        s.check_alive()
+
+
+def test_tracing_not_enabled_and_diff_before_any_snapshot():
+    with Server() as s:
+        fds = descriptors(s.pid)
+        check_error(["-p", s.pid, "-snapshot"], 1, ["not enabled"])
+        check_error(["-p", s.pid, "-diff"], 1, ["not enabled"])
+        check_error(["--json", "-p", s.pid, "-diff"], 1, ["not enabled"])
+        s.ask("quiet")
+        expect(descriptors(s.pid) == fds, "the refused commands changed the target's descriptors")
+        s.check_alive()
+    # tracing on from the start (HTRACE_TRACE=1), but no snapshot yet
+    with Server(env={"HTRACE_TRACE": "1"}) as s:
+        check_error(["-p", s.pid, "-diff"], 1, ["snapshot"])
+        check_error(["--json", "-p", s.pid, "-diff"], 1, ["snapshot"])
+        ok(["-p", s.pid])
+        snapshot(s)
+        s.ask("quiet")
+        fds = s.leak(1)
+        out = ok(["-p", s.pid, "-diff"]).stdout
+        expect([t["handle"] for t in parse_traces(out)] == fds, f"-diff after the first snapshot:\n{out}")
+        s.check_alive()
+
+
+def main():
+    for path, what in ((HTRACE, "HTRACE"), (SERVER, "the server victim"), (AGENT, "the agent")):
+        if not (path and os.path.exists(path)):
+            print(f"skip live: {what} ({path!r}) missing")
+            return 77
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    failed = skipped = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok {name}")
+        except Skip as e:
+            skipped += 1
+            print(f"SKIP {name}: {e}")
+        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError, TypeError,
+                AttributeError, OSError) as e:
+            failed += 1
+            print(f"FAIL {name}: {type(e).__name__ + ': ' if not isinstance(e, Failure) else ''}{e}")
+        sys.stdout.flush()
+    print(f"{len(tests) - failed - skipped} ok, {failed} failed, {skipped} skipped "
+          f"of {len(tests)} live tests")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
