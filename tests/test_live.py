@@ -634,6 +634,16 @@ def test_agent_and_commands_add_no_thread_or_descriptor():
 
 # ---- bad input ----
 
+def test_state_commands_speak_json():
+    agent = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+    with Sleeper(agent) as sleeper:
+        for command, tracing in (("-enable", True), ("-snapshot", True), ("-disable", False)):
+            obj = one_json(ok(["--json", "-p", sleeper.pid, command]))
+            expect(obj["pid"] == sleeper.pid and obj["command"] == command[1:]
+                   and obj["tracing"] is tracing and obj["status"] is None
+                   and obj["exe"].endswith("sleep"), f"{command} --json: {obj}")
+
+
 def free_pid():
     with open("/proc/sys/kernel/pid_max") as f:
         pid = int(f.read()) - 1

@@ -195,6 +195,24 @@ static int not_enabled(const struct target_db *t)
 	return fail("tracing is not enabled in process %d (htrace -p %d -enable)", t->pid, t->pid);
 }
 
+/* What a state command did, as one line: text, or a JSON object with the
+ * process's pid and exe like every report. */
+static void say_state(const struct live_options *o, const struct target_db *t,
+		      const char *command, int tracing, uint64_t snapshot, const char *text)
+{
+	if (!o->json) {
+		printf("%s\n", text);
+		return;
+	}
+	printf("{\"pid\":%d,\"exe\":\"", t->pid);
+	for (const char *p = t->db.exe; *p; p++)
+		printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? "\\u%04x" : "%c",
+		       *p);
+	printf("\",\"status\":null,\"command\":\"%s\",\"tracing\":%s,\"snapshot_seq\":%llu,"
+	       "\"message\":\"%s\"}\n", command, tracing ? "true" : "false",
+	       (unsigned long long)snapshot, text + strlen("htrace: "));
+}
+
 static int command_enable(const struct live_options *o, struct target_db *t)
 {
 	uint32_t max = o->enable_max_traces ? o->enable_max_traces : t->db.ring_reserved;
@@ -212,21 +230,25 @@ static int command_enable(const struct live_options *o, struct target_db *t)
 	    take_snapshot(t, &seq) < 0 ||
 	    write_u32(t, FIELD_ADDR(t, state), t->db.state | HTRACE_STATE_TRACING) < 0)
 		return write_failed(t);
-	printf("htrace: tracing %s in process %d (Max_Traces %u, stack depth %u); snapshot taken "
-	       "at event 0x%llX.\n", was ? "was already enabled" : "enabled", t->pid,
-	       was ? t->db.ring_capacity : max, t->db.stack_depth, (unsigned long long)seq);
+	char text[256];
+	snprintf(text, sizeof(text), "htrace: tracing %s in process %d (Max_Traces %u, stack depth "
+		 "%u); snapshot taken at event 0x%llX.", was ? "was already enabled" : "enabled",
+		 t->pid, was ? t->db.ring_capacity : max, t->db.stack_depth, (unsigned long long)seq);
+	say_state(o, t, "enable", 1, seq, text);
 	return 0;
 }
 
-static int command_snapshot(struct target_db *t)
+static int command_snapshot(const struct live_options *o, struct target_db *t)
 {
 	uint64_t seq;
 	if (!is_tracing(t))
 		return not_enabled(t);
 	if (take_snapshot(t, &seq) < 0)
 		return write_failed(t);
-	printf("htrace: snapshot taken in process %d at event 0x%llX.\n", t->pid,
-	       (unsigned long long)seq);
+	char text[128];
+	snprintf(text, sizeof(text), "htrace: snapshot taken in process %d at event 0x%llX.", t->pid,
+		 (unsigned long long)seq);
+	say_state(o, t, "snapshot", 1, seq, text);
 	return 0;
 }
 
@@ -250,7 +272,7 @@ static int mailbox_done(const struct target_db *t, uint64_t seq)
 	return 0;
 }
 
-static int command_disable(struct target_db *t)
+static int command_disable(const struct live_options *o, struct target_db *t)
 {
 	if (!is_tracing(t))
 		return not_enabled(t);
@@ -259,12 +281,11 @@ static int command_disable(struct target_db *t)
 	    write_u32(t, FIELD_ADDR(t, mailbox_cmd), HTRACE_MAILBOX_RELEASE) < 0 ||
 	    write_u64(t, FIELD_ADDR(t, mailbox_seq), request) < 0)
 		return write_failed(t);
-	if (mailbox_done(t, request))
-		printf("htrace: tracing disabled in process %d; its trace memory is released.\n",
-		       t->pid);
-	else
-		printf("htrace: tracing disabled in process %d; its trace memory will be released "
-		       "at its next descriptor call.\n", t->pid);
+	char text[160];
+	snprintf(text, sizeof(text), "htrace: tracing disabled in process %d; its trace memory %s.",
+		 t->pid, mailbox_done(t, request) ? "is released"
+						  : "will be released at its next descriptor call");
+	say_state(o, t, "disable", 0, t->db.snapshot_seq, text);
 	return 0;
 }
 
@@ -335,9 +356,9 @@ int live_run(const struct live_options *o)
 	case LIVE_ENABLE:
 		return command_enable(o, &t);
 	case LIVE_SNAPSHOT:
-		return command_snapshot(&t);
+		return command_snapshot(o, &t);
 	case LIVE_DISABLE:
-		return command_disable(&t);
+		return command_disable(o, &t);
 	default:
 		return command_report(o, &t);
 	}
