@@ -5,6 +5,8 @@ the call for real under `htrace run --json --history` and says what must
 have been recorded (EXPECT lines); the report must hold exactly that, agree
 with the kernel (no untracked or inconsistent descriptor), and show the
 apicall function that made the call as the first frame outside libc.
+A call that apicall makes on a descriptor that is not open (or through a
+stale FILE/DIR) must be recorded as a BAD_REFERENCE trace with that stack.
 
 Env: HTRACE (the htrace binary), HTRACE_VICTIMS (directory of built victims).
 Exit status: 0 all passed or skipped, 1 a failure, 77 htrace missing."""
@@ -66,7 +68,7 @@ def parse_expectations(lines):
         if len(fields) == 3 and fields[:2] == ["EXPECT", "PID"]:
             pid = int(fields[2])
             expectations.setdefault(pid, [])
-        elif len(fields) == 4 and fields[0] == "EXPECT" and fields[1] in ("OPEN", "CLOSE", "OWNER"):
+        elif len(fields) == 4 and fields[0] == "EXPECT" and fields[1] in ("OPEN", "CLOSE", "OWNER", "BAD"):
             if pid is None:
                 raise Failure(f"apicall printed {line!r} before EXPECT PID")
             expectations[pid].append((fields[1], int(fields[2]), fields[3]))
@@ -127,6 +129,23 @@ def check_event(by_fd, kind, fd, api):
         raise Failure(f"fd {fd}: no {kind} trace by {api} (traces: {describe_traces(traces)})")
 
 
+def check_bad_reference(by_fd, fd, api, api_under_test):
+    """A BAD_REFERENCE trace by api on fd, made by the function under test."""
+    traces = traces_of(by_fd.get(fd, []))
+    bad = [t for t in traces if t.get("kind") == "BAD_REFERENCE" and t.get("api") == api]
+    if not bad:
+        raise Failure(f"fd {fd}: no BAD_REFERENCE trace by {api} (traces: {describe_traces(traces)})")
+    function = test_function(api_under_test)
+    failures = []
+    for trace in bad:
+        try:
+            check_caller(fd, trace, function)
+            return
+        except Failure as e:
+            failures.append(e)
+    raise Failure(f"BAD_REFERENCE by {api}: {failures[0]}")
+
+
 def check_owner(by_fd, fd, owner):
     owners = [e.get("owner") for e in by_fd.get(fd, [])]
     if owner not in owners:
@@ -163,6 +182,8 @@ def check_process(process, expectations, api_under_test):
     for kind, fd, value in expectations:
         if kind == "OWNER":
             check_owner(by_fd, fd, value)
+        elif kind == "BAD":  # not an OPEN or CLOSE: leaves the fd's state as it was
+            check_bad_reference(by_fd, fd, value, api_under_test)
         else:
             check_event(by_fd, kind, fd, value)
             last_event[fd] = (kind, value)

@@ -30,9 +30,6 @@ NOT_DESCRIPTOR_CALLS = {
     "duplocale": "a locale object",
     "__duplocale": "a locale object",
     "create_module": "obsolete kernel-module call (ENOSYS)",
-    "pidfd_send_signal": "uses a pidfd",
-    "eventfd_read": "uses an eventfd",
-    "eventfd_write": "uses an eventfd",
 }
 
 

@@ -47,6 +47,9 @@ enum htrace_kind {
 #define HTRACE_EV_INHERITED_FORK 0x02 /* opened by the parent before fork */
 #define HTRACE_EV_NO_STACK 0x04 /* stack not taken (tracing off, nested) */
 #define HTRACE_EV_IMPLICIT 0x08 /* close done by another call (dup2's target) */
+#define HTRACE_EV_OWNED 0x10 /* BAD REFERENCE: closed or replaced behind its FILE or DIR */
+#define HTRACE_EV_STALE 0x20 /* BAD REFERENCE: a FILE or DIR used after its descriptor
+				was closed (and perhaps reused) */
 
 /* Database state bits. */
 #define HTRACE_STATE_TRACING 0x1 /* stacks and history are being recorded */
@@ -77,7 +80,7 @@ struct htrace_fd_slot {
 	uint16_t owner_api; /* API that wrapped it in a FILE* or DIR*, 0 if none */
 	struct htrace_event open;
 	uint64_t owner; /* that FILE* or DIR*, in the target */
-	uint64_t reserved;
+	uint64_t stale_owner; /* the FILE or DIR whose stale use was last reported */
 };
 
 /* One distinct stack in the depot; its id is its offset from depot_addr.
@@ -139,6 +142,24 @@ struct htrace_db {
 				    whose loader lock may be held by a vanished thread */
 	uint64_t tables_unshared; /* close_range(CLOSE_RANGE_UNSHARE) in a threaded
 				     process: the caller's table is no longer ours */
+
+	/* The live commands (htrace -p PID).  The client writes the snapshot
+	 * and the tracing bit directly, so that they work on a stopped
+	 * process; what only the agent can do goes through the mailbox. */
+	uint64_t snapshot_seq; /* next_seq when the last snapshot was taken */
+	uint32_t snapshot_taken; /* 1 once a snapshot exists */
+	uint32_t ring_reserved; /* ring records mapped at start: -enable's limit */
+	uint64_t mailbox_seq; /* number of the client's last request */
+	uint64_t mailbox_done; /* number of the last request carried out */
+	uint32_t mailbox_cmd; /* HTRACE_MAILBOX_* */
+	uint32_t mailbox_arg;
+
+	uint64_t bad_references; /* BAD REFERENCE events, recorded in the ring or not */
+	uint32_t on_error_abort; /* 1: raise SIGABRT at a bad reference */
+	uint32_t reserved1;
 };
+
+/* Mailbox requests, honoured by the agent on its next hooked call. */
+#define HTRACE_MAILBOX_RELEASE 1 /* tracing is off: give back ring and depot memory */
 
 #endif

@@ -43,6 +43,13 @@ int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace) AGENT_H
 void engine_opened(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
 /* A descriptor is about to be closed (before the call that closes it). */
 void engine_closing(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
+/* fclose, pclose, closedir, freopen: owner's descriptor is about to be
+ * closed; a descriptor that is no longer owner's is a BAD REFERENCE. */
+void engine_closing_wrapped(int fd, unsigned api, const void *owner) AGENT_HIDDEN;
+/* A call through owner (a FILE* or DIR*) uses fd: it must still be owner's. */
+void engine_check_owner(int fd, unsigned api, const void *owner) AGENT_HIDDEN;
+/* api failed with EBADF on fd, or closed what was not open. */
+void engine_bad_reference(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
 /* fd is now owned by a FILE* or DIR* (owner), wrapped by api. */
 void engine_set_owner(int fd, unsigned api, const void *owner) AGENT_HIDDEN;
 int engine_is_open(int fd) AGENT_HIDDEN;
@@ -109,8 +116,6 @@ void *raw_map(size_t bytes) AGENT_HIDDEN;
 void raw_unmap(void *addr, size_t bytes) AGENT_HIDDEN;
 /* Gives pages back to the kernel; they read as zero afterwards. */
 void raw_release(void *addr, size_t bytes) AGENT_HIDDEN;
-/* Entries of a directory (not . and ..), -1 when it cannot be read. */
-int raw_count_entries(const char *dir) AGENT_HIDDEN;
 /* Is fd open in the kernel right now? */
 int raw_fd_is_open(int fd) AGENT_HIDDEN;
 

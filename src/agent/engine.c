@@ -9,6 +9,7 @@
 #include "htrace.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -194,23 +195,97 @@ void engine_opened(int fd, unsigned api, unsigned flags)
 	slot_end(slot);
 }
 
+/* Raises SIGABRT in this thread, as abort() would, so that a debugger or a
+ * core dump stops at the offending call (--on-error=abort). */
+static void abort_here(void)
+{
+	uint64_t unblock = 1ull << (SIGABRT - 1);
+	RAW4(SYS_rt_sigprocmask, SIG_UNBLOCK, &unblock, 0, sizeof(unblock));
+	RAW3(SYS_tgkill, RAW0(SYS_getpid), RAW0(SYS_gettid), SIGABRT);
+}
+
+void engine_bad_reference(int fd, unsigned api, unsigned flags)
+{
+	if (fd < 0 || htrace_in_vfork || agent_self.unwinding)
+		return; /* -1 is no descriptor; the unwinder's probes are not the program's */
+	COUNT(bad_references);
+	struct htrace_event ev;
+	event_record(&ev, fd, api, HTRACE_BAD_REFERENCE, flags);
+	if (htrace_db.on_error_abort && engine_tracing())
+		abort_here();
+}
+
+static void slot_close(struct htrace_fd_slot *slot)
+{
+	slot_begin(slot);
+	slot->state = HTRACE_FD_CLOSED;
+	slot->owner = 0;
+	slot->owner_api = 0;
+	slot->stale_owner = 0;
+	slot_end(slot);
+}
+
+/* Closes that are deliberate about what they close: not a bad reference
+ * when the descriptor belongs to a FILE or DIR. */
+static int bulk_close(unsigned api)
+{
+	return api == HTRACE_API_close_range || api == HTRACE_API_closefrom ||
+	       api == HTRACE_API_SYS_close_range || api == HTRACE_API_fcloseall ||
+	       api == HTRACE_API_daemon || api == HTRACE_API_login_tty || api == HTRACE_API_forkpty;
+}
+
 void engine_closing(int fd, unsigned api, unsigned flags)
 {
 	if (fd < 0 || htrace_in_vfork)
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	int tracked_open = slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
-	if (!tracked_open && !raw_fd_is_open(fd))
-		return; /* nothing to close: a bad reference (not recorded yet) */
+	if (!tracked_open && !raw_fd_is_open(fd)) {
+		if (!(flags & HTRACE_EV_IMPLICIT))
+			engine_bad_reference(fd, api, 0); /* close of what is not open */
+		return;
+	}
+	if (tracked_open && slot->owner_api && !bulk_close(api))
+		engine_bad_reference(fd, api, HTRACE_EV_OWNED); /* behind its FILE or DIR */
 	struct htrace_event ev;
 	event_record(&ev, fd, api, HTRACE_CLOSE, flags);
-	if (!tracked_open)
+	if (tracked_open)
+		slot_close(slot);
+}
+
+void engine_closing_wrapped(int fd, unsigned api, const void *owner)
+{
+	if (fd < 0 || htrace_in_vfork)
 		return;
-	slot_begin(slot);
-	slot->state = HTRACE_FD_CLOSED;
-	slot->owner = 0;
-	slot->owner_api = 0;
-	slot_end(slot);
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	int tracked_open = slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	if (!tracked_open && !raw_fd_is_open(fd)) {
+		engine_bad_reference(fd, api, HTRACE_EV_STALE); /* its descriptor is gone */
+		return;
+	}
+	if (tracked_open && slot->owner != (uint64_t)owner)
+		/* the number now means another open: closing it closes somebody else's */
+		engine_bad_reference(fd, api, HTRACE_EV_STALE);
+	struct htrace_event ev;
+	event_record(&ev, fd, api, HTRACE_CLOSE, 0);
+	if (tracked_open)
+		slot_close(slot);
+}
+
+void engine_check_owner(int fd, unsigned api, const void *owner)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	if (fd < 0 || !slot || htrace_in_vfork)
+		return;
+	int open = ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	if (open && slot->owner == (uint64_t)owner)
+		return;
+	if (!open && raw_fd_is_open(fd))
+		return; /* untracked: nothing to compare with */
+	if (slot->stale_owner == (uint64_t)owner)
+		return; /* said once for this FILE or DIR and this number */
+	slot->stale_owner = (uint64_t)owner;
+	engine_bad_reference(fd, api, HTRACE_EV_STALE);
 }
 
 void engine_set_owner(int fd, unsigned api, const void *owner)

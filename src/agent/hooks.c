@@ -75,6 +75,36 @@ int refuse_unwinder(const void *caller)
 		return result;                                              \
 	}
 
+void close_through(int fd, unsigned api, const void *wrapper)
+{
+	if (wrapper == stdin || wrapper == stdout || wrapper == stderr)
+		engine_closing(fd, api, 0); /* the standard streams have no owner record */
+	else
+		engine_closing_wrapped(fd, api, wrapper);
+}
+
+void bad_reference_among(int fd, int fd2, unsigned api)
+{
+	if (fd >= 0 && !raw_fd_is_open(fd))
+		engine_bad_reference(fd, api, 0);
+	if (fd2 >= 0 && fd2 != fd && !raw_fd_is_open(fd2))
+		engine_bad_reference(fd2, api, 0);
+}
+
+static void check_wrapper(int fd, const void *wrapper, unsigned api)
+{
+	if (fd >= 0)
+		engine_check_owner(fd, api, wrapper);
+}
+
+static int own_file_descriptor(FILE *fp);
+
+void check_file_use(FILE *fp, unsigned api)
+{
+	if (engine_tracing())
+		check_wrapper(own_file_descriptor(fp), fp, api);
+}
+
 /* The descriptor under a FILE* or DIR*; -1 (ignored) for NULL. */
 static int file_descriptor(FILE *fp)
 {
@@ -86,12 +116,21 @@ static int dir_descriptor(DIR *dir)
 	return dir ? dirfd(dir) : -1;
 }
 
+/* A FILE of the program's own: not the standard streams, which have no
+ * owner record (a program may dup2 over 1 and keep printing). */
+static int own_file_descriptor(FILE *fp)
+{
+	if (!fp || fp == stdin || fp == stdout || fp == stderr)
+		return -1;
+	return fileno_unlocked(fp);
+}
+
 #define HOOK_CLOSE_WRAPPED(name, ret, params, args, wrapper, descriptor_of)  \
 	AGENT_EXPORT ret name params                                        \
 	{                                                                   \
 		__typeof__(&name) real = REAL(name);                        \
 		RETURN_IF_MISSING(real, (ret)-1);                           \
-		KEEP_ERRNO(engine_closing(descriptor_of(wrapper), HTRACE_API_##name, 0)); \
+		KEEP_ERRNO(close_through(descriptor_of(wrapper), HTRACE_API_##name, wrapper)); \
 		return real args;                                           \
 	}
 
@@ -141,6 +180,73 @@ static int close_guarded(int (*real)(int), int fd, unsigned api)
 		RETURN_IF_MISSING(real, (ret)-1);                           \
 		return close_guarded(real, fd, HTRACE_API_##name);          \
 	}
+
+/* FD_RESULT whose argument fd must be open (dup, accept). */
+#define HOOK_FD_FROM_FD(name, ret, params, args)                            \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		ret result = real args;                                     \
+		if (result >= 0)                                            \
+			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
+		else if (errno == EBADF)                                    \
+			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
+		return result;                                              \
+	}
+
+/* The success path costs one comparison; EBADF is a BAD REFERENCE. */
+#define HOOK_USE_FD(name, ret, params, args)                                \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		ret result = real args;                                     \
+		if (__builtin_expect(result == (ret)-1, 0) && errno == EBADF) \
+			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
+		return result;                                              \
+	}
+
+/* posix_fadvise, posix_fallocate: the error number is the result. */
+#define HOOK_USE_FD_ERRNUM(name, ret, params, args)                         \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, ENOSYS);                            \
+		ret result = real args;                                     \
+		if (__builtin_expect(result == EBADF, 0))                   \
+			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
+		return result;                                              \
+	}
+
+/* Two descriptors: the one that is not open is the bad reference. */
+#define HOOK_USE_FD2(name, ret, params, args)                               \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)-1);                           \
+		ret result = real args;                                     \
+		if (__builtin_expect(result == (ret)-1, 0) && errno == EBADF) \
+			KEEP_ERRNO(bad_reference_among(fd, fd2, HTRACE_API_##name)); \
+		return result;                                              \
+	}
+
+/* Through a FILE or DIR: checked before the call, while tracing. */
+#define HOOK_USE_WRAPPER(name, ret, params, args, wrapper, descriptor_of)    \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, (ret)0);                            \
+		if (engine_tracing())                                       \
+			KEEP_ERRNO(check_wrapper(descriptor_of(wrapper), wrapper, \
+						 HTRACE_API_##name));       \
+		return real args;                                           \
+	}
+
+#define HOOK_USE_FILE(name, ret, params, args) \
+	HOOK_USE_WRAPPER(name, ret, params, args, fp, own_file_descriptor)
+#define HOOK_USE_DIR(name, ret, params, args) \
+	HOOK_USE_WRAPPER(name, ret, params, args, dir, dir_descriptor)
 
 #define HOOK_CUSTOM(name, ret, params, args)
 

@@ -9,9 +9,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <mqueue.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <termios.h>
 
 #include "agent.h"
@@ -53,6 +66,13 @@ void *real_function(unsigned api) AGENT_HIDDEN;
  * thread unwinds: it must not create a descriptor (nor deadlock in us). */
 int refuse_unwinder(const void *caller) AGENT_HIDDEN;
 
+/* fclose, pclose, closedir, freopen: wrapper's descriptor fd is closing. */
+void close_through(int fd, unsigned api, const void *wrapper) AGENT_HIDDEN;
+/* A call through fp: its descriptor must still be fp's (while tracing). */
+void check_file_use(FILE *fp, unsigned api) AGENT_HIDDEN;
+/* After EBADF from a call with two descriptors: the one not open. */
+void bad_reference_among(int fd, int fd2, unsigned api) AGENT_HIDDEN;
+
 /* Descriptors carried by SCM_RIGHTS in a received message. */
 void record_received_fds(const struct msghdr *msg, unsigned api) AGENT_HIDDEN;
 /* dup2/dup3 succeeded onto newfd: its old descriptor was closed, a new one
@@ -60,6 +80,8 @@ void record_received_fds(const struct msghdr *msg, unsigned api) AGENT_HIDDEN;
 void record_dup_onto(int newfd, unsigned api) AGENT_HIDDEN;
 /* close_range: records the tracked descriptors in [lo, hi] as closing. */
 void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api) AGENT_HIDDEN;
+/* close_range with CLOSE_RANGE_UNSHARE succeeded: see hooks_range.c. */
+void record_range_closed_unshared(unsigned lo, unsigned hi, int flags, unsigned api) AGENT_HIDDEN;
 /* After a call that rearranged descriptors inside libc (daemon, login_tty,
  * forkpty's child): 0-2 are replaced, and whatever the kernel no longer has
  * open is closed. */

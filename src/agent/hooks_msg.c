@@ -28,6 +28,8 @@ AGENT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	ssize_t result = real(fd, msg, flags);
 	if (result >= 0)
 		KEEP_ERRNO(record_received_fds(msg, HTRACE_API_recvmsg));
+	else if (errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmsg, 0));
 	return result;
 }
 
@@ -38,5 +40,7 @@ AGENT_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, 
 	int result = real(fd, v, n, flags, t);
 	for (int i = 0; i < result; i++)
 		KEEP_ERRNO(record_received_fds(&v[i].msg_hdr, HTRACE_API_recvmmsg));
+	if (result < 0 && errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmmsg, 0));
 	return result;
 }

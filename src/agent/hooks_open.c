@@ -53,6 +53,8 @@ static mode_t mode_argument(int flags, va_list ap)
 		int fd = real(dirfd, path, flags, mode);                    \
 		if (fd >= 0)                                                \
 			KEEP_ERRNO(engine_opened(fd, HTRACE_API_##name, 0)); \
+		else if (errno == EBADF)                                    \
+			KEEP_ERRNO(engine_bad_reference(dirfd, HTRACE_API_##name, 0)); \
 		return fd;                                                  \
 	}
 
@@ -152,6 +154,8 @@ void record_dup_onto(int newfd, unsigned api)
 		int result = real(fd, newfd);                               \
 		if (result >= 0 && fd != newfd)                             \
 			record_dup_onto(result, HTRACE_API_##name);         \
+		else if (result < 0 && errno == EBADF)                      \
+			KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name)); \
 		return result;                                              \
 	}
 
@@ -165,6 +169,8 @@ AGENT_EXPORT int dup3(int fd, int newfd, int flags)
 	int result = real(fd, newfd, flags);
 	if (result >= 0)
 		record_dup_onto(result, HTRACE_API_dup3);
+	else if (errno == EBADF)
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_dup3));
 	return result;
 }
 
@@ -180,6 +186,8 @@ AGENT_EXPORT int dup3(int fd, int newfd, int flags)
 		int result = real(fd, cmd, arg);                            \
 		if (result >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) \
 			KEEP_ERRNO(engine_opened(result, HTRACE_API_##name, 0)); \
+		else if (result < 0 && errno == EBADF)                      \
+			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
 		return result;                                              \
 	}
 
@@ -194,6 +202,8 @@ AGENT_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
 	int result = real(fd, mask, flags);
 	if (result >= 0 && fd == -1)
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_signalfd, 0));
+	else if (result < 0 && errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_signalfd, 0));
 	return result;
 }
 
@@ -232,5 +242,7 @@ AGENT_EXPORT int ioctl(int fd, unsigned long request, ...)
 	int result = real(fd, request, arg);
 	if (result >= 0 && ioctl_opens(request))
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_ioctl, 0));
+	else if (result < 0 && errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_ioctl, 0));
 	return result;
 }

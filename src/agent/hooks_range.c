@@ -1,6 +1,7 @@
 /* Hooks of close_range and closefrom: every tracked descriptor in the range
  * is recorded as closing before the call closes it. */
 #include <linux/close_range.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hooks.h"
@@ -22,16 +23,33 @@ static int range_call_valid(unsigned lo, unsigned hi, int flags)
 
 void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api)
 {
-	if (!range_call_valid(lo, hi, flags) || (flags & CLOSE_RANGE_CLOEXEC))
-		return; /* fails, or only marks close-on-exec */
-	if ((flags & CLOSE_RANGE_UNSHARE) && raw_count_entries("/proc/self/task") != 1) {
-		/* the caller leaves the table the other threads keep using: from
-		 * now on the process has two, and ours describes theirs */
+	if (!range_call_valid(lo, hi, flags) || (flags & (CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
+		return; /* fails, only marks close-on-exec, or is decided afterwards */
+	struct range_close r = { lo, hi, api };
+	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_in_range, &r));
+}
+
+static void close_if_kernel_closed(int fd, void *arg)
+{
+	if (!raw_fd_is_open(fd))
+		engine_closing(fd, ((const struct range_close *)arg)->api, HTRACE_EV_IMPLICIT);
+}
+
+/* close_range with CLOSE_RANGE_UNSHARE gave the calling thread a table of
+ * its own (when it was shared) and closed the range there.  The process's
+ * table, the one /proc/PID/fd shows, is the main thread's: when the main
+ * thread called, record what the kernel closed; when another thread did,
+ * the main thread kept the old table, and the call is only counted. */
+void record_range_closed_unshared(unsigned lo, unsigned hi, int flags, unsigned api)
+{
+	if (!(flags & CLOSE_RANGE_UNSHARE) || (flags & CLOSE_RANGE_CLOEXEC))
+		return;
+	if (RAW0(SYS_gettid) != RAW0(SYS_getpid)) {
 		__atomic_add_fetch(&htrace_db.tables_unshared, 1, __ATOMIC_RELAXED);
 		return;
 	}
 	struct range_close r = { lo, hi, api };
-	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_in_range, &r));
+	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_kernel_closed, &r));
 }
 
 AGENT_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
@@ -39,7 +57,10 @@ AGENT_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
 	__typeof__(&close_range) real = REAL(close_range);
 	RETURN_IF_MISSING(real, -1);
 	record_range_closing(lo, hi, flags, HTRACE_API_close_range);
-	return real(lo, hi, flags);
+	int result = real(lo, hi, flags);
+	if (result == 0)
+		record_range_closed_unshared(lo, hi, flags, HTRACE_API_close_range);
+	return result;
 }
 
 AGENT_EXPORT void closefrom(int lo)

@@ -11,6 +11,8 @@ AGENT_EXPORT FILE *fdopen(int fd, const char *mode)
 	FILE *fp = real(fd, mode);
 	if (fp)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopen, fp));
+	else if (errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopen, 0));
 	return fp;
 }
 
@@ -21,6 +23,8 @@ AGENT_EXPORT DIR *fdopendir(int fd)
 	DIR *dir = real(fd);
 	if (dir)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopendir, dir));
+	else if (errno == EBADF)
+		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopendir, 0));
 	return dir;
 }
 
@@ -33,15 +37,16 @@ static FILE *reopen(FILE *(*real)(const char *, const char *, FILE *), unsigned 
 		errno = ENOSYS;
 		return NULL;
 	}
-	int old = fp ? fileno(fp) : -1;
+	int old = fp ? fileno_unlocked(fp) : -1;
 	if (old >= 0)
-		KEEP_ERRNO(engine_closing(old, api, 0));
+		KEEP_ERRNO(close_through(old, api, fp));
 	FILE *result = real(path, mode, fp);
 	if (result)
 		KEEP_ERRNO({
 			int fd = fileno(result);
 			engine_opened(fd, api, 0);
-			engine_set_owner(fd, api, result);
+			if (result != stdin && result != stdout && result != stderr)
+				engine_set_owner(fd, api, result); /* the standard streams stay unowned */
 		});
 	return result;
 }

@@ -132,6 +132,10 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 		after_clone(effect, api, a, result);
 		return;
 	}
+	if (effect == SC_CLOSE_RANGE) {
+		record_range_closed_unshared((unsigned)a[0], (unsigned)a[1], (int)a[2], api);
+		return;
+	}
 	switch (effect) {
 	case SC_FD_RESULT:
 		engine_opened((int)result, api, 0);

@@ -67,6 +67,8 @@ static void prepare_tracing(void)
 	unsigned depth = env_number("HTRACE_STACK_DEPTH", DEFAULT_STACK_DEPTH, 1, HTRACE_MAX_DEPTH);
 	if (engine_reserve(max_traces, depth, trace && strcmp(trace, "1") == 0) < 0)
 		agent_fail("cannot map memory for the trace ring and stack depot");
+	const char *on_error = getenv("HTRACE_ON_ERROR");
+	htrace_db.on_error_abort = on_error && strcmp(on_error, "abort") == 0;
 }
 
 void agent_init(void)

@@ -40,29 +40,6 @@ void raw_unmap(void *addr, size_t bytes)
 		RAW2(SYS_munmap, addr, bytes);
 }
 
-struct raw_dirent {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
-int raw_count_entries(const char *dir)
-{
-	int fd = (int)RAW4(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	char buf[4096] __attribute__((aligned(8)));
-	int count = 0;
-	long n;
-	while ((n = RAW3(SYS_getdents64, fd, buf, sizeof(buf))) > 0)
-		for (long off = 0; off < n; off += ((struct raw_dirent *)(buf + off))->d_reclen)
-			count += ((struct raw_dirent *)(buf + off))->d_name[0] != '.';
-	RAW1(SYS_close, fd);
-	return n < 0 ? -1 : count;
-}
-
 void raw_release(void *addr, size_t bytes)
 {
 	if (addr)

@@ -50,8 +50,11 @@ static int parse_handle(const char *text, int *out)
 
 static int parse_max(const char *text, uint64_t hi, uint64_t *out)
 {
-	if (options_number(text, 1, hi, out) < 0)
-		return usage("bad Max_Traces '%s': expected a positive number", text);
+	if (options_number(text, 1, hi, out) < 0) {
+		fprintf(stderr, "htrace: bad Max_Traces '%s': expected a number from 1 to %llu\n", text,
+			(unsigned long long)hi);
+		return EXIT_USAGE;
+	}
 	return 0;
 }
 

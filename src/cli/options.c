@@ -83,6 +83,11 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 	} else if (matches(arg, "--error-exitcode")) {
 		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
 			o->error_exitcode = (int)n;
+	} else if (matches(arg, "--on-error")) {
+		const char *mode = option_value(argc, argv, i, "--on-error");
+		if (!mode || (strcmp(mode, "report") && strcmp(mode, "abort")))
+			return usage_error("%s needs report or abort", "--on-error");
+		o->on_error_abort = !strcmp(mode, "abort");
 	} else if (matches(arg, "--max-traces")) {
 		if (!(rc = number_option(argc, argv, i, "--max-traces", 0, MAX_MAX_TRACES, &n)))
 			o->max_traces = (uint32_t)n;

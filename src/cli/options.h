@@ -19,6 +19,7 @@ struct run_options {
 	uint32_t max_traces; /* --max-traces */
 	uint32_t stack_depth; /* --stack-depth */
 	int follow_forks; /* -f */
+	int on_error_abort; /* --on-error=abort: SIGABRT at a bad reference */
 	char **argv; /* the program and its arguments */
 };
 

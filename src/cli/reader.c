@@ -52,6 +52,12 @@ static void explain_permission(pid_t pid, char *why, size_t len)
 			scope = -1;
 		fclose(f);
 	}
+	if (scope < 0) {
+		snprintf(why, len, "permission denied reading process %d: htrace needs the permission a "
+			 "debugger needs (ptrace): the same user as the process, or root (Yama's "
+			 "ptrace_scope, which can restrict it further, is not enabled here)", (int)pid);
+		return;
+	}
 	const char *rule = scope == 1 ? "only a parent process may, unless htrace has CAP_SYS_PTRACE (run it as root, or set ptrace_scope to 0)"
 		: scope == 2 ? "only processes with CAP_SYS_PTRACE may (run htrace as root)"
 		: scope == 3 ? "no process may (attaching is disabled until reboot)"
@@ -148,11 +154,15 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 		snprintf(why, len, "the agent is loaded but has not started yet");
 		return READER_NOT_READY;
 	}
-	if (db->magic != HTRACE_DB_MAGIC || db->version != HTRACE_DB_VERSION ||
-	    db->size != sizeof(*db) || db->api_hash != htrace_api_hash()) {
+	if (db->magic != HTRACE_DB_MAGIC || db->version != HTRACE_DB_VERSION) {
 		snprintf(why, len,
 			 "the database was written by an incompatible agent (version %u, this htrace reads %u)",
 			 db->version, HTRACE_DB_VERSION);
+		return READER_VERSION;
+	}
+	if (db->size != sizeof(*db) || db->api_hash != htrace_api_hash()) {
+		snprintf(why, len, "the database was written by an incompatible agent (version %u, but "
+			 "another build: its layout or API table differs from this htrace's)", db->version);
 		return READER_VERSION;
 	}
 	if (db->ring_capacity > MAX_RING_EVENTS || db->module_capacity > MAX_MODULES ||

@@ -64,9 +64,11 @@ static void json_trace(FILE *out, const struct report *r, struct symbolizer *sym
 	json_string(out, htrace_api_name(ev->api));
 	fprintf(out, ",\"tid\":%d,\"seq\":%llu,\"time_ns\":%llu", ev->tid,
 		(unsigned long long)ev->seq, (unsigned long long)ev->time_ns);
-	fprintf(out, ",\"inherited\":%s,\"implicit\":%s,\"frames\":[",
+	fprintf(out, ",\"inherited\":%s,\"implicit\":%s,\"owned\":%s,\"stale\":%s,\"frames\":[",
 		ev->flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK) ? "true" : "false",
-		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false");
+		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false",
+		ev->flags & HTRACE_EV_OWNED ? "true" : "false",
+		ev->flags & HTRACE_EV_STALE ? "true" : "false");
 	struct frame_list l = { out, 1 };
 	render_frames(r, sym, ev, json_frame, &l);
 	fputs("]}", out);
@@ -105,12 +107,12 @@ static void json_summary(FILE *out, const struct report *r)
 {
 	const struct htrace_db *db = &r->snap->db.db;
 	int have = r->snap->have_db;
-	fprintf(out, "\"summary\":{\"leaked\":%zu,\"inherited\":%zu,\"untracked\":%zu,"
+	fprintf(out, "\"summary\":{\"leaked\":%zu,\"bad_references\":%llu,\"inherited\":%zu,\"untracked\":%zu,"
 		     "\"inconsistent\":%zu,\"events\":%llu,\"events_overwritten\":%llu,"
 		     "\"stacks_dropped\":%llu,\"stacks_nested\":%llu,\"descriptors_lost\":%llu,"
 		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu,\"events_dropped\":%llu,"
 		     "\"stacks_skipped\":%llu,\"tables_unshared\":%llu",
-		r->leaked, r->inherited, r->untracked, r->inconsistent, r->events,
+		r->leaked, r->bad_references, r->inherited, r->untracked, r->inconsistent, r->events,
 		r->events_overwritten, have ? (unsigned long long)db->stacks_dropped : 0ULL,
 		have ? (unsigned long long)db->stacks_nested : 0ULL,
 		have ? (unsigned long long)(db->fds_beyond_table + db->table_failures) : 0ULL,
@@ -122,7 +124,7 @@ static void json_summary(FILE *out, const struct report *r)
 	if (r->opt && r->opt->mode == REPORT_DIFF)
 		fprintf(out, ",\"still_open\":%zu,\"opened_since_snapshot\":%llu,"
 			     "\"closed_since_snapshot\":%llu,\"since_snapshot_complete\":%s",
-			r->nhandles, r->opened_since, r->closed_since,
+			report_count_state(r, HANDLE_OPEN), r->opened_since, r->closed_since,
 			r->since_complete ? "true" : "false");
 	fputc('}', out);
 }

@@ -62,6 +62,10 @@ static void print_trace(struct text_ctx *c, const struct report_handle *h,
 		fputs(", inherited from the parent at fork", c->out);
 	if (ev->flags & HTRACE_EV_IMPLICIT)
 		fputs(", implicit", c->out);
+	if (ev->flags & HTRACE_EV_OWNED)
+		fputs(", closed behind the FILE or DIR that owns it", c->out);
+	if (ev->flags & HTRACE_EV_STALE)
+		fputs(", through a FILE or DIR whose descriptor was closed", c->out);
 	fputs("]\n", c->out);
 	render_frames(c->r, c->sym, ev, print_frame, c);
 	c->dumped++;
@@ -134,9 +138,11 @@ static void print_losses(FILE *out, const struct htrace_db *db)
 
 static void print_summary(FILE *out, const struct report *r, int verbose_hint)
 {
-	fprintf(out, "htrace: %zu leaked handle%s, %zu inherited%s, %zu untracked, "
-		     "%zu inconsistent; %llu events recorded, %llu overwritten in the ring\n",
-		r->leaked, r->leaked == 1 ? "" : "s", r->inherited,
+	fprintf(out, "htrace: %zu leaked handle%s, %llu bad reference%s, %zu inherited%s, "
+		     "%zu untracked, %zu inconsistent; %llu events recorded, %llu overwritten in "
+		     "the ring\n",
+		r->leaked, r->leaked == 1 ? "" : "s", r->bad_references,
+		r->bad_references == 1 ? "" : "s", r->inherited,
 		verbose_hint && r->inherited ? " (--verbose lists them)" : "", r->untracked,
 		r->inconsistent, r->events, r->events_overwritten);
 }
@@ -167,10 +173,12 @@ static void render_exit(struct text_ctx *c, const struct render_options *opt)
 static void render_diff(struct text_ctx *c)
 {
 	const struct report *r = c->r;
-	print_section(c, HANDLE_OPEN, NULL);
+	size_t still_open = report_count_state(r, HANDLE_OPEN);
+	for (size_t i = 0; i < r->nhandles; i++)
+		print_handle(c, &r->handles[i]); /* opened since, or misused since */
 	fprintf(c->out, "htrace: 0x%zX handle%s opened since the snapshot %s still open; "
 			"%s0x%llX opened and 0x%llX closed since the snapshot.\n",
-		r->nhandles, r->nhandles == 1 ? "" : "s", r->nhandles == 1 ? "is" : "are",
+		still_open, still_open == 1 ? "" : "s", still_open == 1 ? "is" : "are",
 		r->since_complete ? "" : "at least ", r->opened_since, r->closed_since);
 	print_losses(c->out, &r->snap->db.db);
 }

@@ -134,15 +134,27 @@ static enum handle_state state_of(const struct htrace_fd_slot *slot,
 	return is_inherited(slot) ? HANDLE_INHERITED : HANDLE_LEAKED;
 }
 
+/* Whether the ring holds a BAD REFERENCE of fd after seq. */
+static int bad_reference_after(const struct snapshot *s, int fd, uint64_t seq)
+{
+	for (size_t i = 0; i < s->db.nevents; i++)
+		if (s->db.events[i].fd == fd && s->db.events[i].kind == HTRACE_BAD_REFERENCE &&
+		    s->db.events[i].seq > seq)
+			return 1;
+	return 0;
+}
+
 static int opened_since(const struct report_handle *h, uint64_t seq)
 {
 	return h->slot && h->details && h->slot->open.seq > seq;
 }
 
-static int shown_live(const struct report_handle *h, const struct report_options *opt)
+static int shown_live(const struct snapshot *s, const struct report_handle *h,
+		      const struct report_options *opt)
 {
 	if (opt->mode == REPORT_DIFF)
-		return opened_since(h, opt->since_seq);
+		return opened_since(h, opt->since_seq) ||
+		       bad_reference_after(s, h->fd, opt->since_seq);
 	return opt->only_fd < 0 || h->fd == opt->only_fd;
 }
 
@@ -167,7 +179,7 @@ static int compare_ints(const void *a, const void *b)
  * ring mentions, ascending and without repeats. */
 static int *all_numbers(const struct snapshot *s, int history, size_t *count)
 {
-	size_t cap = s->nkernel + (s->have_db ? s->db.nopen + (history ? s->db.nevents : 0) : 0);
+	size_t cap = s->nkernel + (s->have_db ? s->db.nopen + s->db.nevents : 0);
 	int *fds = malloc((cap ? cap : 1) * sizeof(int));
 	size_t n = 0;
 	if (!fds)
@@ -176,8 +188,9 @@ static int *all_numbers(const struct snapshot *s, int history, size_t *count)
 		fds[n++] = s->kernel[i].fd;
 	for (size_t i = 0; s->have_db && i < s->db.nopen; i++)
 		fds[n++] = s->db.open[i].fd;
-	for (size_t i = 0; s->have_db && history && i < s->db.nevents; i++)
-		fds[n++] = s->db.events[i].fd;
+	for (size_t i = 0; s->have_db && i < s->db.nevents; i++)
+		if (history || s->db.events[i].kind == HTRACE_BAD_REFERENCE)
+			fds[n++] = s->db.events[i].fd;
 	qsort(fds, n, sizeof(int), compare_ints);
 	size_t unique = 0;
 	for (size_t i = 0; i < n; i++)
@@ -189,6 +202,30 @@ static int *all_numbers(const struct snapshot *s, int history, size_t *count)
 
 /* The handle's traces, newest first: with history every ring event of the
  * descriptor, else only the OPEN event of the live table. */
+/* -diff: the OPEN of a handle opened since the snapshot, and the BAD
+ * REFERENCEs of its number since then. */
+static int collect_diff_traces(const struct snapshot *s, struct report_handle *h, uint64_t since)
+{
+	size_t n = 0;
+	h->traces = calloc(1 + s->db.nevents, sizeof(*h->traces));
+	if (!h->traces)
+		return -1;
+	const struct htrace_event *open = h->slot && h->slot->open.seq > since ? &h->slot->open : NULL;
+	for (size_t i = s->db.nevents; i-- > 0;) { /* newest first */
+		const struct htrace_event *e = &s->db.events[i];
+		if (open && e->seq < open->seq) {
+			h->traces[n++] = open;
+			open = NULL;
+		}
+		if (e->fd == h->fd && e->kind == HTRACE_BAD_REFERENCE && e->seq > since)
+			h->traces[n++] = e;
+	}
+	if (open)
+		h->traces[n++] = open;
+	h->ntraces = n;
+	return 0;
+}
+
 static int collect_traces(const struct snapshot *s, struct report_handle *h, int history)
 {
 	size_t cap = 1 + (history ? s->db.nevents : 0), n = 0;
@@ -264,11 +301,21 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		h->slot = table_find(s, fds[i]);
 		h->state = state_of(h->slot, h->details);
 		count(r, h->state);
-		if (!shown(h->state, opt) || (opt->mode != REPORT_EXIT && !shown_live(h, opt)))
+		int misused = opt->mode == REPORT_EXIT && bad_reference_after(s, h->fd, 0);
+		if (!misused && (!shown(h->state, opt) ||
+				 (opt->mode != REPORT_EXIT && !shown_live(s, h, opt))))
 			continue;
-		if (opt->mode == REPORT_DIFF)
-			h->state = HANDLE_OPEN;
-		if (collect_traces(s, h, opt->history) < 0)
+		int rc;
+		if (opt->mode == REPORT_DIFF) {
+			if (opened_since(h, opt->since_seq))
+				h->state = HANDLE_OPEN;
+			rc = collect_diff_traces(s, h, opt->since_seq);
+		} else {
+			/* a misused number shows its whole history: the owner's
+			 * open, the offending call, the later close */
+			rc = collect_traces(s, h, opt->history || misused);
+		}
+		if (rc < 0)
 			break;
 		if (opt->mode == REPORT_HANDLES && !h->ntraces) {
 			free(h->traces);
@@ -277,12 +324,21 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		r->nhandles++;
 	}
 	free(fds);
+	r->bad_references = s->db.db.bad_references;
 	r->events = s->db.db.next_seq;
 	if (r->events > s->db.db.ring_capacity)
 		r->events_overwritten = r->events - s->db.db.ring_capacity;
 	if (opt->mode == REPORT_DIFF)
 		count_since(s, opt->since_seq, r);
 	return 0;
+}
+
+size_t report_count_state(const struct report *r, enum handle_state state)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->nhandles; i++)
+		n += r->handles[i].state == state;
+	return n;
 }
 
 void report_free(struct report *r)

@@ -78,6 +78,7 @@ struct report {
 	struct report_handle *handles; /* ascending by descriptor */
 	size_t nhandles;
 	size_t leaked, inherited, untracked, inconsistent;
+	unsigned long long bad_references; /* all the agent saw, listed or not */
 	unsigned long long events, events_overwritten;
 	const struct report_options *opt;
 	/* REPORT_DIFF: events since the snapshot; complete unless the ring
@@ -89,5 +90,8 @@ struct report {
 int report_build(const struct snapshot *snap, const struct report_options *opt,
 		 struct process_status status, struct report *r);
 void report_free(struct report *r);
+
+/* How many of the listed handles are in state. */
+size_t report_count_state(const struct report *r, enum handle_state state);
 
 #endif

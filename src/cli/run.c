@@ -80,7 +80,7 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	size_t n = 0;
 	while (environ[n])
 		n++;
-	char **env = calloc(n + 5, sizeof(char *));
+	char **env = calloc(n + 6, sizeof(char *));
 	if (!env)
 		return NULL;
 	const char *preload = getenv("LD_PRELOAD");
@@ -88,7 +88,8 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!is_var(environ[i], "LD_PRELOAD") && !is_var(environ[i], "HTRACE_TRACE") &&
-		    !is_var(environ[i], "HTRACE_MAX_TRACES") && !is_var(environ[i], "HTRACE_STACK_DEPTH"))
+		    !is_var(environ[i], "HTRACE_MAX_TRACES") && !is_var(environ[i], "HTRACE_STACK_DEPTH") &&
+		    !is_var(environ[i], "HTRACE_ON_ERROR"))
 			env[k++] = environ[i];
 	if (preload && *preload) {
 		if (asprintf(&value, "%s:%s", agent, preload) < 0)
@@ -101,6 +102,7 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	env[k++] = env_entry("HTRACE_MAX_TRACES", number);
 	snprintf(number, sizeof(number), "%u", opt->stack_depth);
 	env[k++] = env_entry("HTRACE_STACK_DEPTH", number);
+	env[k++] = env_entry("HTRACE_ON_ERROR", opt->on_error_abort ? "abort" : "report");
 	free(value);
 	return env;
 }
@@ -110,7 +112,8 @@ static void free_environment(char **env)
 {
 	for (size_t i = 0; env && env[i]; i++)
 		if (is_var(env[i], "LD_PRELOAD") || is_var(env[i], "HTRACE_TRACE") ||
-		    is_var(env[i], "HTRACE_MAX_TRACES") || is_var(env[i], "HTRACE_STACK_DEPTH"))
+		    is_var(env[i], "HTRACE_MAX_TRACES") || is_var(env[i], "HTRACE_STACK_DEPTH") ||
+		    is_var(env[i], "HTRACE_ON_ERROR"))
 			free(env[i]);
 	free(env);
 }
@@ -239,7 +242,7 @@ static void on_thread_exit(struct traced_process *p, pid_t tid)
 	if (p->have_snapshot && p->snap.have_db) {
 		struct htrace_db header;
 		if (reader_header(tid, p->snap.db.db_addr, &header) == READER_OK &&
-		    header.next_seq == p->snap.db.db.next_seq && header.next_seq != 0) {
+		    header.next_seq != 0 && memcmp(&header, &p->snap.db.db, sizeof(header)) == 0) {
 			snapshot_refresh_kernel(tid, &p->snap);
 			return;
 		}
@@ -272,8 +275,8 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 		fprintf(stderr, "htrace: out of memory building the report of %d\n", (int)p->pid);
 		return;
 	}
-	if (r.leaked)
-		s->leaks_found = 1;
+	if (r.leaked || r.bad_references)
+		s->leaks_found = 1; /* --error-exitcode fires on both */
 	if (s->opt->json)
 		render_json(s->out, &r, &rend);
 	else

@@ -57,6 +57,9 @@ libhtrace.so preloaded (set environment LD_PRELOAD .../libhtrace.so)."""
         except OSError as e:
             raise gdb.GdbError(f"htrace: cannot run {_client()}: {e}")
         gdb.write(result.stdout)
+        if result.returncode != 0:
+            # an error stops a gdb script, as a failing gdb command does
+            raise gdb.GdbError(result.stderr.strip() or f"htrace exited {result.returncode}")
         if result.stderr:
             gdb.write(result.stderr, gdb.STDERR)
 

@@ -8,10 +8,14 @@
  * Output lines:  EXPECT PID <pid>        following lines concern this process
  *                EXPECT OPEN <fd> <api>  / EXPECT CLOSE <fd> <api>
  *                EXPECT OWNER <fd> <fdopen|fdopendir>
+ *                EXPECT BAD <fd> <api>   a BAD REFERENCE by api on fd
  *                SKIP <reason>           (exit 77: the kernel refuses the API)
  * The call under test is made directly by a function named call_<api>
  * ("syscall(openat)" -> call_syscall_openat), which the test finds as the
- * first frame outside libc of the OPEN stack. */
+ * first frame outside libc of the OPEN stack, and of every BAD REFERENCE
+ * stack.  The APIs that use a descriptor are called on one that is not
+ * open (EBADF), or through a FILE or DIR whose number was closed and
+ * reused. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +32,7 @@
 #include <sched.h>
 #include <linux/userfaultfd.h>
 #include <mqueue.h>
+#include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,15 +47,24 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <utmp.h>
 
@@ -67,6 +81,19 @@ extern int __dup2(int fd, int newfd);
 extern int __fcntl(int fd, int cmd, ...);
 extern int __close(int fd);
 extern mqd_t __mq_open_2(const char *name, int flags);
+extern ssize_t __getdelim(char **line, size_t *n, int delim, FILE *fp);
+extern ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+extern ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+extern ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t off, size_t buflen);
+extern ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fl);
+extern ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl,
+			      struct sockaddr *a, socklen_t *l);
+extern ssize_t __readlinkat_chk(int fd, const char *p, char *buf, size_t n, size_t buflen);
+extern char *__fgets_chk(char *buf, size_t size, int n, FILE *fp);
+extern size_t __fread_chk(void *buf, size_t buflen, size_t s, size_t n, FILE *fp);
+extern int __fprintf_chk(FILE *fp, int flag, const char *fmt, ...);
+extern int __vfprintf_chk(FILE *fp, int flag, const char *fmt, va_list ap);
+extern int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
 
 #define TEST_FN static __attribute__((noinline, noclone)) void
 #define KERNEL_SIGSET_SIZE 8 /* the kernel's sigset_t, not glibc's */
@@ -89,6 +116,7 @@ static void expect_pid(pid_t pid) { say("EXPECT PID %d\n", (int)pid); }
 static void expect_open(int fd, const char *api) { say("EXPECT OPEN %d %s\n", fd, api); }
 static void expect_close(int fd, const char *api) { say("EXPECT CLOSE %d %s\n", fd, api); }
 static void expect_owner(int fd, const char *owner) { say("EXPECT OWNER %d %s\n", fd, owner); }
+static void expect_bad(int fd, const char *api) { say("EXPECT BAD %d %s\n", fd, api); }
 
 /* fds 0-2 replaced by a terminal or /dev/null: closed, then opened anew. */
 static void expect_stdio_replaced(const char *api)
@@ -130,6 +158,16 @@ static void *must_ptr(void *result, const char *what)
 	return result;
 }
 
+/* For a call made on a descriptor that is not open. */
+static void must_be_ebadf(long result, const char *what)
+{
+	if (result == -1 && errno == EBADF)
+		return;
+	if (result != -1)
+		errno = 0;
+	die(what);
+}
+
 /* For APIs the machine may refuse: missing kernel feature or privilege. */
 static long must_or_skip(long result, const char *what)
 {
@@ -150,6 +188,15 @@ static int open_null(void)
 {
 	int fd = must(open("/dev/null", O_RDONLY), "open /dev/null");
 	expect_open(fd, "open");
+	return fd;
+}
+
+/* A number that was open and is not any more. */
+static int closed_descriptor(void)
+{
+	int fd = open_null();
+	must(close(fd), "close");
+	expect_close(fd, "close");
 	return fd;
 }
 
@@ -416,12 +463,18 @@ TEST_FN call_accept(void)
 {
 	int listener = listening_pair("accept");
 	expect_open(must(accept(listener, NULL, NULL), "accept"), "accept");
+	int bad = closed_descriptor();
+	must_be_ebadf(accept(bad, NULL, NULL), "accept of a closed descriptor");
+	expect_bad(bad, "accept");
 }
 
 TEST_FN call_accept4(void)
 {
 	int listener = listening_pair("accept4");
 	expect_open(must(accept4(listener, NULL, NULL, SOCK_CLOEXEC), "accept4"), "accept4");
+	int bad = closed_descriptor();
+	must_be_ebadf(accept4(bad, NULL, NULL, SOCK_CLOEXEC), "accept4 of a closed descriptor");
+	expect_bad(bad, "accept4");
 }
 
 static void expect_pipe(const int p[2], const char *api)
@@ -457,6 +510,9 @@ TEST_FN call_dup(void)
 {
 	int src = open_null();
 	expect_open(must(dup(src), "dup"), "dup");
+	int bad = closed_descriptor();
+	must_be_ebadf(dup(bad), "dup of a closed descriptor");
+	expect_bad(bad, "dup");
 }
 
 /* Target 100 is free: only an OPEN; target `busy` is open: CLOSE then OPEN. */
@@ -1412,6 +1468,401 @@ TEST_FN call_syscall_landlock_create_ruleset(void)
 	expect_open(fd, "syscall(landlock_create_ruleset)");
 }
 
+/* ---- using a descriptor that is not open: BAD REFERENCE ---- */
+
+static char scratch[64];
+static struct iovec scratch_iov = { scratch, sizeof scratch };
+static struct msghdr scratch_msg = { .msg_iov = &scratch_iov, .msg_iovlen = 1 };
+static struct mmsghdr scratch_mmsg = { .msg_hdr = { .msg_iov = &scratch_iov, .msg_iovlen = 1 } };
+static const struct sockaddr_un unix_addr = { .sun_family = AF_UNIX };
+
+/* call_<api>: the call (__VA_ARGS__) on fd, a number that was just closed,
+ * fails with EBADF. */
+#define TEST_CLOSED_FD(api, ...)                        \
+	TEST_FN call_##api(void)                        \
+	{                                               \
+		int fd = closed_descriptor();           \
+		must_be_ebadf((long)(__VA_ARGS__), #api); \
+		expect_bad(fd, #api);                   \
+	}
+
+TEST_CLOSED_FD(read, read(fd, scratch, sizeof scratch))
+TEST_CLOSED_FD(write, write(fd, scratch, sizeof scratch))
+TEST_CLOSED_FD(pread, pread(fd, scratch, sizeof scratch, 0))
+TEST_CLOSED_FD(pread64, pread64(fd, scratch, sizeof scratch, 0))
+TEST_CLOSED_FD(pwrite, pwrite(fd, scratch, sizeof scratch, 0))
+TEST_CLOSED_FD(pwrite64, pwrite64(fd, scratch, sizeof scratch, 0))
+TEST_CLOSED_FD(readv, readv(fd, &scratch_iov, 1))
+TEST_CLOSED_FD(writev, writev(fd, &scratch_iov, 1))
+TEST_CLOSED_FD(preadv, preadv(fd, &scratch_iov, 1, 0))
+TEST_CLOSED_FD(pwritev, pwritev(fd, &scratch_iov, 1, 0))
+TEST_CLOSED_FD(preadv2, preadv2(fd, &scratch_iov, 1, 0, 0))
+TEST_CLOSED_FD(pwritev2, pwritev2(fd, &scratch_iov, 1, 0, 0))
+TEST_CLOSED_FD(send, send(fd, scratch, sizeof scratch, MSG_DONTWAIT))
+TEST_CLOSED_FD(sendto, sendto(fd, scratch, sizeof scratch, MSG_DONTWAIT,
+			      (const struct sockaddr *)&unix_addr, sizeof unix_addr))
+TEST_CLOSED_FD(sendmsg, sendmsg(fd, &scratch_msg, MSG_DONTWAIT))
+TEST_CLOSED_FD(sendmmsg, sendmmsg(fd, &scratch_mmsg, 1, MSG_DONTWAIT))
+TEST_CLOSED_FD(recv, recv(fd, scratch, sizeof scratch, MSG_DONTWAIT))
+TEST_CLOSED_FD(recvfrom, recvfrom(fd, scratch, sizeof scratch, MSG_DONTWAIT, NULL, NULL))
+TEST_CLOSED_FD(fstat, fstat(fd, &(struct stat){ 0 }))
+TEST_CLOSED_FD(fstat64, fstat64(fd, &(struct stat64){ 0 }))
+/* A relative path, so that the directory descriptor is used. */
+TEST_CLOSED_FD(fstatat, fstatat(fd, "null", &(struct stat){ 0 }, 0))
+TEST_CLOSED_FD(fstatat64, fstatat64(fd, "null", &(struct stat64){ 0 }, 0))
+TEST_CLOSED_FD(statx, statx(fd, "null", 0, STATX_BASIC_STATS, &(struct statx){ 0 }))
+TEST_CLOSED_FD(lseek, lseek(fd, 0, SEEK_SET))
+TEST_CLOSED_FD(lseek64, lseek64(fd, 0, SEEK_SET))
+TEST_CLOSED_FD(fsync, fsync(fd))
+TEST_CLOSED_FD(fdatasync, fdatasync(fd))
+TEST_CLOSED_FD(ftruncate, ftruncate(fd, 0))
+TEST_CLOSED_FD(ftruncate64, ftruncate64(fd, 0))
+TEST_CLOSED_FD(fchmod, fchmod(fd, 0600))
+TEST_CLOSED_FD(fchown, fchown(fd, (uid_t)-1, (gid_t)-1))
+TEST_CLOSED_FD(fchdir, fchdir(fd))
+TEST_CLOSED_FD(flock, flock(fd, LOCK_SH | LOCK_NB))
+TEST_CLOSED_FD(fstatfs, fstatfs(fd, &(struct statfs){ 0 }))
+TEST_CLOSED_FD(fstatvfs, fstatvfs(fd, &(struct statvfs){ 0 }))
+TEST_CLOSED_FD(futimens, futimens(fd, NULL))
+TEST_CLOSED_FD(fchmodat, fchmodat(fd, "null", 0600, 0))
+TEST_CLOSED_FD(fchownat, fchownat(fd, "null", (uid_t)-1, (gid_t)-1, 0))
+TEST_CLOSED_FD(unlinkat, unlinkat(fd, "htrace-apicall-none", 0))
+TEST_CLOSED_FD(mkdirat, mkdirat(fd, "htrace-apicall-none", 0700))
+TEST_CLOSED_FD(readlinkat, readlinkat(fd, "null", scratch, sizeof scratch))
+TEST_CLOSED_FD(faccessat, faccessat(fd, "null", F_OK, 0))
+TEST_CLOSED_FD(utimensat, utimensat(fd, "null", NULL, 0))
+TEST_CLOSED_FD(epoll_wait, epoll_wait(fd, &(struct epoll_event){ 0 }, 1, 0))
+TEST_CLOSED_FD(epoll_pwait, epoll_pwait(fd, &(struct epoll_event){ 0 }, 1, 0, NULL))
+TEST_CLOSED_FD(bind, bind(fd, (const struct sockaddr *)&unix_addr, sizeof unix_addr))
+TEST_CLOSED_FD(connect, connect(fd, (const struct sockaddr *)&unix_addr, sizeof unix_addr))
+TEST_CLOSED_FD(listen, listen(fd, 1))
+TEST_CLOSED_FD(shutdown, shutdown(fd, SHUT_RDWR))
+TEST_CLOSED_FD(getsockopt, getsockopt(fd, SOL_SOCKET, SO_TYPE, scratch, &(socklen_t){ sizeof scratch }))
+TEST_CLOSED_FD(setsockopt, setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)))
+TEST_CLOSED_FD(getsockname, getsockname(fd, (struct sockaddr *)&(struct sockaddr_storage){ 0 },
+					&(socklen_t){ sizeof(struct sockaddr_storage) }))
+TEST_CLOSED_FD(getpeername, getpeername(fd, (struct sockaddr *)&(struct sockaddr_storage){ 0 },
+					&(socklen_t){ sizeof(struct sockaddr_storage) }))
+TEST_CLOSED_FD(getdents64, getdents64(fd, scratch, sizeof scratch))
+TEST_CLOSED_FD(inotify_add_watch, inotify_add_watch(fd, "/", IN_ALL_EVENTS))
+TEST_CLOSED_FD(inotify_rm_watch, inotify_rm_watch(fd, 1))
+TEST_CLOSED_FD(timerfd_settime, timerfd_settime(fd, 0, &(struct itimerspec){ 0 }, NULL))
+TEST_CLOSED_FD(timerfd_gettime, timerfd_gettime(fd, &(struct itimerspec){ 0 }))
+
+/* Two descriptors, one open and one not: the one not open is reported,
+ * first as the second argument, then as the first. */
+TEST_FN call_epoll_ctl(void)
+{
+	int ep = must(epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+	expect_open(ep, "epoll_create1");
+	int fd = closed_descriptor();
+	struct epoll_event ev = { .events = EPOLLIN };
+	must_be_ebadf(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), "epoll_ctl of a closed target");
+	expect_bad(fd, "epoll_ctl");
+}
+
+TEST_FN call_sendfile(void)
+{
+	int out = open_null();
+	int in = closed_descriptor();
+	must_be_ebadf(sendfile(out, in, NULL, 1), "sendfile");
+	expect_bad(in, "sendfile");
+}
+
+TEST_FN call_sendfile64(void)
+{
+	int in = open_null();
+	int out = closed_descriptor();
+	must_be_ebadf(sendfile64(out, in, NULL, 1), "sendfile64");
+	expect_bad(out, "sendfile64");
+}
+
+TEST_FN call_splice(void)
+{
+	int p[2];
+	must(pipe(p), "pipe");
+	expect_pipe(p, "pipe");
+	int in = closed_descriptor();
+	must_be_ebadf(splice(in, NULL, p[1], NULL, 1, SPLICE_F_NONBLOCK), "splice");
+	expect_bad(in, "splice");
+}
+
+TEST_FN call_tee(void)
+{
+	int p[2];
+	must(pipe(p), "pipe");
+	expect_pipe(p, "pipe");
+	int out = closed_descriptor();
+	must_be_ebadf(tee(p[0], out, 1, SPLICE_F_NONBLOCK), "tee");
+	expect_bad(out, "tee");
+}
+
+TEST_FN call_copy_file_range(void)
+{
+	int out = open_null();
+	int in = closed_descriptor();
+	must_be_ebadf(copy_file_range(in, NULL, out, NULL, 1, 0), "copy_file_range");
+	expect_bad(in, "copy_file_range");
+}
+
+static void must_be_pollnval(int result, const struct pollfd *p, const char *what)
+{
+	if (result < 0)
+		die(what);
+	if (result != 1 || !(p->revents & POLLNVAL)) {
+		errno = 0;
+		die(what);
+	}
+}
+
+TEST_FN call_poll(void)
+{
+	int fd = closed_descriptor();
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	must_be_pollnval(poll(&p, 1, 0), &p, "poll");
+	expect_bad(fd, "poll");
+}
+
+TEST_FN call_ppoll(void)
+{
+	int fd = closed_descriptor();
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	must_be_pollnval(ppoll(&p, 1, &(struct timespec){ 0 }, NULL), &p, "ppoll");
+	expect_bad(fd, "ppoll");
+}
+
+TEST_FN call_select(void)
+{
+	int fd = closed_descriptor();
+	fd_set readable;
+	FD_ZERO(&readable);
+	FD_SET(fd, &readable);
+	must_be_ebadf(select(fd + 1, &readable, NULL, NULL, &(struct timeval){ 0 }), "select");
+	expect_bad(fd, "select");
+}
+
+TEST_FN call_pselect(void)
+{
+	int fd = closed_descriptor();
+	fd_set readable;
+	FD_ZERO(&readable);
+	FD_SET(fd, &readable);
+	must_be_ebadf(pselect(fd + 1, &readable, NULL, NULL, &(struct timespec){ 0 }, NULL), "pselect");
+	expect_bad(fd, "pselect");
+}
+
+/* A shared mapping of a file: the descriptor counts (no MAP_ANONYMOUS). */
+static void must_be_map_ebadf(void *result, const char *what)
+{
+	if (result == MAP_FAILED && errno == EBADF)
+		return;
+	if (result != MAP_FAILED)
+		errno = 0;
+	die(what);
+}
+
+TEST_FN call_mmap(void)
+{
+	int fd = closed_descriptor();
+	must_be_map_ebadf(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0), "mmap");
+	expect_bad(fd, "mmap");
+}
+
+TEST_FN call_mmap64(void)
+{
+	int fd = closed_descriptor();
+	must_be_map_ebadf(mmap64(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0), "mmap64");
+	expect_bad(fd, "mmap64");
+}
+
+/* ---- using a FILE or DIR whose descriptor is somebody else's ---- */
+
+static FILE *fopen_null_rw(void)
+{
+	FILE *fp = must_ptr(fopen("/dev/null", "r+"), "fopen /dev/null");
+	expect_open(fileno(fp), "fopen");
+	return fp;
+}
+
+static DIR *opendir_root(void)
+{
+	DIR *dir = must_ptr(opendir("/"), "opendir /");
+	expect_open(dirfd(dir), "opendir");
+	return dir;
+}
+
+/* The caller has just closed fd behind its FILE or DIR (a BAD REFERENCE by
+ * close, made by the caller); open() takes the number again, so that the
+ * FILE or DIR now refers to another open. */
+static void reuse_number(int fd, const char *path, int flags)
+{
+	expect_close(fd, "close");
+	expect_bad(fd, "close");
+	int again = must(open(path, flags), "open");
+	if (again != fd) {
+		errno = 0;
+		die("the closed number was not reused");
+	}
+	expect_open(fd, "open");
+}
+
+static void must_be_true(int ok, const char *what)
+{
+	if (!ok) {
+		errno = 0;
+		die(what);
+	}
+}
+
+/* The stale FILE's calls go on (on /dev/null again), with their usual
+ * results. */
+#define TEST_STALE_FILE(api, ok)                                \
+	TEST_FN call_##api(void)                                \
+	{                                                       \
+		FILE *fp = fopen_null_rw();                     \
+		int fd = fileno(fp);                            \
+		must(close(fd), "close");                       \
+		reuse_number(fd, "/dev/null", O_RDWR);          \
+		must_be_true(ok, #api);                         \
+		expect_bad(fd, #api);                           \
+	}
+
+TEST_STALE_FILE(fread, fread(scratch, 1, sizeof scratch, fp) == 0)
+TEST_STALE_FILE(fwrite, fwrite(scratch, 1, sizeof scratch, fp) == sizeof scratch)
+TEST_STALE_FILE(fgets, fgets(scratch, sizeof scratch, fp) == NULL)
+TEST_STALE_FILE(fputs, fputs(api_name, fp) >= 0)
+TEST_STALE_FILE(fflush, fflush(fp) == 0)
+TEST_STALE_FILE(fseek, fseek(fp, 0, SEEK_SET) == 0)
+TEST_STALE_FILE(ftell, ftell(fp) == 0)
+/* With optimization, <stdio.h> inlines getline as a call of __getdelim:
+ * the exported getline is called through its address. */
+static ssize_t (*const volatile getline_symbol)(char **, size_t *, FILE *) = getline;
+TEST_STALE_FILE(getline, getline_symbol(&(char *){ NULL }, &(size_t){ 0 }, fp) == -1)
+TEST_STALE_FILE(fprintf, fprintf(fp, "%d\n", (int)getpid()) > 0)
+TEST_STALE_FILE(getdelim, getdelim(&(char *){ NULL }, &(size_t){ 0 }, '\n', fp) == -1)
+TEST_STALE_FILE(__getdelim, __getdelim(&(char *){ NULL }, &(size_t){ 0 }, '\n', fp) == -1)
+TEST_STALE_FILE(__fgets_chk, __fgets_chk(scratch, sizeof scratch, sizeof scratch, fp) == NULL)
+TEST_STALE_FILE(__fread_chk, __fread_chk(scratch, sizeof scratch, 1, sizeof scratch, fp) == 0)
+TEST_STALE_FILE(__fprintf_chk, __fprintf_chk(fp, 1, "%d\n", (int)getpid()) > 0)
+
+static struct file_handle *handle_buffer(void);
+extern char **environ;
+
+TEST_CLOSED_FD(linkat, linkat(fd, "a", fd, "b", 0))
+TEST_CLOSED_FD(renameat, renameat(fd, "a", fd, "b"))
+TEST_CLOSED_FD(renameat2, renameat2(fd, "a", fd, "b", 0))
+TEST_CLOSED_FD(symlinkat, symlinkat("target", fd, "htrace-apicall-none"))
+TEST_CLOSED_FD(mknodat, mknodat(fd, "htrace-apicall-none", S_IFIFO | 0600, 0))
+TEST_CLOSED_FD(mkfifoat, mkfifoat(fd, "htrace-apicall-none", 0600))
+TEST_CLOSED_FD(futimesat, futimesat(fd, "null", NULL))
+TEST_CLOSED_FD(name_to_handle_at, name_to_handle_at(fd, "null", handle_buffer(), &(int){ 0 }, 0))
+TEST_CLOSED_FD(fallocate, fallocate(fd, 0, 0, 1))
+TEST_CLOSED_FD(fallocate64, fallocate64(fd, 0, 0, 1))
+TEST_CLOSED_FD(syncfs, syncfs(fd))
+TEST_CLOSED_FD(readahead, readahead(fd, 0, 1))
+TEST_CLOSED_FD(sync_file_range, sync_file_range(fd, 0, 1, 0))
+TEST_CLOSED_FD(vmsplice, vmsplice(fd, &scratch_iov, 1, 0))
+TEST_CLOSED_FD(fgetxattr, fgetxattr(fd, "user.x", scratch, sizeof scratch))
+TEST_CLOSED_FD(fsetxattr, fsetxattr(fd, "user.x", "v", 1, 0))
+TEST_CLOSED_FD(flistxattr, flistxattr(fd, scratch, sizeof scratch))
+TEST_CLOSED_FD(fremovexattr, fremovexattr(fd, "user.x"))
+TEST_CLOSED_FD(eventfd_read, eventfd_read(fd, &(eventfd_t){ 0 }))
+TEST_CLOSED_FD(eventfd_write, eventfd_write(fd, 1))
+TEST_CLOSED_FD(fanotify_mark, fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, "/"))
+TEST_CLOSED_FD(setns, setns(fd, 0))
+TEST_CLOSED_FD(pidfd_send_signal, pidfd_send_signal(fd, 0, NULL, 0))
+TEST_CLOSED_FD(epoll_pwait2, epoll_pwait2(fd, &(struct epoll_event){ 0 }, 1, &(struct timespec){ 0 }, NULL))
+TEST_CLOSED_FD(fexecve, fexecve(fd, (char *const[]){ "x", NULL }, environ))
+
+/* posix_fadvise and posix_fallocate return the error number. */
+#define TEST_CLOSED_FD_ERRNUM(api, ...)                 \
+	TEST_FN call_##api(void)                        \
+	{                                               \
+		int fd = closed_descriptor();           \
+		if ((__VA_ARGS__) != EBADF)             \
+			die(#api " did not return EBADF"); \
+		expect_bad(fd, #api);                   \
+	}
+
+TEST_CLOSED_FD_ERRNUM(posix_fadvise, posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL))
+TEST_CLOSED_FD_ERRNUM(posix_fadvise64, posix_fadvise64(fd, 0, 0, POSIX_FADV_NORMAL))
+TEST_CLOSED_FD_ERRNUM(posix_fallocate, posix_fallocate(fd, 0, 1))
+TEST_CLOSED_FD_ERRNUM(posix_fallocate64, posix_fallocate64(fd, 0, 1))
+
+static struct file_handle *handle_buffer(void)
+{
+	static union {
+		struct file_handle h;
+		char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+	} buffer = { .h = { .handle_bytes = MAX_HANDLE_SZ } };
+	return &buffer.h;
+}
+
+TEST_CLOSED_FD(__read_chk, __read_chk(fd, scratch, sizeof scratch, sizeof scratch))
+TEST_CLOSED_FD(__pread_chk, __pread_chk(fd, scratch, sizeof scratch, 0, sizeof scratch))
+TEST_CLOSED_FD(__pread64_chk, __pread64_chk(fd, scratch, sizeof scratch, 0, sizeof scratch))
+TEST_CLOSED_FD(__recv_chk, __recv_chk(fd, scratch, sizeof scratch, sizeof scratch, 0))
+TEST_CLOSED_FD(__recvfrom_chk, __recvfrom_chk(fd, scratch, sizeof scratch, sizeof scratch, 0, NULL, NULL))
+TEST_CLOSED_FD(__readlinkat_chk, __readlinkat_chk(fd, "null", scratch, sizeof scratch, sizeof scratch))
+
+TEST_FN call___poll_chk(void)
+{
+	int fd = closed_descriptor();
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	must_be_pollnval(__poll_chk(&p, 1, 0, sizeof p), &p, "__poll_chk");
+	expect_bad(fd, "__poll_chk");
+}
+
+/* vfprintf needs a va_list of its caller's: call_vfprintf is variadic, and
+ * the table runs it through run_vfprintf. */
+static __attribute__((noinline, noclone)) void call_vfprintf(int count, ...)
+{
+	FILE *fp = fopen_null_rw();
+	int fd = fileno(fp);
+	must(close(fd), "close");
+	reuse_number(fd, "/dev/null", O_RDWR);
+	va_list ap;
+	va_start(ap, count);
+	int written = vfprintf(fp, "%d\n", ap);
+	va_end(ap);
+	must_be_true(written > 0, "vfprintf");
+	expect_bad(fd, "vfprintf");
+}
+
+static void run_vfprintf(void) { call_vfprintf(1, (int)getpid()); }
+
+static __attribute__((noinline, noclone)) void call___vfprintf_chk(int count, ...)
+{
+	FILE *fp = fopen_null_rw();
+	int fd = fileno(fp);
+	must(close(fd), "close");
+	reuse_number(fd, "/dev/null", O_RDWR);
+	va_list ap;
+	va_start(ap, count);
+	int written = __vfprintf_chk(fp, 1, "%d\n", ap);
+	va_end(ap);
+	must_be_true(written > 0, "__vfprintf_chk");
+	expect_bad(fd, "__vfprintf_chk");
+}
+
+static void run_vfprintf_chk(void) { call___vfprintf_chk(1, (int)getpid()); }
+
+/* The stale DIR reads the directory now open at its number. */
+#define TEST_STALE_DIR(api, call)                               \
+	TEST_FN call_##api(void)                                \
+	{                                                       \
+		DIR *dir = opendir_root();                      \
+		int fd = dirfd(dir);                            \
+		must(close(fd), "close");                       \
+		reuse_number(fd, "/", O_RDONLY | O_DIRECTORY);  \
+		call;                                           \
+		expect_bad(fd, #api);                           \
+	}
+
+TEST_STALE_DIR(readdir, must_ptr(readdir(dir), "readdir"))
+TEST_STALE_DIR(readdir64, must_ptr(readdir64(dir), "readdir64"))
+TEST_STALE_DIR(rewinddir, rewinddir(dir))
+
 static const struct api_test api_tests[] = {
 	T(open), T(open64), T(__open), T(__open64), T(openat), T(openat64),
 	T(__open_2), T(__open64_2), T(__openat_2), T(__openat64_2),
@@ -1441,6 +1892,33 @@ static const struct api_test api_tests[] = {
 	S(recvmsg), S(recvmmsg), S(close), S(close_range),
 	T(clone), T(__clone), S(clone), S(clone3),
 	T(ioctl), S(seccomp), S(bpf), S(landlock_create_ruleset),
+
+	T(read), T(write), T(pread), T(pread64), T(pwrite), T(pwrite64),
+	T(readv), T(writev), T(preadv), T(pwritev), T(preadv2), T(pwritev2),
+	T(send), T(sendto), T(sendmsg), T(sendmmsg), T(recv), T(recvfrom),
+	T(fstat), T(fstat64), T(fstatat), T(fstatat64), T(statx), T(lseek),
+	T(lseek64), T(fsync), T(fdatasync), T(ftruncate), T(ftruncate64),
+	T(fchmod), T(fchown), T(fchdir), T(flock), T(fstatfs), T(fstatvfs),
+	T(futimens), T(fchmodat), T(fchownat), T(unlinkat), T(mkdirat),
+	T(readlinkat), T(faccessat), T(utimensat), T(epoll_wait),
+	T(epoll_pwait), T(epoll_ctl), T(bind), T(connect), T(listen),
+	T(shutdown), T(getsockopt), T(setsockopt), T(getsockname),
+	T(getpeername), T(getdents64), T(inotify_add_watch),
+	T(inotify_rm_watch), T(timerfd_settime), T(timerfd_gettime),
+	T(sendfile), T(sendfile64), T(splice), T(tee), T(copy_file_range),
+	T(poll), T(ppoll), T(select), T(pselect), T(mmap), T(mmap64),
+	T(fread), T(fwrite), T(fgets), T(fputs), T(fflush), T(fseek),
+	T(ftell), T(getline), { "vfprintf", run_vfprintf }, T(fprintf),
+	T(getdelim), T(__getdelim), T(__fgets_chk), T(__fread_chk), T(__fprintf_chk),
+	T(__read_chk), T(__pread_chk), T(__pread64_chk), T(__recv_chk), T(__recvfrom_chk),
+	T(__readlinkat_chk), T(__poll_chk), { "__vfprintf_chk", run_vfprintf_chk },
+	T(linkat), T(renameat), T(renameat2), T(symlinkat), T(mknodat), T(mkfifoat), T(futimesat),
+	T(name_to_handle_at), T(fallocate), T(fallocate64), T(syncfs), T(readahead),
+	T(sync_file_range), T(vmsplice), T(fgetxattr), T(fsetxattr), T(flistxattr),
+	T(fremovexattr), T(eventfd_read), T(eventfd_write), T(fanotify_mark), T(setns),
+	T(pidfd_send_signal), T(epoll_pwait2), T(fexecve), T(posix_fadvise), T(posix_fadvise64),
+	T(posix_fallocate), T(posix_fallocate64),
+	T(readdir), T(readdir64), T(rewinddir),
 };
 
 #define N_TESTS (sizeof api_tests / sizeof api_tests[0])

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""BAD REFERENCE: each victim bug (tests/victims/misuse.c) must be reported
+with the stack of the offending call in bug_<mode>, and the owner's OPEN
+trace where a FILE or DIR is involved; a clean program that makes
+thousands of correct calls reports nothing; --on-error=abort stops the
+program at the call; --error-exitcode fires; -diff and the per-handle
+listing show the event.
+
+Env: HTRACE, HTRACE_VICTIMS, HTRACE_BUILD.  Exit 0 pass, 1 fail, 77 skip."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HTRACE = os.environ.get("HTRACE", "")
+VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
+BUILD = os.environ.get("HTRACE_BUILD", "")
+MISUSE = os.path.join(VICTIMS, "misuse")
+TIMEOUT = 60
+
+# mode: (api of the BAD REFERENCE, flag expected on it, API that opened the owner or None)
+BUGS = {
+    "readclosed": ("read", None, None),
+    "doubleclose": ("close", None, None),
+    "fileclose": ("close", "owned", "fopen"),
+    "dup2file": ("dup2", "owned", "fopen"),
+    "stalefile": ("fgets", "stale", "fopen"),
+    "staledir": ("readdir", "stale", "opendir"),
+    "pollclosed": ("poll", None, None),
+}
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def run_json(args):
+    result = subprocess.run([HTRACE, "run", "--json"] + args, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+    objs = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
+    expect(len(objs) == 1, f"expected one report: {result.stderr[-500:]}")
+    return result, objs[0]
+
+
+def bad_fd(stdout):
+    fds = [int(l.split()[1]) for l in stdout.splitlines() if l.startswith("BAD ")]
+    expect(len(fds) == 1, f"victim printed {stdout!r}")
+    return fds[0]
+
+
+def traces_of(process, fd):
+    return [t for h in process["handles"] if h["handle"] == fd for t in h["traces"]]
+
+
+def functions(trace):
+    return [f.get("function") for f in trace["frames"]]
+
+
+def check_bug(mode):
+    api, flag, owner_api = BUGS[mode]
+    result, p = run_json(["--", MISUSE, mode])
+    expect(result.returncode == 0, f"{mode}: exit {result.returncode}")
+    fd = bad_fd(result.stdout)
+    traces = traces_of(p, fd)
+    bad = [t for t in traces if t["kind"] == "BAD_REFERENCE" and t["api"] == api]
+    expect(bad, f"{mode}: no BAD_REFERENCE by {api} on fd {fd}: "
+                f"{[(t['kind'], t['api']) for t in traces]}")
+    expect(f"bug_{mode}" in functions(bad[0]), f"{mode}: stack {functions(bad[0])}")
+    if flag:
+        expect(bad[0][flag] is True, f"{mode}: the event is not marked {flag}: {bad[0]}")
+    if owner_api:
+        opens = [t for t in traces if t["kind"] == "OPEN" and t["api"] == owner_api]
+        expect(opens and f"bug_{mode}" in functions(opens[0]),
+               f"{mode}: the owner's OPEN by {owner_api} is not shown with its stack")
+    expect(p["summary"]["bad_references"] >= 1, f"{mode}: summary {p['summary']}")
+
+
+def test_each_bug_is_reported_with_its_stacks():
+    for mode in BUGS:
+        check_bug(mode)
+
+
+def test_fclose_after_close_reports_both_calls():
+    result, p = run_json(["--", MISUSE, "fileclose"])
+    fd = bad_fd(result.stdout)
+    bad = [t["api"] for t in traces_of(p, fd) if t["kind"] == "BAD_REFERENCE"]
+    expect(sorted(bad) == ["close", "fclose"], f"bad references {bad}, expected close and fclose")
+
+
+def test_clean_program_reports_nothing():
+    result, p = run_json(["--", MISUSE, "clean"])
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    expect(p["summary"]["bad_references"] == 0 and p["summary"]["events"] >= 2000 * 6,
+           f"summary {p['summary']}")
+
+
+def test_on_error_abort_stops_at_the_call():
+    result, p = run_json(["--on-error=abort", "--", MISUSE, "readclosed"])
+    expect(result.returncode == 128 + 6 and p["status"] == {"signal": 6},
+           f"exit {result.returncode}, status {p['status']}")
+    expect(p["summary"]["bad_references"] == 1, f"summary {p['summary']}")
+    result, p = run_json(["--on-error=report", "--", MISUSE, "readclosed"])
+    expect(result.returncode == 0, f"--on-error=report: exit {result.returncode}")
+
+
+def test_error_exitcode_fires_on_bad_references():
+    result = subprocess.run([HTRACE, "run", "--error-exitcode=7", "--", MISUSE, "readclosed"],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    expect(result.returncode == 7, f"exit {result.returncode}, expected 7")
+
+
+def test_bad_on_error_value_is_a_usage_error():
+    result = subprocess.run([HTRACE, "run", "--on-error=explode", MISUSE], capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
+           f"exit {result.returncode}: {result.stderr!r}")
+
+
+def test_diff_and_listing_show_the_bad_reference():
+    agent = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+    env = dict(os.environ, LD_PRELOAD=agent, HTRACE_TRACE="1")
+    proc = subprocess.Popen([MISUSE, "readclosed", "wait"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pid = int(proc.stdout.readline().split()[1])
+        snap = subprocess.run([HTRACE, "-p", str(pid), "-snapshot"], capture_output=True, text=True)
+        expect(snap.returncode == 0, f"-snapshot: {snap.stderr}")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        fd = bad_fd(proc.stdout.readline())
+        time.sleep(0.1)
+        diff = subprocess.run([HTRACE, "-p", str(pid), "-diff"], capture_output=True, text=True)
+        expect(f"Handle 0x{fd:x} - BAD REFERENCE: [read, thread" in diff.stdout,
+               f"-diff:\n{diff.stdout}{diff.stderr}")
+        listing = subprocess.run([HTRACE, "-p", str(pid), str(fd)], capture_output=True, text=True)
+        kinds = [l.split(" - ")[1].split(":")[0] for l in listing.stdout.splitlines()
+                 if l.startswith("Handle ")]
+        expect(kinds[:3] == ["BAD REFERENCE", "CLOSE", "OPEN"], f"listing kinds {kinds}")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main():
+    if not (HTRACE and os.access(HTRACE, os.X_OK)):
+        print(f"skip misuse: HTRACE={HTRACE!r} is not executable")
+        return 77
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok {name}")
+        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as e:
+            failed += 1
+            print(f"FAIL {name}: {e}")
+    print(f"{len(tests) - failed} ok, {failed} failed of {len(tests)} misuse tests")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
