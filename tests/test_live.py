@@ -690,6 +690,7 @@ def test_permission_refused_names_ptrace_scope():
     if probe.returncode != 0:
         raise Skip(f"user nobody cannot run {HTRACE}: {probe.stderr.strip()[:200]}")
     with Server() as s:
+        s.ask("quiet")  # workers parked: their own short-lived descriptors do not count
         fds = descriptors(s.pid)
         for args in every_command(s.pid):
             line = check_error(args, 1, ["permission"], nobody)

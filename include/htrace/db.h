@@ -59,7 +59,7 @@ enum htrace_kind {
  * 0); while a writer fills it, seq_end is UINT64_MAX. */
 struct htrace_event {
 	uint64_t seq; /* 1, 2, 3 …; 0 for a record not from the ring */
-	uint64_t time_ns; /* CLOCK_MONOTONIC */
+	uint64_t time_ns; /* CLOCK_MONOTONIC_COARSE (ticks of 1-4 ms); 0 when not tracing */
 	int32_t fd;
 	int32_t tid;
 	uint32_t stack; /* offset of the stack in the depot; 0 = none */

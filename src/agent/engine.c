@@ -58,14 +58,20 @@ static struct htrace_fd_slot *slot_of(int fd, int create)
 	return chunk ? &chunk[(unsigned)fd % HTRACE_FDTAB_CHUNK] : NULL;
 }
 
+/* A slot has one writer at a time (a number is closed before it can be
+ * opened again), so its generation moves with plain ordered stores, no
+ * locked instruction: odd while the fields change. */
 static void slot_begin(struct htrace_fd_slot *slot)
 {
-	ATOMIC_ADD(&slot->gen, 1);
+	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE); /* odd before any field changes */
 }
 
 static void slot_end(struct htrace_fd_slot *slot)
 {
-	ATOMIC_ADD(&slot->gen, 1);
+	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELEASE);
 }
 
 /* A consistent copy of fd's slot; returns 0 when the slot does not exist. */
@@ -103,7 +109,7 @@ static int current_tid(void)
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ns; ticks of 1-4 ms */
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -163,11 +169,11 @@ static void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned
 	ev->api = (uint16_t)api;
 	ev->kind = (uint8_t)kind;
 	ev->tid = current_tid();
-	ev->time_ns = now_ns();
 	if (!engine_tracing()) {
 		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK);
-		return;
+		return; /* the open set only: no time, no stack, no ring */
 	}
+	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
 		ev->stack = stack_capture();
 	if (!ev->stack)
