@@ -344,6 +344,26 @@ def test_diff_gives_exactly_the_leaked_handles_while_workers_run():
         s.check_alive()
 
 
+def test_group_of_diff_and_of_all_open_handles():
+    with Server() as s:
+        enable(s)
+        snapshot(s)
+        fds = s.leak(4)
+        s.ask("quiet")
+        p = one_json(ok(["--json", "--group", "-p", s.pid, "-diff"]))
+        grouped = sorted(fd for g in p["groups"] for fd in g["handles"])
+        expect(grouped == sorted(fds), f"-diff --group groups {p['groups']}, leaked {fds}")
+        leak_fns = [f for f in p["functions"] if f["function"] == "scenario_leak"]
+        expect(leak_fns and leak_fns[0]["count"] == 4, f"functions {p['functions']}")
+        p = one_json(ok(["--json", "--group", "-p", s.pid]))
+        everything = sorted(fd for g in p["groups"] for fd in g["handles"])
+        expect(set(fds) <= set(everything) and p["status"] is None,
+               f"--group alone: {everything}, leaked {fds}")
+        text = ok(["--group", "-p", s.pid, "-diff"]).stdout
+        expect("Open handles by opening stack, biggest group first:" in text
+               and "scenario_leak" in text, f"text:\n{text}")
+
+
 def test_diff_text_format_and_exact_counts():
     with Server() as s:
         s.ask("quiet")

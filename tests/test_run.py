@@ -166,6 +166,19 @@ def test_frames_have_file_and_line():
     expect(frame["guess"] is False and frame["pc"].startswith("0x"), f"frame {frame}")
 
 
+def test_group_counts_leaks_by_stack_and_function():
+    result, objs = json_run(["--group", "--", BEHAVE, "many", "6"])
+    p = only_process(objs)
+    groups = p["groups"]
+    expect(sorted(fd for g in groups for fd in g["handles"]) == leak_fds(result.stdout),
+           f"groups {groups}")
+    expect([g["count"] for g in groups] == sorted((g["count"] for g in groups), reverse=True),
+           f"groups not biggest first: {[g['count'] for g in groups]}")
+    expect(all(g["frames"][0]["function"] == "leak_here" for g in groups), f"groups {groups}")
+    expect(p["functions"][0]["function"] == "leak_here" and p["functions"][0]["count"] == 6,
+           f"functions {p['functions']}")
+
+
 def test_leaks_survive_a_ring_smaller_than_the_events():
     result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
     p = only_process(objs)

@@ -91,6 +91,10 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 		o->json = 1;
 		return 1;
 	}
+	if (!strcmp(argv[*i], "--group")) {
+		o->group = 1;
+		return 1;
+	}
 	if (!strcmp(argv[*i], "-o") || !strcmp(argv[*i], "--output")) {
 		if (*i + 1 >= argc)
 			return -usage("%s needs a file name", argv[*i]);
@@ -128,8 +132,11 @@ int live_parse(int argc, char **argv, struct live_options *o)
 			return usage("unexpected '%s'", argv[i]);
 		}
 	}
-	if (have_pid)
+	if (have_pid) {
+		if (o->group && nwords == 0)
+			o->command = LIVE_OPEN;
 		return parse_words(words, nwords, o);
+	}
 	/* the kernel-mode form: HANDLE PID [MAX_TRACES] */
 	if (nwords && (words[0][0] < '0' || words[0][0] > '9'))
 		return usage("unknown command '%s'", words[0]);
@@ -304,7 +311,7 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 		return EXIT_USAGE;
 	}
 	struct process_status running = { 0, 0, 0 };
-	struct render_options rend = { .history = ro->history };
+	struct render_options rend = { .history = ro->history, .group = o->group };
 	struct report r;
 	int rc = report_build(snap, ro, running, &r) < 0 ? 1 : 0;
 	if (!rc) {
@@ -336,7 +343,10 @@ static int command_report(const struct live_options *o, const struct target_db *
 		return rc;
 	}
 	struct report_options ro = {
-		.mode = o->command == LIVE_DIFF ? REPORT_DIFF : REPORT_HANDLES,
+		.mode = o->command == LIVE_DIFF	   ? REPORT_DIFF
+			: o->command == LIVE_OPEN ? REPORT_EXIT
+						  : REPORT_HANDLES,
+		.verbose = o->command == LIVE_OPEN,
 		.history = o->command == LIVE_HANDLES,
 		.only_fd = o->handle,
 		.since_seq = snap.db.db.snapshot_seq,

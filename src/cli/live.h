@@ -14,12 +14,14 @@ enum live_command {
 	LIVE_DIFF,
 	LIVE_DISABLE,
 	LIVE_HANDLES,
+	LIVE_OPEN, /* --group without a command: the open handles, grouped */
 };
 
 struct live_options {
 	pid_t pid;
 	enum live_command command;
 	int json;
+	int group; /* --group */
 	const char *output; /* NULL: stdout */
 	uint32_t enable_max_traces; /* -enable Max_Traces; 0: as reserved */
 	int handle; /* LIVE_HANDLES: the descriptor, -1 for all */

@@ -19,6 +19,7 @@ static const char usage_text[] =
 	"       htrace [--json] [-o FILE] -p PID -enable [Max_Traces]\n"
 	"       htrace [--json] [-o FILE] -p PID -snapshot | -diff | -disable\n"
 	"       htrace [--json] [-o FILE] -p PID [Handle [Max_Traces]]\n"
+	"       htrace [--json] [-o FILE] --group -p PID [-diff]\n"
 	"       htrace [--json] [-o FILE] Handle PID [Max_Traces]\n"
 	"       htrace --list-hooks\n"
 	"       htrace -? | --help\n"
@@ -37,6 +38,8 @@ static const char usage_text[] =
 	"  --max-traces=N         events kept in the ring (default 65536)\n"
 	"  --stack-depth=N        frames kept per stack, 1-64 (default 24)\n"
 	"  -f, --follow-forks     trace and report every process of the tree\n"
+	"  --group                leaks grouped by opening stack, biggest first, and\n"
+	"                         counted by opening function\n"
 	"  --on-error=MODE        at a BAD REFERENCE (a descriptor used or closed when\n"
 	"                         not open, or behind its FILE/DIR): report (default)\n"
 	"                         records it; abort raises SIGABRT at the call\n"
@@ -50,6 +53,8 @@ static const char usage_text[] =
 	"  -disable               stop tracing and release the trace memory\n"
 	"  [Handle [Max_Traces]]  traces of one handle (0 or none: all), newest first\n"
 	"  Handle PID [Max_Traces] the same, in WinDbg's kernel-mode order\n"
+	"  --group                (alone) the open handles grouped by opening stack;\n"
+	"                         (with -diff) the new handles grouped\n"
 	"Reports go to stdout (or -o FILE); --json gives the schema of run's report.\n"
 	"\n"
 	"Numbers are decimal, or hexadecimal with 0x (unlike WinDbg, where handles\n"
@@ -128,7 +133,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "run"))
 		return command_run(argc - 1, argv + 1);
 	if (cmd[0] == '-' && strcmp(cmd, "-p") && strcmp(cmd, "--json") && strcmp(cmd, "-o") &&
-	    strncmp(cmd, "--output", 8)) {
+	    strncmp(cmd, "--output", 8) && strcmp(cmd, "--group")) {
 		fprintf(stderr, "htrace: unknown option '%s' (see htrace --help)\n", cmd);
 		return EXIT_USAGE;
 	}

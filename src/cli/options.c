@@ -74,6 +74,8 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 		o->verbose = 1;
 	else if (!strcmp(arg, "--history"))
 		o->history = 1;
+	else if (!strcmp(arg, "--group"))
+		o->group = 1;
 	else if (!strcmp(arg, "-f") || !strcmp(arg, "--follow-forks"))
 		o->follow_forks = 1;
 	else if (!strcmp(arg, "-o") || matches(arg, "--output")) {

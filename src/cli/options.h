@@ -20,6 +20,7 @@ struct run_options {
 	uint32_t stack_depth; /* --stack-depth */
 	int follow_forks; /* -f */
 	int on_error_abort; /* --on-error=abort: SIGABRT at a bad reference */
+	int group; /* --group: leaks grouped by opening stack and function */
 	char **argv; /* the program and its arguments */
 };
 

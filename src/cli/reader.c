@@ -157,7 +157,7 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 	if (db->magic != HTRACE_DB_MAGIC || db->version != HTRACE_DB_VERSION) {
 		snprintf(why, len,
 			 "the database was written by an incompatible agent (version %u, this htrace reads %u)",
-			 db->version, HTRACE_DB_VERSION);
+			 db->version, (unsigned)HTRACE_DB_VERSION);
 		return READER_VERSION;
 	}
 	if (db->size != sizeof(*db) || db->api_hash != htrace_api_hash()) {

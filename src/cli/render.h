@@ -11,6 +11,7 @@
 
 struct render_options {
 	int history; /* print every trace and the Parsed/Dumped lines */
+	int group; /* open handles grouped by opening stack and function */
 };
 
 void render_text(FILE *out, const struct report *r, const struct render_options *opt);

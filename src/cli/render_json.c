@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "group.h"
 #include "htrace/apis.h"
 
 static void json_string(FILE *out, const char *s)
@@ -129,9 +130,35 @@ static void json_summary(FILE *out, const struct report *r)
 	fputc('}', out);
 }
 
+static void json_groups(FILE *out, const struct report *r, struct symbolizer *sym)
+{
+	struct grouping g;
+	if (group_build(r, sym, &g) < 0)
+		return;
+	fputs("\"groups\":[", out);
+	for (size_t i = 0; i < g.ngroups; i++) {
+		fprintf(out, "%s{\"count\":%zu,\"handles\":[", i ? "," : "", g.groups[i].count);
+		for (size_t k = 0; k < g.groups[i].count; k++)
+			fprintf(out, "%s%d", k ? "," : "", g.groups[i].handles[k]->fd);
+		fputs("],\"frames\":[", out);
+		struct frame_list l = { out, 1 };
+		render_frames(r, sym, g.groups[i].open, json_frame, &l);
+		fputs("]}", out);
+	}
+	fputs("],\"functions\":[", out);
+	for (size_t i = 0; i < g.nfunctions; i++) {
+		fprintf(out, "%s{\"function\":", i ? "," : "");
+		json_string(out, g.functions[i].function);
+		fputs(",\"module\":", out);
+		json_string(out, g.functions[i].module);
+		fprintf(out, ",\"count\":%zu}", g.functions[i].count);
+	}
+	fputs("],", out);
+	group_free(&g);
+}
+
 void render_json(FILE *out, const struct report *r, const struct render_options *opt)
 {
-	(void)opt;
 	const struct snapshot *s = r->snap;
 	fprintf(out, "{\"pid\":%d,\"exe\":", (int)s->pid);
 	json_string(out, s->have_db ? s->db.db.exe : NULL);
@@ -152,6 +179,8 @@ void render_json(FILE *out, const struct report *r, const struct render_options 
 		json_handle(out, r, sym, &r->handles[i]);
 	}
 	fputs("],", out);
+	if (opt->group && s->have_db)
+		json_groups(out, r, sym);
 	json_summary(out, r);
 	fputs("}\n", out);
 	if (sym)

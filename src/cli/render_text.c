@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "group.h"
 #include "htrace/apis.h"
 
 struct text_ctx {
@@ -155,14 +156,50 @@ static int inherited_listed(const struct report *r)
 	return 0;
 }
 
+#define GROUP_HANDLES_SHOWN 16
+
+static void print_group(struct text_ctx *c, const struct stack_group *g)
+{
+	fprintf(c->out, "0x%zX handle%s opened from this stack:", g->count, g->count == 1 ? "" : "s");
+	for (size_t i = 0; i < g->count && i < GROUP_HANDLES_SHOWN; i++)
+		fprintf(c->out, " 0x%x", (unsigned)g->handles[i]->fd);
+	fputs(g->count > GROUP_HANDLES_SHOWN ? " ...\n" : "\n", c->out);
+	if (!g->stack)
+		fputs("(no stack recorded: inherited, or opened while tracing was off)\n", c->out);
+	render_frames(c->r, c->sym, g->open, print_frame, c);
+}
+
+/* --group: "which code leaks most?" */
+static void print_groups(struct text_ctx *c)
+{
+	struct grouping g;
+	if (group_build(c->r, c->sym, &g) < 0)
+		return;
+	if (g.ngroups)
+		fputs("Open handles by opening stack, biggest group first:\n", c->out);
+	for (size_t i = 0; i < g.ngroups; i++)
+		print_group(c, &g.groups[i]);
+	if (g.nfunctions)
+		fputs("Open handles by opening function (first frame outside libc):\n", c->out);
+	for (size_t i = 0; i < g.nfunctions; i++)
+		fprintf(c->out, "%8zu  %s (%s)\n", g.functions[i].count,
+			g.functions[i].function ? g.functions[i].function : "?",
+			g.functions[i].module ? g.functions[i].module : "?");
+	group_free(&g);
+}
+
 static void render_exit(struct text_ctx *c, const struct render_options *opt)
 {
 	const struct snapshot *s = c->r->snap;
-	print_section(c, HANDLE_LEAKED, NULL);
+	if (opt->group)
+		print_groups(c);
+	else
+		print_section(c, HANDLE_LEAKED, NULL);
 	print_section(c, HANDLE_CLOSED, NULL);
 	print_section(c, HANDLE_UNTRACKED, NULL);
 	print_section(c, HANDLE_INCONSISTENT, NULL);
-	print_section(c, HANDLE_INHERITED, "Inherited handles (not leaks):");
+	if (!opt->group)
+		print_section(c, HANDLE_INHERITED, "Inherited handles (not leaks):");
 	if (opt->history)
 		fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n",
 			s->db.nevents + s->db.nopen, c->dumped);
@@ -170,12 +207,15 @@ static void render_exit(struct text_ctx *c, const struct render_options *opt)
 	print_summary(c->out, c->r, !inherited_listed(c->r));
 }
 
-static void render_diff(struct text_ctx *c)
+static void render_diff(struct text_ctx *c, const struct render_options *opt)
 {
 	const struct report *r = c->r;
 	size_t still_open = report_count_state(r, HANDLE_OPEN);
+	if (opt->group)
+		print_groups(c);
 	for (size_t i = 0; i < r->nhandles; i++)
-		print_handle(c, &r->handles[i]); /* opened since, or misused since */
+		if (!opt->group || r->handles[i].state != HANDLE_OPEN)
+			print_handle(c, &r->handles[i]); /* opened since, or misused since */
 	fprintf(c->out, "htrace: 0x%zX handle%s opened since the snapshot %s still open; "
 			"%s0x%llX opened and 0x%llX closed since the snapshot.\n",
 		still_open, still_open == 1 ? "" : "s", still_open == 1 ? "is" : "are",
@@ -227,7 +267,7 @@ void render_text(FILE *out, const struct report *r, const struct render_options 
 	}
 	struct text_ctx c = { out, render_symbolizer(s), r, 0 };
 	if (r->opt->mode == REPORT_DIFF)
-		render_diff(&c);
+		render_diff(&c, opt);
 	else if (r->opt->mode == REPORT_HANDLES)
 		render_handles(&c);
 	else

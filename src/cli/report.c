@@ -134,12 +134,52 @@ static enum handle_state state_of(const struct htrace_fd_slot *slot,
 	return is_inherited(slot) ? HANDLE_INHERITED : HANDLE_LEAKED;
 }
 
-/* Whether the ring holds a BAD REFERENCE of fd after seq. */
-static int bad_reference_after(const struct snapshot *s, int fd, uint64_t seq)
+static int by_fd_newest_first(const void *a, const void *b)
 {
+	const struct htrace_event *x = *(const struct htrace_event *const *)a;
+	const struct htrace_event *y = *(const struct htrace_event *const *)b;
+	if (x->fd != y->fd)
+		return x->fd < y->fd ? -1 : 1;
+	return (x->seq < y->seq) - (x->seq > y->seq);
+}
+
+static int index_events(const struct snapshot *s, struct report *r)
+{
+	r->by_fd = calloc(s->db.nevents ? s->db.nevents : 1, sizeof(*r->by_fd));
+	if (!r->by_fd)
+		return -1;
 	for (size_t i = 0; i < s->db.nevents; i++)
-		if (s->db.events[i].fd == fd && s->db.events[i].kind == HTRACE_BAD_REFERENCE &&
-		    s->db.events[i].seq > seq)
+		r->by_fd[i] = &s->db.events[i];
+	r->nby_fd = s->db.nevents;
+	qsort(r->by_fd, r->nby_fd, sizeof(*r->by_fd), by_fd_newest_first);
+	return 0;
+}
+
+/* The ring's events of fd, newest first: *count of them from the result. */
+static const struct htrace_event *const *events_of(const struct report *r, int fd, size_t *count)
+{
+	size_t lo = 0, hi = r->nby_fd;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (r->by_fd[mid]->fd < fd)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t end = lo;
+	while (end < r->nby_fd && r->by_fd[end]->fd == fd)
+		end++;
+	*count = end - lo;
+	return r->by_fd + lo;
+}
+
+/* Whether the ring holds a BAD REFERENCE of fd after seq. */
+static int bad_reference_after(const struct report *r, int fd, uint64_t seq)
+{
+	size_t n;
+	const struct htrace_event *const *e = events_of(r, fd, &n);
+	for (size_t i = 0; i < n && e[i]->seq > seq; i++)
+		if (e[i]->kind == HTRACE_BAD_REFERENCE)
 			return 1;
 	return 0;
 }
@@ -149,12 +189,12 @@ static int opened_since(const struct report_handle *h, uint64_t seq)
 	return h->slot && h->details && h->slot->open.seq > seq;
 }
 
-static int shown_live(const struct snapshot *s, const struct report_handle *h,
+static int shown_live(const struct report *r, const struct report_handle *h,
 		      const struct report_options *opt)
 {
 	if (opt->mode == REPORT_DIFF)
 		return opened_since(h, opt->since_seq) ||
-		       bad_reference_after(s, h->fd, opt->since_seq);
+		       bad_reference_after(r, h->fd, opt->since_seq);
 	return opt->only_fd < 0 || h->fd == opt->only_fd;
 }
 
@@ -200,25 +240,23 @@ static int *all_numbers(const struct snapshot *s, int history, size_t *count)
 	return fds;
 }
 
-/* The handle's traces, newest first: with history every ring event of the
- * descriptor, else only the OPEN event of the live table. */
 /* -diff: the OPEN of a handle opened since the snapshot, and the BAD
- * REFERENCEs of its number since then. */
-static int collect_diff_traces(const struct snapshot *s, struct report_handle *h, uint64_t since)
+ * REFERENCEs of its number since then, newest first. */
+static int collect_diff_traces(const struct report *r, struct report_handle *h, uint64_t since)
 {
-	size_t n = 0;
-	h->traces = calloc(1 + s->db.nevents, sizeof(*h->traces));
+	size_t n = 0, count;
+	const struct htrace_event *const *e = events_of(r, h->fd, &count);
+	h->traces = calloc(1 + count, sizeof(*h->traces));
 	if (!h->traces)
 		return -1;
 	const struct htrace_event *open = h->slot && h->slot->open.seq > since ? &h->slot->open : NULL;
-	for (size_t i = s->db.nevents; i-- > 0;) { /* newest first */
-		const struct htrace_event *e = &s->db.events[i];
-		if (open && e->seq < open->seq) {
+	for (size_t i = 0; i < count && e[i]->seq > since; i++) {
+		if (open && e[i]->seq < open->seq) {
 			h->traces[n++] = open;
 			open = NULL;
 		}
-		if (e->fd == h->fd && e->kind == HTRACE_BAD_REFERENCE && e->seq > since)
-			h->traces[n++] = e;
+		if (e[i]->kind == HTRACE_BAD_REFERENCE)
+			h->traces[n++] = e[i];
 	}
 	if (open)
 		h->traces[n++] = open;
@@ -226,20 +264,20 @@ static int collect_diff_traces(const struct snapshot *s, struct report_handle *h
 	return 0;
 }
 
-static int collect_traces(const struct snapshot *s, struct report_handle *h, int history)
+/* The handle's traces, newest first: with history every ring event of the
+ * descriptor, else only the OPEN event of the live table. */
+static int collect_traces(const struct report *r, struct report_handle *h, int history)
 {
-	size_t cap = 1 + (history ? s->db.nevents : 0), n = 0;
-	h->traces = calloc(cap, sizeof(*h->traces));
+	size_t n = 0, count = 0;
+	const struct htrace_event *const *e = history ? events_of(r, h->fd, &count) : NULL;
+	h->traces = calloc(1 + count, sizeof(*h->traces));
 	if (!h->traces)
 		return -1;
 	int open_in_ring = 0;
-	for (size_t i = s->db.nevents; history && i-- > 0;) {
-		const struct htrace_event *e = &s->db.events[i];
-		if (e->fd != h->fd)
-			continue;
-		if (h->slot && e->seq == h->slot->open.seq)
+	for (size_t i = 0; i < count; i++) {
+		if (h->slot && e[i]->seq == h->slot->open.seq)
 			open_in_ring = 1;
-		h->traces[n++] = e;
+		h->traces[n++] = e[i];
 	}
 	if (h->slot && !open_in_ring) {
 		/* the live OPEN event predates the ring's oldest: it goes after
@@ -290,7 +328,7 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		return 0; /* nothing to set against the kernel: the renderer says why */
 	size_t n;
 	int *fds = all_numbers(s, opt->history, &n);
-	if (!fds || !(r->handles = calloc(n ? n : 1, sizeof(*r->handles)))) {
+	if (!fds || index_events(s, r) < 0 || !(r->handles = calloc(n ? n : 1, sizeof(*r->handles)))) {
 		free(fds);
 		return -1;
 	}
@@ -301,19 +339,19 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		h->slot = table_find(s, fds[i]);
 		h->state = state_of(h->slot, h->details);
 		count(r, h->state);
-		int misused = opt->mode == REPORT_EXIT && bad_reference_after(s, h->fd, 0);
+		int misused = opt->mode == REPORT_EXIT && bad_reference_after(r, h->fd, 0);
 		if (!misused && (!shown(h->state, opt) ||
-				 (opt->mode != REPORT_EXIT && !shown_live(s, h, opt))))
+				 (opt->mode != REPORT_EXIT && !shown_live(r, h, opt))))
 			continue;
 		int rc;
 		if (opt->mode == REPORT_DIFF) {
 			if (opened_since(h, opt->since_seq))
 				h->state = HANDLE_OPEN;
-			rc = collect_diff_traces(s, h, opt->since_seq);
+			rc = collect_diff_traces(r, h, opt->since_seq);
 		} else {
 			/* a misused number shows its whole history: the owner's
 			 * open, the offending call, the later close */
-			rc = collect_traces(s, h, opt->history || misused);
+			rc = collect_traces(r, h, opt->history || misused);
 		}
 		if (rc < 0)
 			break;
@@ -343,6 +381,7 @@ size_t report_count_state(const struct report *r, enum handle_state state)
 
 void report_free(struct report *r)
 {
+	free(r->by_fd);
 	for (size_t i = 0; i < r->nhandles; i++)
 		free(r->handles[i].traces);
 	free(r->handles);

@@ -85,6 +85,10 @@ struct report {
 	 * has lost some of them */
 	unsigned long long opened_since, closed_since;
 	int since_complete;
+	/* the ring's events sorted by descriptor, newest first within one:
+	 * each handle finds its own in O(log n) */
+	const struct htrace_event **by_fd;
+	size_t nby_fd;
 };
 
 int report_build(const struct snapshot *snap, const struct report_options *opt,

@@ -269,7 +269,7 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 		s->database_unreadable = 1;
 	struct report_options ro = { .mode = REPORT_EXIT, .verbose = s->opt->verbose,
 				     .history = s->opt->history, .only_fd = -1 };
-	struct render_options rend = { s->opt->history };
+	struct render_options rend = { .history = s->opt->history, .group = s->opt->group };
 	struct report r;
 	if (report_build(&p->snap, &ro, status, &r) < 0) {
 		fprintf(stderr, "htrace: out of memory building the report of %d\n", (int)p->pid);
