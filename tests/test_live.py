@@ -362,6 +362,10 @@ def test_group_of_diff_and_of_all_open_handles():
         text = ok(["--group", "-p", s.pid, "-diff"]).stdout
         expect("Open handles by opening stack, biggest group first:" in text
                and "scenario_leak" in text, f"text:\n{text}")
+        p = one_json(ok(["--json", "--type=socket", "-p", s.pid, "-diff"]))
+        expect([h["type"] for h in p["handles"]] == ["socket"], f"--type=socket: {p['handles']}")
+        p = one_json(ok(["--json", "--stack=no_such_function", "-p", s.pid, "-diff"]))
+        expect(p["handles"] == [], f"--stack matching nothing: {p['handles']}")
 
 
 def test_diff_text_format_and_exact_counts():

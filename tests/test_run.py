@@ -179,6 +179,31 @@ def test_group_counts_leaks_by_stack_and_function():
            f"functions {p['functions']}")
 
 
+def test_filters_by_type_path_stack_and_age():
+    leaky = os.path.join(BUILD, "examples", "leaky")
+    def shown(args):
+        result, objs = json_run(args + ["--", leaky])
+        return sorted((h["type"], h["target"] if h["type"] == "file" else "")
+                      for h in leaked(only_process(objs)))
+    everything = shown([])
+    expect(len(everything) == 5, f"unfiltered: {everything}")
+    expect(shown(["--type=pipe,socket"]) == [t for t in everything if t[0] in ("pipe", "socket")],
+           f"--type: {shown(['--type=pipe,socket'])}")
+    expect(shown(["--path=/etc/*"]) == [t for t in everything if t[1].startswith("/etc/")]
+           and len(shown(["--path=/etc/*"])) == 3, f"--path: {shown(['--path=/etc/*'])}")
+    expect([t[0] for t in shown(["--stack=connect_backend"])] == ["socket"],
+           f"--stack: {shown(['--stack=connect_backend'])}")
+    expect(shown(["--type=file", "--stack=spawn_helper_pipe"]) == [], "filters do not combine")
+    result, objs = json_run(["--older-than=1s", "--", BEHAVE, "aged"])
+    first = leak_fds(result.stdout)[0]
+    got = [h["handle"] for h in leaked(only_process(objs))]
+    expect(got == [first], f"--older-than=1s shows {got}, expected only the first leak {first}")
+    for bad in ("--older-than=soon", "--stack=(", "--type="):
+        result = run(["run", bad, BEHAVE])
+        expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
+               f"{bad}: exit {result.returncode} {result.stderr!r}")
+
+
 def test_leaks_survive_a_ring_smaller_than_the_events():
     result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
     p = only_process(objs)

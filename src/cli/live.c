@@ -87,6 +87,9 @@ static int parse_words(char **words, int n, struct live_options *o)
 /* Options (--json, -o FILE) may come anywhere before the words. */
 static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 {
+	int rc = filter_option(argc, argv, i, &o->filter);
+	if (rc)
+		return rc < 0 ? -EXIT_USAGE : 1;
 	if (!strcmp(argv[*i], "--json")) {
 		o->json = 1;
 		return 1;
@@ -351,6 +354,7 @@ static int command_report(const struct live_options *o, const struct target_db *
 		.only_fd = o->handle,
 		.since_seq = snap.db.db.snapshot_seq,
 		.max_traces = o->max_traces,
+		.filter = &o->filter,
 	};
 	int rc = render_live(o, &snap, &ro);
 	snapshot_free(&snap);

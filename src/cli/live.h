@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "filter.h"
+
 enum live_command {
 	LIVE_ENABLE,
 	LIVE_SNAPSHOT,
@@ -22,6 +24,7 @@ struct live_options {
 	enum live_command command;
 	int json;
 	int group; /* --group */
+	struct report_filter filter; /* --type, --path, --stack, --older-than */
 	const char *output; /* NULL: stdout */
 	uint32_t enable_max_traces; /* -enable Max_Traces; 0: as reserved */
 	int handle; /* LIVE_HANDLES: the descriptor, -1 for all */

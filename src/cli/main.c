@@ -38,6 +38,12 @@ static const char usage_text[] =
 	"  --max-traces=N         events kept in the ring (default 65536)\n"
 	"  --stack-depth=N        frames kept per stack, 1-64 (default 24)\n"
 	"  -f, --follow-forks     trace and report every process of the tree\n"
+	"  --type=LIST            only handles of these types (file,socket,pipe,...)\n"
+	"  --path=GLOB            only handles whose target matches GLOB\n"
+	"  --stack=REGEX          only traces with a frame matching REGEX (extended\n"
+	"                         regex on module!function and the source file)\n"
+	"  --older-than=DURATION  only handles opened longer ago (90s, 15m, 2h, 1d)\n"
+	"                         These four filters apply to the commands on PID too.\n"
 	"  --group                leaks grouped by opening stack, biggest first, and\n"
 	"                         counted by opening function\n"
 	"  --on-error=MODE        at a BAD REFERENCE (a descriptor used or closed when\n"
@@ -133,7 +139,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "run"))
 		return command_run(argc - 1, argv + 1);
 	if (cmd[0] == '-' && strcmp(cmd, "-p") && strcmp(cmd, "--json") && strcmp(cmd, "-o") &&
-	    strncmp(cmd, "--output", 8) && strcmp(cmd, "--group")) {
+	    strncmp(cmd, "--output", 8) && strcmp(cmd, "--group") && strncmp(cmd, "--type", 6) &&
+	    strncmp(cmd, "--path", 6) && strncmp(cmd, "--stack", 7) && strncmp(cmd, "--older-than", 12)) {
 		fprintf(stderr, "htrace: unknown option '%s' (see htrace --help)\n", cmd);
 		return EXIT_USAGE;
 	}

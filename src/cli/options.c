@@ -67,7 +67,9 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 {
 	const char *arg = argv[*i];
 	uint64_t n;
-	int rc = 0;
+	int rc = filter_option(argc, argv, i, &o->filter);
+	if (rc)
+		return rc < 0 ? EXIT_USAGE : 0;
 	if (!strcmp(arg, "--json"))
 		o->json = 1;
 	else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose"))

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "filter.h"
+
 #define EXIT_USAGE 2
 #define DEFAULT_MAX_TRACES 65536u
 #define DEFAULT_STACK_DEPTH 24u
@@ -21,6 +23,7 @@ struct run_options {
 	int follow_forks; /* -f */
 	int on_error_abort; /* --on-error=abort: SIGABRT at a bad reference */
 	int group; /* --group: leaks grouped by opening stack and function */
+	struct report_filter filter; /* --type, --path, --stack, --older-than */
 	char **argv; /* the program and its arguments */
 };
 

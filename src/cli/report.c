@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "render.h"
 
 static const char *const state_names[] = {
 	[HANDLE_LEAKED] = "leaked",
@@ -73,6 +76,9 @@ int snapshot_take(pid_t tid, pid_t pid, struct snapshot *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->pid = pid;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	s->taken_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 	s->have_db = reader_open(tid, &s->db, s->why, sizeof(s->why)) == READER_OK;
 	s->db_error = !s->have_db;
 	reject_foreign_database(pid, s);
@@ -317,6 +323,39 @@ static void count_since(const struct snapshot *s, uint64_t seq, struct report *r
 			    (s->db.nevents && s->db.events[0].seq <= seq + 1);
 }
 
+/* --stack: whether a frame of the trace's stack matches. */
+static int trace_matches(const struct snapshot *s, struct symbolizer *sym,
+			 const struct report_filter *f, const struct htrace_event *ev)
+{
+	const struct htrace_stack *stack = target_stack(&s->db, ev->stack);
+	for (unsigned i = 0; stack && sym && i < stack->depth; i++) {
+		struct sym_frame frames[8];
+		size_t n = sym_resolve_inlined(sym, stack->pc[i], 1, frames, 8);
+		if (filter_frames(f, frames, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* Applies the filters to a handle whose traces are collected: 0 when it
+ * is not to be shown. */
+static int filter_keep(const struct snapshot *s, struct symbolizer *sym,
+		       const struct report_filter *f, struct report_handle *h)
+{
+	if (!f)
+		return 1;
+	if (!filter_handle(f, h->details, h->slot ? h->slot->open.time_ns : 0, s->taken_ns))
+		return 0;
+	if (!f->have_stack_re)
+		return 1;
+	size_t kept = 0;
+	for (size_t i = 0; i < h->ntraces; i++)
+		if (trace_matches(s, sym, f, h->traces[i]))
+			h->traces[kept++] = h->traces[i];
+	h->ntraces = kept;
+	return kept > 0;
+}
+
 int report_build(const struct snapshot *s, const struct report_options *opt,
 		 struct process_status status, struct report *r)
 {
@@ -332,6 +371,7 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		free(fds);
 		return -1;
 	}
+	struct symbolizer *sym = opt->filter && opt->filter->have_stack_re ? render_symbolizer(s) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct report_handle *h = &r->handles[r->nhandles];
 		h->fd = fds[i];
@@ -355,13 +395,15 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		}
 		if (rc < 0)
 			break;
-		if (opt->mode == REPORT_HANDLES && !h->ntraces) {
+		if ((opt->mode == REPORT_HANDLES && !h->ntraces) || !filter_keep(s, sym, opt->filter, h)) {
 			free(h->traces);
 			continue;
 		}
 		r->nhandles++;
 	}
 	free(fds);
+	if (sym)
+		sym_close(sym);
 	r->bad_references = s->db.db.bad_references;
 	r->events = s->db.db.next_seq;
 	if (r->events > s->db.db.ring_capacity)

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "fdinfo.h"
+#include "filter.h"
 #include "reader.h"
 
 /* Everything captured from a process at one moment. */
@@ -22,6 +23,7 @@ struct snapshot {
 	struct target_db db;
 	struct fd_details *kernel; /* /proc/PID/fd, ascending */
 	size_t nkernel;
+	uint64_t taken_ns; /* CLOCK_MONOTONIC_COARSE when taken, the agent's clock */
 };
 
 /* Takes a snapshot of process pid through its thread tid (which should be
@@ -64,6 +66,7 @@ struct report_options {
 	int only_fd; /* REPORT_HANDLES: this descriptor, or -1 for all */
 	uint64_t since_seq; /* REPORT_DIFF: the snapshot's sequence number */
 	uint64_t max_traces; /* REPORT_HANDLES: at most this many traces, 0 = all */
+	const struct report_filter *filter; /* NULL: everything */
 };
 
 struct process_status {

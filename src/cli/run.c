@@ -268,7 +268,8 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 	if (p->snap.db_error)
 		s->database_unreadable = 1;
 	struct report_options ro = { .mode = REPORT_EXIT, .verbose = s->opt->verbose,
-				     .history = s->opt->history, .only_fd = -1 };
+				     .history = s->opt->history, .only_fd = -1,
+				     .filter = &s->opt->filter };
 	struct render_options rend = { .history = s->opt->history, .group = s->opt->group };
 	struct report r;
 	if (report_build(&p->snap, &ro, status, &r) < 0) {

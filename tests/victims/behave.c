@@ -24,6 +24,7 @@
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
+ *   aged        leaks one descriptor, waits 1.5 s, leaks another
  *   scope       prints which objects define _Unwind_RaiseException and
  *               backtrace for the program ("SCOPE lib lib")
  * Each leak prints "LEAK <fd>" on stdout. */
@@ -306,6 +307,12 @@ int main(int argc, char **argv)
 		if (pid == 0)
 			_exit(0);
 		return pid < 0;
+	}
+	if (!strcmp(mode, "aged")) {
+		leak_here();
+		usleep(1500000);
+		leak_here();
+		return 0;
 	}
 	if (!strcmp(mode, "scope")) {
 		printf("SCOPE %s", defining_object("_Unwind_RaiseException"));
