@@ -204,6 +204,17 @@ def test_filters_by_type_path_stack_and_age():
                f"{bad}: exit {result.returncode} {result.stderr!r}")
 
 
+def test_handles_show_open_flags_and_age():
+    result, objs = json_run(["--", BEHAVE, "aged"])
+    first, second = leak_fds(result.stdout)
+    by_fd = {h["handle"]: h for h in leaked(only_process(objs))}
+    expect(by_fd[first]["flags"] == ["O_RDONLY"], f"flags {by_fd[first]['flags']}")
+    expect(by_fd[first]["age_ns"] >= 1_000_000_000 > by_fd[second]["age_ns"] >= 0,
+           f"ages {by_fd[first]['age_ns']} {by_fd[second]['age_ns']}")
+    text = run(["run", "--", BEHAVE, "aged"]).stderr
+    expect(any("(O_RDONLY, opened 1." in l for l in text.splitlines()), f"text:\n{text}")
+
+
 def test_leaks_survive_a_ring_smaller_than_the_events():
     result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
     p = only_process(objs)
@@ -313,7 +324,7 @@ def test_text_report_in_seed_format():
     result = run(["run", "--", BEHAVE, "exit", "0"])
     fd = leak_fds(result.stdout)[0]
     lines = result.stderr.splitlines()
-    header = f"Handle 0x{fd:x} - OPEN: chardev /dev/null [open, thread "
+    header = f"Handle 0x{fd:x} - OPEN: chardev /dev/null (O_RDONLY, opened "
     idx = [i for i, l in enumerate(lines) if l.startswith(header)]
     expect(idx, f"no line starting {header!r} in:\n{result.stderr}")
     frame = lines[idx[0] + 1]

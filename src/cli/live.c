@@ -150,6 +150,8 @@ int live_parse(int argc, char **argv, struct live_options *o)
 	return nwords == 3 ? parse_max(words[2], UINT64_MAX, &o->max_traces) : 0;
 }
 
+static void sleep_ms(long ms);
+
 /* --- writing the target's control fields ------------------------------- */
 
 #define FIELD_ADDR(t, field) ((t)->db_addr + offsetof(struct htrace_db, field))
@@ -365,7 +367,13 @@ int live_run(const struct live_options *o)
 {
 	struct target_db t;
 	char why[512];
-	if (reader_attach(o->pid, &t, why, sizeof(why)) != READER_OK) {
+	enum reader_error err;
+	/* a process that has just started may not have run the agent's
+	 * constructor yet: give it a moment */
+	for (int tries = 0; (err = reader_attach(o->pid, &t, why, sizeof(why))) == READER_NOT_READY &&
+			    tries < 100; tries++)
+		sleep_ms(10);
+	if (err != READER_OK) {
 		fprintf(stderr, "htrace: %s\n", why);
 		return 1;
 	}

@@ -4,6 +4,7 @@
  * names of kinds and signals. */
 #include "render.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,4 +61,34 @@ const char *render_signal_name(int sig)
 	static char name[32];
 	snprintf(name, sizeof(name), "SIG%s", abbrev ? abbrev : "?");
 	return name;
+}
+
+void render_flag_names(int flags, void (*fn)(const char *name, void *arg), void *arg)
+{
+	static const struct {
+		int bit;
+		const char *name;
+	} extra[] = { { O_APPEND, "O_APPEND" },	    { O_NONBLOCK, "O_NONBLOCK" },
+		      { O_CLOEXEC, "O_CLOEXEC" },   { O_SYNC, "O_SYNC" },
+		      { O_DIRECT, "O_DIRECT" },	    { O_NOATIME, "O_NOATIME" } };
+	if (flags < 0)
+		return;
+	if (flags & O_PATH)
+		fn("O_PATH", arg);
+	else
+		fn((flags & O_ACCMODE) == O_WRONLY ? "O_WRONLY"
+		   : (flags & O_ACCMODE) == O_RDWR ? "O_RDWR"
+						   : "O_RDONLY", arg);
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+		if ((flags & extra[i].bit) == extra[i].bit)
+			fn(extra[i].name, arg);
+}
+
+int render_age_ns(const struct report *r, const struct report_handle *h, uint64_t *age)
+{
+	if (!h->slot || !h->slot->open.time_ns)
+		return 0;
+	uint64_t opened = h->slot->open.time_ns, now = r->snap->taken_ns;
+	*age = now > opened ? now - opened : 0;
+	return 1;
 }

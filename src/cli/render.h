@@ -31,4 +31,12 @@ void render_frames(const struct report *r, struct symbolizer *sym, const struct 
 
 const char *render_signal_name(int sig);
 
+/* Open flags from fdinfo as "O_RDONLY|O_CLOEXEC|..." (empty when unknown);
+ * calls fn(name, arg) for each, access mode first. */
+void render_flag_names(int flags, void (*fn)(const char *name, void *arg), void *arg);
+
+/* Age of the handle's OPEN at the snapshot, in ns, into *age; 0 when its
+ * time is unknown (opened while tracing was off). */
+int render_age_ns(const struct report *r, const struct report_handle *h, uint64_t *age);
+
 #endif

@@ -75,6 +75,18 @@ static void json_trace(FILE *out, const struct report *r, struct symbolizer *sym
 	fputs("]}", out);
 }
 
+struct flag_list {
+	FILE *out;
+	int first;
+};
+
+static void json_flag(const char *name, void *arg)
+{
+	struct flag_list *l = arg;
+	fprintf(l->out, "%s\"%s\"", l->first ? "" : ",", name);
+	l->first = 0;
+}
+
 static void json_handle(FILE *out, const struct report *r, struct symbolizer *sym,
 			const struct report_handle *h)
 {
@@ -82,7 +94,15 @@ static void json_handle(FILE *out, const struct report *r, struct symbolizer *sy
 	json_string(out, h->details ? h->details->type : NULL);
 	fputs(",\"target\":", out);
 	json_string(out, h->details ? h->details->target : NULL);
-	fprintf(out, ",\"state\":\"%s\"", handle_state_name(h->state));
+	fprintf(out, ",\"state\":\"%s\",\"flags\":[", handle_state_name(h->state));
+	struct flag_list fl = { out, 1 };
+	if (h->details)
+		render_flag_names(h->details->flags, json_flag, &fl);
+	uint64_t age;
+	if (render_age_ns(r, h, &age))
+		fprintf(out, "],\"age_ns\":%llu", (unsigned long long)age);
+	else
+		fputs("],\"age_ns\":null", out);
 	if (h->slot && h->slot->owner_api) {
 		fputs(",\"owner\":", out);
 		json_string(out, htrace_api_name(h->slot->owner_api));

@@ -41,10 +41,47 @@ static void print_frame(const struct sym_frame *f, void *arg)
 	fputc('\n', c->out);
 }
 
-static void print_object(FILE *out, const struct fd_details *d)
+struct flag_text {
+	FILE *out;
+	int first;
+};
+
+static void print_flag(const char *name, void *arg)
 {
-	if (d)
-		fprintf(out, " %s %s", d->type, d->target);
+	struct flag_text *t = arg;
+	fprintf(t->out, "%s%s", t->first ? " (" : "|", name);
+	t->first = 0;
+}
+
+static void print_age(FILE *out, uint64_t ns)
+{
+	double s = (double)ns / 1e9;
+	if (s < 120)
+		fprintf(out, "%.1f s", s);
+	else if (s < 7200)
+		fprintf(out, "%.1f min", s / 60);
+	else
+		fprintf(out, "%.1f h", s / 3600);
+}
+
+/* type target (flags, opened N s ago) */
+static void print_object(FILE *out, const struct report *r, const struct report_handle *h)
+{
+	const struct fd_details *d = h->details;
+	if (!d)
+		return;
+	fprintf(out, " %s %s", d->type, d->target);
+	struct flag_text t = { out, 1 };
+	render_flag_names(d->flags, print_flag, &t);
+	uint64_t age;
+	if (render_age_ns(r, h, &age)) {
+		fputs(t.first ? " (opened " : ", opened ", out);
+		print_age(out, age);
+		fputs(" ago", out);
+		t.first = 0;
+	}
+	if (!t.first)
+		fputc(')', out);
 }
 
 static void print_trace(struct text_ctx *c, const struct report_handle *h,
@@ -52,10 +89,8 @@ static void print_trace(struct text_ctx *c, const struct report_handle *h,
 {
 	const char *api = htrace_api_name(ev->api);
 	fprintf(c->out, "Handle 0x%x - %s:", (unsigned)h->fd, render_kind(ev->kind, 0));
-	if (h->slot && ev == &h->slot->open)
-		print_object(c->out, h->details);
-	else if (h->slot && ev->seq && ev->seq == h->slot->open.seq)
-		print_object(c->out, h->details);
+	if (h->slot && (ev == &h->slot->open || (ev->seq && ev->seq == h->slot->open.seq)))
+		print_object(c->out, c->r, h);
 	fprintf(c->out, " [%s, thread %d", api ? api : "?", ev->tid);
 	if (ev->flags & HTRACE_EV_INHERITED_EXEC)
 		fputs(", open when the program started", c->out);
@@ -76,7 +111,7 @@ static void print_handle(struct text_ctx *c, const struct report_handle *h)
 {
 	if (h->state == HANDLE_UNTRACKED) {
 		fprintf(c->out, "Handle 0x%x - UNTRACKED:", (unsigned)h->fd);
-		print_object(c->out, h->details);
+		print_object(c->out, c->r, h);
 		fputs(" [open in the kernel, never seen opened by the agent]\n", c->out);
 		return;
 	}
