@@ -28,15 +28,31 @@ static int bad(const char *what, const char *value)
 	return -1;
 }
 
+/* The type names fdinfo gives (fdinfo.h). */
+static int known_type(const char *name)
+{
+	static const char *const types[] = {
+		"file",	   "directory", "socket",      "pipe",	     "fifo",	 "chardev", "blockdev",
+		"eventfd", "timerfd",	"signalfd",    "epoll",	     "inotify",	 "fanotify", "memfd",
+		"pidfd",   "userfaultfd", "perf_event", "io_uring", "anon_inode", "unknown",
+	};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (!strcmp(types[i], name))
+			return 1;
+	return 0;
+}
+
 static int parse_types(struct report_filter *f, const char *value)
 {
 	free(f->type_list);
 	f->type_list = strdup(value);
 	f->ntypes = 0;
-	for (char *save = NULL, *t = strtok_r(f->type_list, ",", &save); t;
-	     t = strtok_r(NULL, ",", &save))
-		if (f->ntypes < FILTER_MAX_TYPES)
-			f->types[f->ntypes++] = t;
+	for (char *save = NULL, *t = f->type_list ? strtok_r(f->type_list, ",", &save) : NULL; t;
+	     t = strtok_r(NULL, ",", &save)) {
+		if (!known_type(t) || f->ntypes == FILTER_MAX_TYPES)
+			return bad("--type", t);
+		f->types[f->ntypes++] = t;
+	}
 	return f->ntypes ? 1 : bad("--type", value);
 }
 
@@ -50,8 +66,8 @@ static int parse_duration(const char *text, uint64_t *ns)
 		double ns;
 	} units[] = { { "", 1e9 }, { "s", 1e9 }, { "ms", 1e6 }, { "m", 60e9 },
 		      { "h", 3600e9 }, { "d", 86400e9 } };
-	if (end == text || value < 0)
-		return -1;
+	if (end == text || !(value > 0) || value > 1e7 || (*text < '0' || *text > '9'))
+		return -1; /* also refuses inf, nan, hex and leading blanks */
 	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
 		if (!strcmp(end, units[u].unit)) {
 			*ns = (uint64_t)(value * units[u].ns);

@@ -5,10 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int groupable(const struct report_handle *h)
+static int groupable(const struct report *r, const struct report_handle *h)
 {
-	return h->slot && h->details &&
-	       (h->state == HANDLE_LEAKED || h->state == HANDLE_OPEN || h->state == HANDLE_INHERITED);
+	if (!h->slot || !h->details)
+		return 0;
+	if (r->opt && r->opt->mode == REPORT_DIFF)
+		return h->state == HANDLE_OPEN; /* opened since the snapshot */
+	return h->state == HANDLE_LEAKED || h->state == HANDLE_OPEN || h->state == HANDLE_INHERITED;
 }
 
 static int by_stack_then_fd(const void *a, const void *b)
@@ -94,7 +97,7 @@ int group_build(const struct report *r, struct symbolizer *sym, struct grouping 
 	}
 	size_t n = 0;
 	for (size_t i = 0; i < r->nhandles; i++)
-		if (groupable(&r->handles[i]))
+		if (groupable(r, &r->handles[i]))
 			open[n++] = &r->handles[i];
 	qsort(open, n, sizeof(*open), by_stack_then_fd);
 	for (size_t i = 0; i < n; i++) {

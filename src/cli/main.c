@@ -121,6 +121,19 @@ static int command_run(int argc, char **argv)
 	return run_command(&opt, agent);
 }
 
+/* Options that may open a command on a running process. */
+static int is_live_option(const char *arg)
+{
+	static const char *const names[] = { "-p", "--json", "-o", "--output", "--group",
+					     "--type", "--path", "--stack", "--older-than" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t len = strlen(names[i]);
+		if (!strncmp(arg, names[i], len) && (arg[len] == '\0' || (arg[len] == '=' && len > 2)))
+			return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -138,9 +151,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return command_run(argc - 1, argv + 1);
-	if (cmd[0] == '-' && strcmp(cmd, "-p") && strcmp(cmd, "--json") && strcmp(cmd, "-o") &&
-	    strncmp(cmd, "--output", 8) && strcmp(cmd, "--group") && strncmp(cmd, "--type", 6) &&
-	    strncmp(cmd, "--path", 6) && strncmp(cmd, "--stack", 7) && strncmp(cmd, "--older-than", 12)) {
+	if (cmd[0] == '-' && !is_live_option(cmd)) {
 		fprintf(stderr, "htrace: unknown option '%s' (see htrace --help)\n", cmd);
 		return EXIT_USAGE;
 	}

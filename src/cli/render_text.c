@@ -204,6 +204,27 @@ static void print_group(struct text_ctx *c, const struct stack_group *g)
 	render_frames(c->r, c->sym, g->open, print_frame, c);
 }
 
+static int has_bad_reference(const struct report_handle *h)
+{
+	for (size_t i = 0; i < h->ntraces; i++)
+		if (h->traces[i]->kind == HTRACE_BAD_REFERENCE)
+			return 1;
+	return 0;
+}
+
+/* With --group, the handles whose history the groups do not show: misused
+ * numbers, and (outside -diff) those not open. */
+static void print_ungrouped(struct text_ctx *c, int diff)
+{
+	for (size_t i = 0; i < c->r->nhandles; i++) {
+		const struct report_handle *h = &c->r->handles[i];
+		int grouped = diff ? h->state == HANDLE_OPEN
+				   : h->state == HANDLE_LEAKED || h->state == HANDLE_INHERITED;
+		if (has_bad_reference(h) || (diff && !grouped))
+			print_handle(c, h);
+	}
+}
+
 /* --group: "which code leaks most?" */
 static void print_groups(struct text_ctx *c)
 {
@@ -226,10 +247,12 @@ static void print_groups(struct text_ctx *c)
 static void render_exit(struct text_ctx *c, const struct render_options *opt)
 {
 	const struct snapshot *s = c->r->snap;
-	if (opt->group)
+	if (opt->group) {
 		print_groups(c);
-	else
+		print_ungrouped(c, 0);
+	} else {
 		print_section(c, HANDLE_LEAKED, NULL);
+	}
 	print_section(c, HANDLE_CLOSED, NULL);
 	print_section(c, HANDLE_UNTRACKED, NULL);
 	print_section(c, HANDLE_INCONSISTENT, NULL);
@@ -239,18 +262,20 @@ static void render_exit(struct text_ctx *c, const struct render_options *opt)
 		fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n",
 			s->db.nevents + s->db.nopen, c->dumped);
 	print_losses(c->out, &s->db.db);
-	print_summary(c->out, c->r, !inherited_listed(c->r));
+	print_summary(c->out, c->r, !c->r->opt->verbose && !inherited_listed(c->r));
 }
 
 static void render_diff(struct text_ctx *c, const struct render_options *opt)
 {
 	const struct report *r = c->r;
 	size_t still_open = report_count_state(r, HANDLE_OPEN);
-	if (opt->group)
+	if (opt->group) {
 		print_groups(c);
-	for (size_t i = 0; i < r->nhandles; i++)
-		if (!opt->group || r->handles[i].state != HANDLE_OPEN)
+		print_ungrouped(c, 1);
+	} else {
+		for (size_t i = 0; i < r->nhandles; i++)
 			print_handle(c, &r->handles[i]); /* opened since, or misused since */
+	}
 	fprintf(c->out, "htrace: 0x%zX handle%s opened since the snapshot %s still open; "
 			"%s0x%llX opened and 0x%llX closed since the snapshot.\n",
 		still_open, still_open == 1 ? "" : "s", still_open == 1 ? "is" : "are",
