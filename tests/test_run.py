@@ -215,6 +215,24 @@ def test_handles_show_open_flags_and_age():
     expect(any("(O_RDONLY, opened 1." in l for l in text.splitlines()), f"text:\n{text}")
 
 
+def test_folded_stacks_for_flame_graphs():
+    leaky = os.path.join(BUILD, "examples", "leaky")
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "leaks.folded")
+        result = run(["run", "--format=folded", "-o", out, "--", leaky])
+        expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
+        with open(out) as f:
+            lines = [l.rstrip("\n") for l in f if l.strip()]
+    counts = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        expect(frames[0].endswith("!_start") and count.isdigit(), f"folded line {line!r}")
+        counts[frames[-1]] = int(count)
+    expect(counts == {"leaky!open_config": 3, "leaky!connect_backend": 1,
+                      "leaky!spawn_helper_pipe": 1}, f"leaf counts {counts}")
+
+
 def test_leaks_survive_a_ring_smaller_than_the_events():
     result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
     p = only_process(objs)

@@ -98,6 +98,14 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 		o->group = 1;
 		return 1;
 	}
+	if (!strncmp(argv[*i], "--format=", 9)) {
+		const char *f = argv[*i] + 9;
+		if (strcmp(f, "text") && strcmp(f, "json") && strcmp(f, "folded"))
+			return -usage("--format needs text, json or folded, not '%s'", f);
+		o->json = !strcmp(f, "json");
+		o->folded = !strcmp(f, "folded");
+		return 1;
+	}
 	if (!strcmp(argv[*i], "-o") || !strcmp(argv[*i], "--output")) {
 		if (*i + 1 >= argc)
 			return -usage("%s needs a file name", argv[*i]);
@@ -136,7 +144,7 @@ int live_parse(int argc, char **argv, struct live_options *o)
 		}
 	}
 	if (have_pid) {
-		if (o->group && nwords == 0)
+		if ((o->group || o->folded) && nwords == 0)
 			o->command = LIVE_OPEN;
 		return parse_words(words, nwords, o);
 	}
@@ -320,7 +328,9 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 	struct report r;
 	int rc = report_build(snap, ro, running, &r) < 0 ? 1 : 0;
 	if (!rc) {
-		if (o->json)
+		if (o->folded)
+			render_folded(out, &r);
+		else if (o->json)
 			render_json(out, &r, &rend);
 		else
 			render_text(out, &r, &rend);

@@ -23,6 +23,7 @@ struct live_options {
 	pid_t pid;
 	enum live_command command;
 	int json;
+	int folded; /* --format=folded */
 	int group; /* --group */
 	struct report_filter filter; /* --type, --path, --stack, --older-than */
 	const char *output; /* NULL: stdout */

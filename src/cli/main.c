@@ -30,6 +30,9 @@ static const char usage_text[] =
 	"\n"
 	"Options of run:\n"
 	"  --json                 JSON Lines, one object per process (see README)\n"
+	"  --format=FORMAT        text (default), json (as --json), or folded: one\n"
+	"                         line per opening stack, 'outer;...;inner count',\n"
+	"                         for flame-graph tools (also on PID)\n"
 	"  -o, --output FILE      write the report to FILE instead of stderr\n"
 	"  --error-exitcode=N     exit with N when leaks or bad references were found\n"
 	"  -v, --verbose          also list the descriptors PROG inherited\n"
@@ -124,7 +127,7 @@ static int command_run(int argc, char **argv)
 /* Options that may open a command on a running process. */
 static int is_live_option(const char *arg)
 {
-	static const char *const names[] = { "-p", "--json", "-o", "--output", "--group",
+	static const char *const names[] = { "-p", "--json", "-o", "--output", "--group", "--format",
 					     "--type", "--path", "--stack", "--older-than" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		size_t len = strlen(names[i]);

@@ -72,6 +72,13 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 		return rc < 0 ? EXIT_USAGE : 0;
 	if (!strcmp(arg, "--json"))
 		o->json = 1;
+	else if (matches(arg, "--format")) {
+		const char *format = option_value(argc, argv, i, "--format");
+		if (!format || (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "folded")))
+			return usage_error("%s needs text, json or folded", "--format");
+		o->json = !strcmp(format, "json");
+		o->folded = !strcmp(format, "folded");
+	}
 	else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose"))
 		o->verbose = 1;
 	else if (!strcmp(arg, "--history"))

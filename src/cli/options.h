@@ -14,6 +14,7 @@
 
 struct run_options {
 	int json; /* --json: JSON Lines instead of text */
+	int folded; /* --format=folded: stacks for flame graphs */
 	const char *output; /* -o FILE, NULL for stderr */
 	int error_exitcode; /* --error-exitcode=N, -1 if not given */
 	int verbose; /* -v: list inherited descriptors too */

@@ -4,8 +4,11 @@
  * names of kinds and signals. */
 #include "render.h"
 
+#include "group.h"
+
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,4 +94,49 @@ int render_age_ns(const struct report *r, const struct report_handle *h, uint64_
 	uint64_t opened = h->slot->open.time_ns, now = r->snap->taken_ns;
 	*age = now > opened ? now - opened : 0;
 	return 1;
+}
+
+#define FOLDED_MAX_FRAMES (HTRACE_MAX_DEPTH * 8)
+
+struct folded_stack {
+	char names[FOLDED_MAX_FRAMES][160];
+	size_t n;
+};
+
+static void collect_name(const struct sym_frame *f, void *arg)
+{
+	struct folded_stack *st = arg;
+	if (st->n == FOLDED_MAX_FRAMES)
+		return;
+	char *name = st->names[st->n++];
+	if (f->function)
+		snprintf(name, sizeof(st->names[0]), "%s!%s", f->module ? f->module : "?", f->function);
+	else
+		snprintf(name, sizeof(st->names[0]), "%s!0x%llx", f->module ? f->module : "?",
+			 (unsigned long long)f->pc);
+	for (char *p = name; *p; p++)
+		if (*p == ';' || *p == ' ')
+			*p = '_'; /* the format's separators */
+}
+
+void render_folded(FILE *out, const struct report *r)
+{
+	struct symbolizer *sym = render_symbolizer(r->snap);
+	struct grouping g;
+	struct folded_stack *st = malloc(sizeof(*st));
+	if (st && group_build(r, sym, &g) == 0) {
+		for (size_t i = 0; i < g.ngroups; i++) {
+			st->n = 0;
+			render_frames(r, sym, g.groups[i].open, collect_name, st);
+			if (!st->n)
+				fputs("[no stack]", out);
+			for (size_t k = st->n; k-- > 0;) /* outermost first */
+				fprintf(out, "%s%s", k + 1 == st->n ? "" : ";", st->names[k]);
+			fprintf(out, " %zu\n", g.groups[i].count);
+		}
+		group_free(&g);
+	}
+	free(st);
+	if (sym)
+		sym_close(sym);
 }

@@ -16,6 +16,9 @@ struct render_options {
 
 void render_text(FILE *out, const struct report *r, const struct render_options *opt);
 void render_json(FILE *out, const struct report *r, const struct render_options *opt);
+/* --format=folded: one line per opening stack, "outer;...;inner count",
+ * the input of flame-graph tools. */
+void render_folded(FILE *out, const struct report *r);
 
 /* --- shared by the renderers (render.c) --------------------------------- */
 

@@ -278,7 +278,9 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 	}
 	if (r.leaked || r.bad_references)
 		s->leaks_found = 1; /* --error-exitcode fires on both */
-	if (s->opt->json)
+	if (s->opt->folded)
+		render_folded(s->out, &r);
+	else if (s->opt->json)
 		render_json(s->out, &r, &rend);
 	else
 		render_text(s->out, &r, &rend);
