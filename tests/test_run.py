@@ -215,6 +215,21 @@ def test_handles_show_open_flags_and_age():
     expect(any("(O_RDONLY, opened 1." in l for l in text.splitlines()), f"text:\n{text}")
 
 
+def test_duplicated_descriptors_show_their_shared_description():
+    result, objs = json_run(["--", os.path.join(VICTIMS, "apicall"), "dup"])
+    opened = [l.split() for l in result.stdout.splitlines() if l.startswith("EXPECT OPEN")]
+    original, duplicate = int(opened[0][2]), int(opened[1][2])
+    by_fd = {h["handle"]: h for h in leaked(only_process(objs))}
+    expect(by_fd[original].get("shares_description_with") == duplicate
+           and by_fd[duplicate].get("shares_description_with") == original,
+           f"dup'ed {original} and {duplicate}: {by_fd}")
+    text = run(["run", "--", os.path.join(VICTIMS, "apicall"), "dup"]).stderr
+    expect(f"shares its open file description with 0x{original:x})" in text, f"text:\n{text}")
+    result, objs = json_run(["--", BEHAVE, "many", "2"])
+    expect(all("shares_description_with" not in h for h in leaked(only_process(objs))),
+           "two separate opens of /dev/null are said to share a description")
+
+
 def test_folded_stacks_for_flame_graphs():
     leaky = os.path.join(BUILD, "examples", "leaky")
     with tempfile.TemporaryDirectory() as d:

@@ -103,6 +103,8 @@ static void json_handle(FILE *out, const struct report *r, struct symbolizer *sy
 		fprintf(out, "],\"age_ns\":%llu", (unsigned long long)age);
 	else
 		fputs("],\"age_ns\":null", out);
+	if (h->shares_with >= 0)
+		fprintf(out, ",\"shares_description_with\":%d", h->shares_with);
 	if (h->slot && h->slot->owner_api) {
 		fputs(",\"owner\":", out);
 		json_string(out, htrace_api_name(h->slot->owner_api));

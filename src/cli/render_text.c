@@ -80,6 +80,11 @@ static void print_object(FILE *out, const struct report *r, const struct report_
 		fputs(" ago", out);
 		t.first = 0;
 	}
+	if (h->shares_with >= 0) {
+		fprintf(out, "%sshares its open file description with 0x%x", t.first ? " (" : ", ",
+			(unsigned)h->shares_with);
+		t.first = 0;
+	}
 	if (!t.first)
 		fputc(')', out);
 }

@@ -3,6 +3,9 @@
 #include "report.h"
 
 #include <errno.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +29,49 @@ const char *handle_state_name(enum handle_state state)
 
 /* --- the snapshot -------------------------------------------------------- */
 
+#define SHARED_GROUP_LIMIT 256 /* larger same-inode groups are not compared */
+
+static int by_inode(const void *a, const void *b, void *arg)
+{
+	const struct fd_details *k = arg;
+	uint64_t x = k[*(const size_t *)a].inode, y = k[*(const size_t *)b].inode;
+	return (x > y) - (x < y);
+}
+
+/* Descriptors on one open file description (dup, dup2, fork, SCM_RIGHTS)
+ * share an inode; among those, the kernel says which are the same file
+ * (kcmp KCMP_FILE, which needs the permission we already use). */
+static void find_shared_descriptions(pid_t pid, struct snapshot *s)
+{
+	size_t n = s->nkernel, *order = calloc(n ? n : 1, sizeof(*order));
+	s->shares = malloc((n ? n : 1) * sizeof(*s->shares));
+	if (!order || !s->shares) {
+		free(order);
+		free(s->shares);
+		s->shares = NULL;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		order[i] = i;
+		s->shares[i] = -1;
+	}
+	qsort_r(order, n, sizeof(*order), by_inode, s->kernel);
+	for (size_t lo = 0, hi; lo < n; lo = hi) {
+		for (hi = lo + 1; hi < n && s->kernel[order[hi]].inode == s->kernel[order[lo]].inode; hi++)
+			;
+		if (hi - lo < 2 || hi - lo > SHARED_GROUP_LIMIT || !s->kernel[order[lo]].inode)
+			continue;
+		for (size_t a = lo; a < hi; a++)
+			for (size_t b = lo; b < hi; b++) {
+				const struct fd_details *x = &s->kernel[order[a]], *y = &s->kernel[order[b]];
+				if (x->fd != y->fd && (s->shares[order[a]] < 0 || y->fd < s->shares[order[a]]) &&
+				    syscall(SYS_kcmp, pid, pid, KCMP_FILE, x->fd, y->fd) == 0)
+					s->shares[order[a]] = y->fd;
+			}
+	}
+	free(order);
+}
+
 static int capture_kernel(pid_t pid, struct snapshot *s)
 {
 	struct fdinfo_ctx *ctx = fdinfo_open(pid);
@@ -43,6 +89,8 @@ static int capture_kernel(pid_t pid, struct snapshot *s)
 			s->nkernel++;
 	free(fds);
 	fdinfo_close(ctx);
+	if (rc == 0)
+		find_shared_descriptions(pid, s);
 	return rc == 0 ? 0 : -1;
 }
 
@@ -51,11 +99,14 @@ int snapshot_refresh_kernel(pid_t tid, struct snapshot *s)
 	struct snapshot fresh = { 0 };
 	if (capture_kernel(tid, &fresh) < 0) {
 		free(fresh.kernel);
+		free(fresh.shares);
 		return -1;
 	}
 	free(s->kernel);
+	free(s->shares);
 	s->kernel = fresh.kernel;
 	s->nkernel = fresh.nkernel;
+	s->shares = fresh.shares;
 	return 0;
 }
 
@@ -90,6 +141,7 @@ void snapshot_free(struct snapshot *s)
 	if (s->have_db)
 		reader_free(&s->db);
 	free(s->kernel);
+	free(s->shares);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -376,6 +428,7 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		struct report_handle *h = &r->handles[r->nhandles];
 		h->fd = fds[i];
 		h->details = kernel_find(s, fds[i]);
+		h->shares_with = h->details && s->shares ? s->shares[h->details - s->kernel] : -1;
 		h->slot = table_find(s, fds[i]);
 		h->state = state_of(h->slot, h->details);
 		count(r, h->state);

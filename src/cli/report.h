@@ -23,6 +23,9 @@ struct snapshot {
 	struct target_db db;
 	struct fd_details *kernel; /* /proc/PID/fd, ascending */
 	size_t nkernel;
+	/* kernel[i] shares its open file description with descriptor
+	 * shares[i] (the lowest such), or -1: dup'ed descriptors */
+	int *shares;
 	uint64_t taken_ns; /* CLOCK_MONOTONIC_COARSE when taken, the agent's clock */
 };
 
@@ -48,6 +51,7 @@ struct report_handle {
 	int fd;
 	enum handle_state state;
 	const struct fd_details *details; /* NULL when the kernel has it closed */
+	int shares_with; /* lowest other descriptor on the same open file description, or -1 */
 	const struct htrace_fd_slot *slot; /* NULL when the agent has it closed */
 	const struct htrace_event **traces; /* newest first */
 	size_t ntraces;
