@@ -28,8 +28,9 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/un
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
 DEMO = $(BUILD)/examples/leaky
 FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
+BENCH = $(BUILD)/bench/bench
 
-.PHONY: all deps demo check test install clean
+.PHONY: all deps demo check test bench install clean
 
 all: $(HTRACE) $(AGENT) $(GDB_COMMAND)
 
@@ -69,6 +70,11 @@ $(BUILD)/tests/fakes/%/libhtrace.so: tests/fakes/fakeagent.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -fPIC -shared -D$(shell echo $* | tr a-z A-Z) -o $@ $< src/common/apis.c
 
+# the benchmark program: -O2 without frame pointers, as most distribution code
+$(BENCH): bench/bench.c bench/deep.c bench/deep.h include/htrace.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -fomit-frame-pointer $(WARN) -Iinclude -o $@ bench/bench.c bench/deep.c -lpthread
+
 $(DEMO): examples/leaky.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -fomit-frame-pointer $(WARN) -o $@ $<
@@ -79,11 +85,18 @@ demo: deps
 	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
 
 check: deps
-	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS)
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS) $(BENCH)
 	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 
 test: check
+
+# the benchmark suite (bench/run.py): one table and the overhead budget;
+# QUICK=1 for a short run.  Never fails on a timing.
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH)
+	@HTRACE=$(abspath $(HTRACE)) HTRACE_AGENT=$(abspath $(AGENT)) HTRACE_BENCH=$(abspath $(BENCH)) \
+		python3 bench/run.py $(if $(QUICK),--quick)
 
 install: $(HTRACE) $(AGENT) $(GDB_COMMAND)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/htrace \

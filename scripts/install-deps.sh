@@ -1,10 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages htrace needs to build and test, when they are
-# missing.  Run by `make demo` and `make check`; needs root (or sudo) only
+# missing.  Run by `make demo`, `make check` and `make bench`; needs root (or sudo) only
 # when something is missing.
 set -e
 
-PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb"
+PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb valgrind strace lsof"
 
 missing=""
 for pkg in $PACKAGES; do

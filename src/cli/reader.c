@@ -70,11 +70,18 @@ static void explain_permission(pid_t pid, char *why, size_t len)
 
 struct agent_mapping {
 	char path[4096];
+	char mapped_file[96]; /* /proc/PID/map_files/START-END: the file as loaded */
 	uint64_t base; /* start of the mapping at file offset 0 */
 };
 
-static int is_agent_path(const char *path)
+/* The agent's mapping, also when its file was replaced on disk since the
+ * process loaded it (maps then says "path (deleted)"). */
+static int is_agent_path(char *path)
 {
+	static const char deleted[] = " (deleted)";
+	size_t len = strlen(path);
+	if (len > sizeof(deleted) - 1 && !strcmp(path + len - (sizeof(deleted) - 1), deleted))
+		path[len - (sizeof(deleted) - 1)] = '\0';
 	const char *slash = strrchr(path, '/');
 	return slash && strcmp(slash + 1, AGENT_BASENAME) == 0;
 }
@@ -89,12 +96,14 @@ static int find_agent_mapping(pid_t pid, struct agent_mapping *out)
 	char line[4352];
 	int found = -ENOENT;
 	while (found && fgets(line, sizeof(line), f)) {
-		unsigned long long start, offset;
+		unsigned long long start, end, offset;
 		char path[4096] = "";
-		if (sscanf(line, "%llx-%*x %*s %llx %*s %*s %4095[^\n]", &start, &offset, path) < 2)
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %4095[^\n]", &start, &end, &offset, path) < 3)
 			continue;
 		if (offset == 0 && is_agent_path(path)) {
 			snprintf(out->path, sizeof(out->path), "%s", path);
+			snprintf(out->mapped_file, sizeof(out->mapped_file), "/proc/%d/map_files/%llx-%llx",
+				 (int)pid, start, end);
 			out->base = start;
 			found = 0;
 		}
@@ -343,7 +352,10 @@ static enum reader_error locate(pid_t pid, struct target_db *t, char *why, size_
 		snprintf(why, len, "no such process: %d", (int)pid);
 		return READER_NO_PROCESS;
 	}
-	t->db_addr = symbol_address(map.path, map.base, HTRACE_DB_SYMBOL);
+	/* the file as the process loaded it, even if replaced on disk since */
+	t->db_addr = symbol_address(map.mapped_file, map.base, HTRACE_DB_SYMBOL);
+	if (!t->db_addr)
+		t->db_addr = symbol_address(map.path, map.base, HTRACE_DB_SYMBOL);
 	if (!t->db_addr) {
 		snprintf(why, len, "%s in process %d has no %s symbol", map.path, (int)pid,
 			 HTRACE_DB_SYMBOL);

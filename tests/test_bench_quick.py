@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The benchmark suite must not rot: `bench/run.py --quick --smoke` runs
+every workload under every configuration once with tiny iteration counts
+(valgrind, strace and lsof only where installed: the others are skipped
+with a note) and must print the table with every workload's row, the
+budget section, and no error.  A benchmark is not a test: nothing here
+looks at a timing.
+
+Env: HTRACE (the client), HTRACE_BUILD (the build directory: the agent and
+bench/bench).  Exit 0 pass, 1 fail, 77 skip (the bench binary not built)."""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HTRACE = os.environ.get("HTRACE", "")
+BUILD = os.environ.get("HTRACE_BUILD", "")
+BENCH = os.path.join(BUILD, "bench", "bench")
+AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+
+WORKLOADS = ["open+close /dev/null", "socket+close (AF_INET TCP)", "pipe+close both ends", "dup+dup2+close",
+             "fopen+fclose /dev/null"]
+ROWS = WORKLOADS + [w + ", 2 threads" for w in WORKLOADS] + [w + ", 20 frames deep" for w in WORKLOADS] + \
+    ["open+close /dev/null, 10,000 held"]
+BUDGET = ["tracing off, ≤ 1.03×", "≤ 1.15× on open/close churn", "≤ 1.25× on every other workload",
+          "descriptors held", "2 threads", "Memory:", "Client:"]
+
+
+def main():
+    if not BUILD or not os.access(BENCH, os.X_OK):
+        print(f"SKIP: the bench binary {BENCH!r} is not built (HTRACE_BUILD unset or `make` not run)")
+        return 77
+    env = dict(os.environ, HTRACE_AGENT=AGENT, HTRACE_BENCH=BENCH)
+    if HTRACE:
+        env["HTRACE"] = HTRACE
+    env.pop("QUICK", None)
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--quick", "--smoke"],
+                       env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    out = p.stdout
+    problems = []
+    if p.returncode != 0:
+        problems.append(f"run.py exited {p.returncode}")
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^\| (.+?) \| ([\d,]+) \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = [c.strip() for c in m.group(3).split("|")]
+    for name in ROWS:
+        if name not in rows:
+            problems.append(f"no row for {name!r}")
+        elif any("ERROR" in c for c in rows[name]):
+            problems.append(f"a run crashed in row {name!r}: {rows[name]}")
+        elif not re.match(r"^[\d,]+$", rows[name][0]):
+            problems.append(f"no untraced figure in row {name!r}: {rows[name]}")
+    for word in ["machine: nproc", "command:", "### Budget"] + BUDGET:
+        if word not in out:
+            problems.append(f"the report has no {word!r}")
+    if "### Errors" in out:
+        problems.append("the report lists errors")
+    if problems:
+        print("FAIL:\n  " + "\n  ".join(problems))
+        print(out[-4000:])
+        print(p.stderr[-2000:])
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
