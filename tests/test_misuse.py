@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from harness import expect, run_tests
+
 HTRACE = os.environ.get("HTRACE", "")
 VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
 BUILD = os.environ.get("HTRACE_BUILD", "")
@@ -30,15 +32,6 @@ BUGS = {
     "staledir": ("readdir", "stale", "opendir"),
     "pollclosed": ("poll", None, None),
 }
-
-
-class Failure(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 def run_json(args):
@@ -149,20 +142,7 @@ def test_diff_and_listing_show_the_bad_reference():
 
 
 def main():
-    if not (HTRACE and os.access(HTRACE, os.X_OK)):
-        print(f"skip misuse: HTRACE={HTRACE!r} is not executable")
-        return 77
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"ok {name}")
-        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as e:
-            failed += 1
-            print(f"FAIL {name}: {e}")
-    print(f"{len(tests) - failed} ok, {failed} failed of {len(tests)} misuse tests")
-    return 1 if failed else 0
+    return run_tests(globals(), "misuse", HTRACE)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+from harness import expect, run_tests
+
 HTRACE = os.environ.get("HTRACE", "")
 VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
 BUILD = os.environ.get("HTRACE_BUILD", "")
@@ -21,18 +23,9 @@ BEHAVE = os.path.join(VICTIMS, "behave")
 TIMEOUT = 60
 
 
-class Failure(Exception):
-    pass
-
-
 def run(args, **kw):
     return subprocess.run([HTRACE] + args, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kw)
-
-
-def expect(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 def json_run(args, **kw):
@@ -487,20 +480,7 @@ def test_help_and_list_hooks():
 
 
 def main():
-    if not (HTRACE and os.access(HTRACE, os.X_OK)):
-        print(f"skip run: HTRACE={HTRACE!r} is not executable")
-        return 77
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"ok {name}")
-        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError) as e:
-            failed += 1
-            print(f"FAIL {name}: {e}")
-    print(f"{len(tests) - failed} ok, {failed} failed of {len(tests)} run tests")
-    return 1 if failed else 0
+    return run_tests(globals(), "run", HTRACE)
 
 
 if __name__ == "__main__":
