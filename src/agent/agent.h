@@ -65,8 +65,6 @@ void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *
  * slot back (a close that did not happen: cancelled before the call). */
 int engine_slot_save(int fd, struct htrace_fd_slot *out) AGENT_HIDDEN;
 void engine_slot_restore(int fd, const struct htrace_fd_slot *saved) AGENT_HIDDEN;
-/* Marks every open descriptor with flag (fork: inherited from the parent). */
-void engine_mark_all_open(unsigned flag) AGENT_HIDDEN;
 /* In a fork child: marks the table's descriptors inherited from the parent
  * and brings the table in line with the kernel's copy. */
 void engine_fork_child(void) AGENT_HIDDEN;

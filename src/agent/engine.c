@@ -392,7 +392,7 @@ static void resync_one(int fd, void *arg)
 	}
 }
 
-void engine_mark_all_open(unsigned flag)
+static void mark_all_open(unsigned flag)
 {
 	repair_generations();
 	engine_for_each_open(resync_one, NULL);
@@ -404,7 +404,7 @@ static void inherit_unrecorded_from_fork(int fd);
 
 void engine_fork_child(void)
 {
-	engine_mark_all_open(HTRACE_EV_INHERITED_FORK);
+	mark_all_open(HTRACE_EV_INHERITED_FORK);
 	scan_proc_self_fd(inherit_unrecorded_from_fork);
 }
 

@@ -49,35 +49,35 @@ int refuse_unwinder(const void *caller)
 
 /* --- generated hooks --------------------------------------------------- */
 
-#define HOOK_FD_RESULT(name, ret, params, args)                             \
+/* Every generated hook: call the real function, then look at its result
+ * (`after`, a statement that may use `result`); errno is kept by the
+ * recording itself (KEEP_ERRNO). */
+#define HOOK_CALL(name, ret, params, args, missing, ...)                    \
 	AGENT_EXPORT ret name params                                        \
 	{                                                                   \
 		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
+		RETURN_IF_MISSING(real, missing);                           \
 		ret result = real args;                                     \
-		if (result >= 0)                                            \
-			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
+		__VA_ARGS__;                                                \
 		return result;                                              \
 	}
 
+#define RECORD_OPENED(name) KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0))
+#define RECORD_BAD(name, fd) KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0))
+
+#define HOOK_FD_RESULT(name, ret, params, args) \
+	HOOK_CALL(name, ret, params, args, (ret)-1, if (result >= 0) RECORD_OPENED(name))
+
 #define HOOK_WRAPPER_RESULT(name, ret, params, args, descriptor_of)         \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, NULL);                              \
-		ret result = real args;                                     \
-		if (result)                                                 \
-			KEEP_ERRNO({                                        \
-				int fd_ = descriptor_of(result);            \
-				engine_opened(fd_, HTRACE_API_##name, 0);   \
-				engine_set_owner(fd_, HTRACE_API_##name, result); \
-			});                                                 \
-		return result;                                              \
-	}
+	HOOK_CALL(name, ret, params, args, NULL, if (result) KEEP_ERRNO({   \
+		int fd_ = descriptor_of(result);                            \
+		engine_opened(fd_, HTRACE_API_##name, 0);                   \
+		engine_set_owner(fd_, HTRACE_API_##name, result);           \
+	}))
 
 void close_through(int fd, unsigned api, const void *wrapper)
 {
-	if (wrapper == stdin || wrapper == stdout || wrapper == stderr)
+	if (is_standard_stream(wrapper))
 		engine_closing(fd, api, 0); /* the standard streams have no owner record */
 	else
 		engine_closing_wrapped(fd, api, wrapper);
@@ -120,7 +120,7 @@ static int dir_descriptor(DIR *dir)
  * owner record (a program may dup2 over 1 and keep printing). */
 static int own_file_descriptor(FILE *fp)
 {
-	if (!fp || fp == stdin || fp == stdout || fp == stderr)
+	if (!fp || is_standard_stream(fp))
 		return -1;
 	return fileno_unlocked(fp);
 }
@@ -183,53 +183,22 @@ static int close_guarded(int (*real)(int), int fd, unsigned api)
 
 /* FD_RESULT whose argument fd must be open (dup, accept). */
 #define HOOK_FD_FROM_FD(name, ret, params, args)                            \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
-		ret result = real args;                                     \
-		if (result >= 0)                                            \
-			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
-		else if (errno == EBADF)                                    \
-			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
-		return result;                                              \
-	}
+	HOOK_CALL(name, ret, params, args, (ret)-1,                         \
+		  if (result >= 0) RECORD_OPENED(name); else if (errno == EBADF) RECORD_BAD(name, fd))
 
 /* The success path costs one comparison; EBADF is a BAD REFERENCE. */
-#define HOOK_USE_FD(name, ret, params, args)                                \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
-		ret result = real args;                                     \
-		if (__builtin_expect(result == (ret)-1, 0) && errno == EBADF) \
-			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
-		return result;                                              \
-	}
+#define FAILED_EBADF(ret) (__builtin_expect(result == (ret)-1, 0) && errno == EBADF)
+#define HOOK_USE_FD(name, ret, params, args) \
+	HOOK_CALL(name, ret, params, args, (ret)-1, if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
 
 /* posix_fadvise, posix_fallocate: the error number is the result. */
-#define HOOK_USE_FD_ERRNUM(name, ret, params, args)                         \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, ENOSYS);                            \
-		ret result = real args;                                     \
-		if (__builtin_expect(result == EBADF, 0))                   \
-			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
-		return result;                                              \
-	}
+#define HOOK_USE_FD_ERRNUM(name, ret, params, args) \
+	HOOK_CALL(name, ret, params, args, ENOSYS, if (result == EBADF) RECORD_BAD(name, fd))
 
 /* Two descriptors: the one that is not open is the bad reference. */
 #define HOOK_USE_FD2(name, ret, params, args)                               \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
-		ret result = real args;                                     \
-		if (__builtin_expect(result == (ret)-1, 0) && errno == EBADF) \
-			KEEP_ERRNO(bad_reference_among(fd, fd2, HTRACE_API_##name)); \
-		return result;                                              \
-	}
+	HOOK_CALL(name, ret, params, args, (ret)-1, if (FAILED_EBADF(ret))  \
+		KEEP_ERRNO(bad_reference_among(fd, fd2, HTRACE_API_##name)))
 
 /* Through a FILE or DIR: checked before the call, while tracing. */
 #define HOOK_USE_WRAPPER(name, ret, params, args, wrapper, descriptor_of)    \

@@ -66,6 +66,13 @@ void *real_function(unsigned api) AGENT_HIDDEN;
  * thread unwinds: it must not create a descriptor (nor deadlock in us). */
 int refuse_unwinder(const void *caller) AGENT_HIDDEN;
 
+/* stdin, stdout, stderr: FILEs over inherited descriptors, never recorded
+ * as their owners (a program may dup2 over 1 and keep printing). */
+static inline int is_standard_stream(const void *fp)
+{
+	return fp == stdin || fp == stdout || fp == stderr;
+}
+
 /* fclose, pclose, closedir, freopen: wrapper's descriptor fd is closing. */
 void close_through(int fd, unsigned api, const void *wrapper) AGENT_HIDDEN;
 /* A call through fp: its descriptor must still be fp's (while tracing). */

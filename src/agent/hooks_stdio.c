@@ -45,7 +45,7 @@ static FILE *reopen(FILE *(*real)(const char *, const char *, FILE *), unsigned 
 		KEEP_ERRNO({
 			int fd = fileno(result);
 			engine_opened(fd, api, 0);
-			if (result != stdin && result != stdout && result != stderr)
+			if (!is_standard_stream(result))
 				engine_set_owner(fd, api, result); /* the standard streams stay unowned */
 		});
 	return result;
