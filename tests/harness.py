@@ -2,6 +2,7 @@
 of a script, one line per test (ok / FAIL name: why), a final count, and
 the exit status run.sh reads (0 all passed, 1 a failure, 77 skipped)."""
 
+import json
 import os
 import subprocess
 
@@ -13,6 +14,19 @@ class Failure(Exception):
 def expect(cond, message):
     if not cond:
         raise Failure(message)
+
+
+def executable(path):
+    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def read_report(path):
+    """The process objects of a JSON Lines report (htrace run --json -o)."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as e:
+        raise Failure(f"cannot read the report: {e}")
 
 
 def run_tests(namespace, suite, htrace):

@@ -18,19 +18,13 @@ import subprocess
 import sys
 import tempfile
 
+from harness import Failure, executable, read_report
+
 # APIs that fork: the expected events are in another process's object.
 FORKING_APIS = {"daemon", "forkpty", "login_tty"}
 LIBC_MODULE_PREFIXES = ("libc.so", "libc-", "ld-linux", "libpthread", "librt", "libutil", "libdl")
 RUN_TIMEOUT_SECONDS = 30
 PARALLEL_RUNS = 4
-
-
-class Failure(Exception):
-    pass
-
-
-def executable(path):
-    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def output_lines(cmd):
@@ -77,14 +71,6 @@ def parse_expectations(lines):
     if not expectations:
         raise Failure("apicall printed no EXPECT line")
     return expectations
-
-
-def read_report(path):
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError) as e:
-        raise Failure(f"cannot read the report: {e}")
 
 
 def handles_by_fd(process):

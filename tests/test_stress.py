@@ -15,17 +15,11 @@ import sys
 import tempfile
 import time
 
+from harness import Failure, executable, read_report
+
 TIMEOUT_SECONDS = 60
 LEAK_FUNCTION = "leak_on_purpose"
 EXPECTED_CHILDREN = 3
-
-
-class Failure(Exception):
-    pass
-
-
-def executable(path):
-    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def run_stress(htrace, stress, report):
@@ -61,14 +55,6 @@ def parse_victim_output(stdout):
     if len(children) != EXPECTED_CHILDREN:
         raise Failure(f"stress reported {len(children)} children, expected {EXPECTED_CHILDREN}")
     return final, children, stats
-
-
-def read_report(path):
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError) as e:
-        raise Failure(f"cannot read the report: {e}")
 
 
 def check_kernel_agreement(processes):
