@@ -95,6 +95,8 @@ struct htrace_stack {
 /* One loaded object, recorded when it was seen, kept after dlclose so that
  * old stacks still resolve. */
 #define HTRACE_MOD_UNLOADED 0x1
+#define HTRACE_MOD_PREVIOUS_IMAGE 0x2 /* of the image before exec, at a made-up
+					  address range (see src/agent/exec.c) */
 struct htrace_module {
 	uint64_t start, end; /* address range covered by its PT_LOAD segments */
 	uint64_t bias; /* load bias: address minus ELF virtual address */
@@ -157,7 +159,23 @@ struct htrace_db {
 	uint64_t bad_references; /* BAD REFERENCE events, recorded in the ring or not */
 	uint32_t on_error_abort; /* 1: raise SIGABRT at a bad reference */
 	uint32_t reserved1;
+
+	/* Leaks across exec (see src/agent/exec.c).  Before an exec under
+	 * `htrace run`, the agent fills exec_path, sets exec_pending and stops
+	 * itself with HTRACE_EXEC_STOP_SIGNAL so that the client reads the
+	 * descriptors about to pass into the new image.  An image started by
+	 * such an exec names the image it came from. */
+	uint32_t exec_pending; /* while stopped: 1 before an exec, 2 before posix_spawn */
+	int32_t exec_from_pid; /* the previous image's pid, 0 if none handed over */
+	uint64_t exec_inherited; /* descriptors whose opening stack the old image handed over */
+	char exec_path[256]; /* the file being executed (for the stop) */
+	char exec_from[256]; /* the previous image's /proc/self/exe */
 };
+
+/* The stop before an exec: this signal, sent by the thread to itself with
+ * rt_tgsigqueueinfo, si_code SI_QUEUE and this value; the client swallows it. */
+#define HTRACE_EXEC_STOP_SIGNAL 23 /* SIGURG: ignored by default, were htrace gone */
+#define HTRACE_EXEC_STOP_VALUE 0x68747278 /* "xrth" */
 
 /* Mailbox requests, honoured by the agent on its next hooked call. */
 #define HTRACE_MAILBOX_RELEASE 1 /* tracing is off: give back ring and depot memory */

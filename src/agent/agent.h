@@ -61,6 +61,9 @@ void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg) AGENT_HIDDEN
 /* The same for the descriptors in [lo, hi]: cost bounded by the range. */
 void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *arg),
 			     void *arg) AGENT_HIDDEN;
+/* In a new image: fd, inherited through exec, gets the OPEN event the old
+ * image handed over (exec.c).  Returns 0, or -1 without a slot. */
+int engine_adopt(int fd, const struct htrace_event *open) AGENT_HIDDEN;
 /* Copies fd's slot; returns 1 when it was open.  Restore puts a saved open
  * slot back (a close that did not happen: cancelled before the call). */
 int engine_slot_save(int fd, struct htrace_fd_slot *out) AGENT_HIDDEN;
@@ -92,6 +95,9 @@ uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN
 void modules_refresh(void) AGENT_HIDDEN;
 /* True when every pc lies in a module of the table. */
 int modules_cover(const uint64_t *pc, unsigned n) AGENT_HIDDEN;
+/* Adds an object of the image before exec at a made-up range (exec.c);
+ * -1 when the table is full. */
+int modules_add_previous(uint64_t start, uint64_t end, uint64_t bias, const char *path) AGENT_HIDDEN;
 int modules_find_self(uint64_t *lo, uint64_t *hi, const void *addr) AGENT_HIDDEN;
 
 /* --- hooks.c: the real libc functions --------------------------------- */

@@ -361,6 +361,20 @@ void engine_slot_restore(int fd, const struct htrace_fd_slot *saved)
 	slot_end(slot);
 }
 
+int engine_adopt(int fd, const struct htrace_event *open)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 1);
+	if (!slot)
+		return -1;
+	slot_begin(slot);
+	slot->open = *open;
+	slot->owner = 0;
+	slot->owner_api = 0;
+	slot->state = HTRACE_FD_OPEN;
+	slot_end(slot);
+	return 0;
+}
+
 static void mark_inherited(int fd, void *arg)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 0);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "exec.h"
 
 #define DEFAULT_MAX_TRACES 65536u
 #define MAX_MAX_TRACES (64u << 20)
@@ -80,6 +81,7 @@ void agent_init(void)
 	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
 	read_exe_path();
 	hooks_resolve();
+	hooks_exec_init();
 	engine_init();
 	modules_refresh();
 	engine_scan_inherited();
@@ -88,6 +90,7 @@ void agent_init(void)
 	hooks_process_init();
 	pthread_atfork(forksafe_before_fork, NULL, agent_after_fork_child);
 	prepare_tracing();
+	exec_adopt();
 	__atomic_store_n(&htrace_db.magic, HTRACE_DB_MAGIC, __ATOMIC_RELEASE);
 }
 

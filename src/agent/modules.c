@@ -62,6 +62,16 @@ static void module_add(uint64_t start, uint64_t end, uint64_t bias, const char *
 	__atomic_store_n(&htrace_db.module_count, n + 1, __ATOMIC_RELEASE);
 }
 
+int modules_add_previous(uint64_t start, uint64_t end, uint64_t bias, const char *path)
+{
+	unsigned n = htrace_db.module_count;
+	module_add(start, end, bias, path);
+	if (htrace_db.module_count == n)
+		return -1;
+	module_table[n].flags = HTRACE_MOD_PREVIOUS_IMAGE | HTRACE_MOD_UNLOADED;
+	return 0;
+}
+
 static int add_object(struct dl_phdr_info *info, size_t size, void *data)
 {
 	(void)data;

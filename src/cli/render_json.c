@@ -65,8 +65,10 @@ static void json_trace(FILE *out, const struct report *r, struct symbolizer *sym
 	json_string(out, htrace_api_name(ev->api));
 	fprintf(out, ",\"tid\":%d,\"seq\":%llu,\"time_ns\":%llu", ev->tid,
 		(unsigned long long)ev->seq, (unsigned long long)ev->time_ns);
-	fprintf(out, ",\"inherited\":%s,\"implicit\":%s,\"owned\":%s,\"stale\":%s,\"frames\":[",
+	fprintf(out, ",\"inherited\":%s,\"previous_image\":%s,\"implicit\":%s,\"owned\":%s,"
+		     "\"stale\":%s,\"frames\":[",
 		ev->flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK) ? "true" : "false",
+		(ev->flags & HTRACE_EV_INHERITED_EXEC) && ev->stack ? "true" : "false",
 		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false",
 		ev->flags & HTRACE_EV_OWNED ? "true" : "false",
 		ev->flags & HTRACE_EV_STALE ? "true" : "false");
@@ -179,6 +181,23 @@ static void json_groups(FILE *out, const struct report *r, struct symbolizer *sy
 	group_free(&g);
 }
 
+/* Before an exec: what is executed; after one: the image it came from. */
+static void json_exec(FILE *out, const struct report *r)
+{
+	const struct htrace_db *db = &r->snap->db.db;
+	if (r->opt && r->opt->mode == REPORT_EXEC) {
+		fputs(",\"exec\":{\"path\":", out);
+		json_string(out, db->exec_path);
+		fprintf(out, ",\"posix_spawn\":%s,\"passing\":%zu}",
+			db->exec_pending == 2 ? "true" : "false", r->passing);
+	}
+	if (r->snap->have_db && db->exec_from_pid) {
+		fprintf(out, ",\"exec_from\":{\"pid\":%d,\"exe\":", db->exec_from_pid);
+		json_string(out, db->exec_from);
+		fprintf(out, ",\"descriptors\":%llu}", (unsigned long long)db->exec_inherited);
+	}
+}
+
 void render_json(FILE *out, const struct report *r, const struct render_options *opt)
 {
 	const struct snapshot *s = r->snap;
@@ -193,6 +212,7 @@ void render_json(FILE *out, const struct report *r, const struct render_options 
 		fputs(",\"agent_failure\":", out);
 		json_string(out, s->db.db.failure);
 	}
+	json_exec(out, r);
 	fputs(",\"handles\":[", out);
 	struct symbolizer *sym = render_symbolizer(s);
 	for (size_t i = 0; i < r->nhandles; i++) {

@@ -97,7 +97,11 @@ static void print_trace(struct text_ctx *c, const struct report_handle *h,
 	if (h->slot && (ev == &h->slot->open || (ev->seq && ev->seq == h->slot->open.seq)))
 		print_object(c->out, c->r, h);
 	fprintf(c->out, " [%s, thread %d", api ? api : "?", ev->tid);
-	if (ev->flags & HTRACE_EV_INHERITED_EXEC)
+	const struct htrace_db *db = &c->r->snap->db.db;
+	if ((ev->flags & HTRACE_EV_INHERITED_EXEC) && ev->stack && db->exec_from_pid)
+		fprintf(c->out, ", opened by %s (pid %d) before it executed this program",
+			db->exec_from[0] ? db->exec_from : "the previous program", db->exec_from_pid);
+	else if (ev->flags & HTRACE_EV_INHERITED_EXEC)
 		fputs(", open when the program started", c->out);
 	else if (ev->flags & HTRACE_EV_INHERITED_FORK)
 		fputs(", inherited from the parent at fork", c->out);
@@ -262,7 +266,8 @@ static void render_exit(struct text_ctx *c, const struct render_options *opt)
 	print_section(c, HANDLE_UNTRACKED, NULL);
 	print_section(c, HANDLE_INCONSISTENT, NULL);
 	if (!opt->group)
-		print_section(c, HANDLE_INHERITED, "Inherited handles (not leaks):");
+		print_section(c, HANDLE_INHERITED,
+			      "Inherited handles (opened before this program started, not its leaks):");
 	if (opt->history)
 		fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n",
 			s->db.nevents + s->db.nopen, c->dumped);
@@ -321,11 +326,35 @@ static void render_handles(struct text_ctx *c)
 	fprintf(c->out, "Parsed 0x%zX stack traces.\nDumped 0x%zX stack traces.\n", total, c->dumped);
 }
 
+/* Before an exec: the descriptors about to pass into the new image. */
+static void render_exec(struct text_ctx *c)
+{
+	const struct htrace_db *db = &c->r->snap->db.db;
+	for (size_t i = 0; i < c->r->nhandles; i++)
+		print_handle(c, &c->r->handles[i]);
+	fprintf(c->out, "htrace: %zu descriptor%s without O_CLOEXEC %s into %s%s (0-2 not counted)\n",
+		c->r->passing, c->r->passing == 1 ? "" : "s", c->r->passing == 1 ? "passes" : "pass",
+		db->exec_path[0] ? db->exec_path : "the new program",
+		db->exec_pending == 2 ? ", started with posix_spawn" : "");
+}
+
+static void print_exec_header(FILE *out, const struct snapshot *s)
+{
+	const struct htrace_db *db = &s->db.db;
+	fprintf(out, "htrace: process %d", (int)s->pid);
+	if (db->exe[0])
+		fprintf(out, " (%s)", db->exe);
+	fprintf(out, " %s %s\n", db->exec_pending == 2 ? "spawns" : "executes",
+		db->exec_path[0] ? db->exec_path : "a program");
+}
+
 void render_text(FILE *out, const struct report *r, const struct render_options *opt)
 {
 	const struct snapshot *s = r->snap;
 	if (r->opt->mode == REPORT_EXIT)
 		print_status(out, r);
+	if (r->opt->mode == REPORT_EXEC && s->have_db)
+		print_exec_header(out, s);
 	if (!s->have_db) {
 		fprintf(out, "htrace: %s\n", s->why);
 		return;
@@ -335,6 +364,8 @@ void render_text(FILE *out, const struct report *r, const struct render_options 
 		render_diff(&c, opt);
 	else if (r->opt->mode == REPORT_HANDLES)
 		render_handles(&c);
+	else if (r->opt->mode == REPORT_EXEC)
+		render_exec(&c);
 	else
 		render_exit(&c, opt);
 	if (c.sym)

@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -247,21 +248,38 @@ static int opened_since(const struct report_handle *h, uint64_t seq)
 	return h->slot && h->details && h->slot->open.seq > seq;
 }
 
+/* Passes into the image an exec starts: open without O_CLOEXEC, and not
+ * one of the standard streams, which are meant to pass. */
+static int passes_exec(const struct report_handle *h)
+{
+	return h->fd > 2 && h->details && h->details->flags >= 0 && !(h->details->flags & O_CLOEXEC);
+}
+
 static int shown_live(const struct report *r, const struct report_handle *h,
 		      const struct report_options *opt)
 {
+	if (opt->mode == REPORT_EXEC)
+		return passes_exec(h);
 	if (opt->mode == REPORT_DIFF)
 		return opened_since(h, opt->since_seq) ||
 		       bad_reference_after(r, h->fd, opt->since_seq);
 	return opt->only_fd < 0 || h->fd == opt->only_fd;
 }
 
-static int shown(enum handle_state state, const struct report_options *opt)
+/* Inherited through exec with the stack that opened it in the previous
+ * image: the leak into this program, shown without --verbose. */
+static int handed_over(const struct htrace_fd_slot *slot)
+{
+	return slot && (slot->open.flags & HTRACE_EV_INHERITED_EXEC) && slot->open.stack;
+}
+
+static int shown(enum handle_state state, const struct htrace_fd_slot *slot,
+		 const struct report_options *opt)
 {
 	if (opt->mode != REPORT_EXIT)
 		return 1; /* decided by shown_live */
 	if (state == HANDLE_INHERITED)
-		return opt->verbose;
+		return opt->verbose || handed_over(slot);
 	if (state == HANDLE_CLOSED)
 		return opt->history;
 	return 1;
@@ -433,7 +451,7 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		h->state = state_of(h->slot, h->details);
 		count(r, h->state);
 		int misused = opt->mode == REPORT_EXIT && bad_reference_after(r, h->fd, 0);
-		if (!misused && (!shown(h->state, opt) ||
+		if (!misused && (!shown(h->state, h->slot, opt) ||
 				 (opt->mode != REPORT_EXIT && !shown_live(r, h, opt))))
 			continue;
 		int rc;
@@ -452,6 +470,8 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 			free(h->traces);
 			continue;
 		}
+		if (opt->mode == REPORT_EXEC)
+			r->passing++;
 		r->nhandles++;
 	}
 	free(fds);

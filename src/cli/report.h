@@ -61,6 +61,7 @@ enum report_mode {
 	REPORT_EXIT, /* htrace run: leaks at exit */
 	REPORT_DIFF, /* -diff: opened since the snapshot, still open */
 	REPORT_HANDLES, /* [Handle [Max_Traces]]: every trace of the handles */
+	REPORT_EXEC, /* htrace run, before an exec: what passes into the new image */
 };
 
 struct report_options {
@@ -85,6 +86,7 @@ struct report {
 	struct report_handle *handles; /* ascending by descriptor */
 	size_t nhandles;
 	size_t leaked, inherited, untracked, inconsistent;
+	size_t passing; /* REPORT_EXEC: descriptors above 2 without O_CLOEXEC */
 	unsigned long long bad_references; /* all the agent saw, listed or not */
 	unsigned long long events, events_overwritten;
 	const struct report_options *opt;

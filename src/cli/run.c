@@ -80,7 +80,7 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	size_t n = 0;
 	while (environ[n])
 		n++;
-	char **env = calloc(n + 6, sizeof(char *));
+	char **env = calloc(n + 7, sizeof(char *));
 	if (!env)
 		return NULL;
 	const char *preload = getenv("LD_PRELOAD");
@@ -89,7 +89,7 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	for (size_t i = 0; i < n; i++)
 		if (!is_var(environ[i], "LD_PRELOAD") && !is_var(environ[i], "HTRACE_TRACE") &&
 		    !is_var(environ[i], "HTRACE_MAX_TRACES") && !is_var(environ[i], "HTRACE_STACK_DEPTH") &&
-		    !is_var(environ[i], "HTRACE_ON_ERROR"))
+		    !is_var(environ[i], "HTRACE_ON_ERROR") && !is_var(environ[i], "HTRACE_SUPERVISOR"))
 			env[k++] = environ[i];
 	if (preload && *preload) {
 		if (asprintf(&value, "%s:%s", agent, preload) < 0)
@@ -103,6 +103,8 @@ static char **child_environment(const struct run_options *opt, const char *agent
 	snprintf(number, sizeof(number), "%u", opt->stack_depth);
 	env[k++] = env_entry("HTRACE_STACK_DEPTH", number);
 	env[k++] = env_entry("HTRACE_ON_ERROR", opt->on_error_abort ? "abort" : "report");
+	snprintf(number, sizeof(number), "%d", (int)getpid()); /* stops before each exec */
+	env[k++] = env_entry("HTRACE_SUPERVISOR", number);
 	free(value);
 	return env;
 }
@@ -113,7 +115,7 @@ static void free_environment(char **env)
 	for (size_t i = 0; env && env[i]; i++)
 		if (is_var(env[i], "LD_PRELOAD") || is_var(env[i], "HTRACE_TRACE") ||
 		    is_var(env[i], "HTRACE_MAX_TRACES") || is_var(env[i], "HTRACE_STACK_DEPTH") ||
-		    is_var(env[i], "HTRACE_ON_ERROR"))
+		    is_var(env[i], "HTRACE_ON_ERROR") || is_var(env[i], "HTRACE_SUPERVISOR"))
 			free(env[i]);
 	free(env);
 }
@@ -342,12 +344,55 @@ static void on_event(struct supervisor *s, pid_t tid, int event, int sig)
 	ptrace(PTRACE_CONT, tid, 0, 0);
 }
 
+/* The agent's stop before an exec (db.h), not a signal someone sent. */
+static int is_exec_stop(pid_t tid, int sig)
+{
+	siginfo_t info;
+	if (sig != HTRACE_EXEC_STOP_SIGNAL || ptrace(PTRACE_GETSIGINFO, tid, 0, &info) < 0)
+		return 0;
+	return info.si_code == SI_QUEUE && info.si_value.sival_int == HTRACE_EXEC_STOP_VALUE &&
+	       info.si_pid == thread_group_of(tid);
+}
+
+/* Reports the descriptors about to pass into the program being executed,
+ * when there are any. */
+static void report_exec(struct supervisor *s, pid_t tid)
+{
+	pid_t pid = thread_group_of(tid);
+	if (!process_find(s, pid))
+		return;
+	struct snapshot snap;
+	if (snapshot_take(tid, pid, &snap) < 0 || !snap.have_db || !snap.db.db.exec_pending) {
+		snapshot_free(&snap);
+		return;
+	}
+	struct report_options ro = { .mode = REPORT_EXEC, .only_fd = -1, .filter = &s->opt->filter };
+	struct render_options rend = { 0 };
+	struct process_status running = { 0, 0, 0 };
+	struct report r;
+	if (report_build(&snap, &ro, running, &r) == 0) {
+		if (r.passing) {
+			s->leaks_found = 1;
+			if (s->opt->json)
+				render_json(s->out, &r, &rend);
+			else if (!s->opt->folded)
+				render_text(s->out, &r, &rend);
+			fflush(s->out);
+		}
+		report_free(&r);
+	}
+	snapshot_free(&snap);
+}
+
 static void on_stop(struct supervisor *s, pid_t tid, int wstatus)
 {
 	int sig = WSTOPSIG(wstatus), event = wstatus >> 16;
 	if (event)
 		on_event(s, tid, event, sig);
-	else
+	else if (is_exec_stop(tid, sig)) {
+		report_exec(s, tid);
+		ptrace(PTRACE_CONT, tid, 0, 0); /* swallowed: the program never sees it */
+	} else
 		ptrace(PTRACE_CONT, tid, 0, sig); /* signal-delivery-stop: pass it on */
 }
 

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Tests of leaks across exec against a real program (tests/victims/
+execleak.c): `htrace run` reports, at each exec, the descriptors open
+without O_CLOEXEC with the stacks that opened them, and the new image's
+report shows those stacks for its inherited descriptors.  Each report is
+checked against what the programs themselves find in /proc/self/fd.
+
+Env: HTRACE, HTRACE_VICTIMS, HTRACE_BUILD.  Exit: 0 pass, 1 fail, 77 skip."""
+
+import json
+import os
+import subprocess
+import sys
+
+from harness import Failure, expect, run_tests
+
+HTRACE = os.environ.get("HTRACE", "")
+VICTIM = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "execleak")
+AGENT = os.path.join(os.environ.get("HTRACE_BUILD", ""), "lib", "htrace", "libhtrace.so")
+TIMEOUT = 60
+LEAKY = {"open_leaky_log", "open_leaky_socket"}
+
+
+def close_extra_fds():
+    """Descriptors above 2 that this test inherited would pass too."""
+    return {"close_fds": True, "stdin": subprocess.DEVNULL}
+
+
+def run_json(mode, *options):
+    result = subprocess.run([HTRACE, "run", "--json", *options, "--", VICTIM, mode],
+                            capture_output=True, text=True, timeout=TIMEOUT,
+                            **close_extra_fds())
+    objects = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    return result, objects
+
+
+def opened_by(stdout):
+    """{fd: function} from the victim's OPEN lines."""
+    out = {}
+    for line in stdout.splitlines():
+        if line.startswith("OPEN "):
+            _, fd, function = line.split()
+            out[int(fd)] = function
+    return out
+
+
+def kernel_fds(stdout):
+    """What the last image found open in /proc/self/fd (above 2)."""
+    return sorted(int(line.split()[1]) for line in stdout.splitlines() if line.startswith("FD "))
+
+
+def functions(trace):
+    return {f.get("function") for f in trace["frames"]}
+
+
+def exec_reports(objects):
+    return [o for o in objects if "exec" in o]
+
+
+def exit_reports(objects):
+    return [o for o in objects if o.get("status")]
+
+
+def leaky_fds(stdout):
+    return sorted(fd for fd, fn in opened_by(stdout).items() if fn in LEAKY)
+
+
+def check_exec_report(report, stdout, spawn=False):
+    """The report before the exec lists exactly the leaky descriptors, each
+    with the stack of the function that opened it."""
+    opened = opened_by(stdout)
+    got = sorted(h["handle"] for h in report["handles"])
+    expect(got == leaky_fds(stdout), f"exec report lists {got}, the leaky ones are "
+           f"{leaky_fds(stdout)} (all opened: {opened})")
+    expect(report["exec"]["passing"] == len(got), f"passing {report['exec']['passing']}")
+    expect(report["exec"]["posix_spawn"] == spawn, f"posix_spawn {report['exec']['posix_spawn']}")
+    expect(report["exec"]["path"] == VICTIM, f"path {report['exec']['path']!r}")
+    for h in report["handles"]:
+        expect("O_CLOEXEC" not in h["flags"], f"fd {h['handle']} has O_CLOEXEC: {h['flags']}")
+        expect(opened[h["handle"]] in functions(h["traces"][0]),
+               f"fd {h['handle']}: {opened[h['handle']]} not in {functions(h['traces'][0])}")
+
+
+def check_child_report(child, stdout, parent_pid):
+    """The new image's report shows the old image's stacks for the
+    descriptors it inherited, and agrees with its /proc/self/fd."""
+    opened = opened_by(stdout)
+    inherited = {h["handle"]: h for h in child["handles"] if h["state"] == "inherited"}
+    expect(sorted(inherited) == kernel_fds(stdout) == leaky_fds(stdout),
+           f"inherited {sorted(inherited)}, kernel {kernel_fds(stdout)}, leaky {leaky_fds(stdout)}")
+    for fd, h in inherited.items():
+        trace = h["traces"][0]
+        expect(trace["previous_image"], f"fd {fd}: not marked as from the previous image")
+        expect(opened[fd] in functions(trace), f"fd {fd}: {opened[fd]} not in {functions(trace)}")
+    expect(child["exec_from"]["pid"] == parent_pid, f"exec_from {child['exec_from']}")
+    expect(child["exec_from"]["exe"] == VICTIM, f"exec_from {child['exec_from']}")
+    expect(child["summary"]["untracked"] == 0 and child["summary"]["inconsistent"] == 0,
+           f"disagrees with the kernel: {child['summary']}")
+
+
+def check_exec_then_child(mode):
+    result, objects = run_json(mode)
+    expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-500:]}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 1 and len(ends) == 1, f"{len(execs)} exec and {len(ends)} exit reports")
+    check_exec_report(execs[0], result.stdout)
+    check_child_report(ends[0], result.stdout, execs[0]["pid"])
+    expect("ENV " not in result.stdout, f"handover variables reached the program: {result.stdout}")
+
+
+def test_execv_reports_leaky_descriptors_and_child_shows_their_stacks():
+    check_exec_then_child("exec")
+
+
+def test_execve_hands_over_the_stacks():
+    check_exec_then_child("execve")
+
+
+def test_execl_hands_over_the_stacks():
+    check_exec_then_child("execl")
+
+
+def test_fexecve_hands_over_the_stacks():
+    result, objects = run_json("fexecve")
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 1 and execs[0]["exec"]["path"].startswith("descriptor "),
+           f"exec reports {[e.get('exec') for e in execs]}")
+    check_child_report(ends[0], result.stdout, execs[0]["pid"])
+
+
+def test_posix_spawn_child_shows_the_parents_stacks():
+    result, objects = run_json("spawn", "-f")
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 1 and len(ends) == 2, f"{len(execs)} exec, {len(ends)} exit reports")
+    check_exec_report(execs[0], result.stdout, spawn=True)
+    child = [o for o in ends if o["pid"] != execs[0]["pid"]]
+    expect(len(child) == 1, "no report of the spawned child")
+    check_child_report(child[0], result.stdout, execs[0]["pid"])
+
+
+def test_fork_child_exec_is_reported_with_minus_f():
+    result, objects = run_json("forkexec", "-f")
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 1, f"{len(execs)} exec reports")
+    parent = [o for o in ends if o["pid"] != execs[0]["pid"]]
+    expect(len(parent) == 1, "the exec was not reported from the fork child")
+    check_exec_report(execs[0], result.stdout)
+    child = [o for o in ends if o["pid"] == execs[0]["pid"]][0]
+    check_child_report(child, result.stdout, execs[0]["pid"])
+
+
+def test_stacks_survive_two_execs():
+    result, objects = run_json("chain")
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 2 and len(ends) == 1, f"{len(execs)} exec, {len(ends)} exit reports")
+    opened = opened_by(result.stdout)
+    second = sorted(h["handle"] for h in execs[1]["handles"])
+    middle = [fd for fd, fn in opened.items() if fn == "open_in_middle"]
+    expect(second == sorted(leaky_fds(result.stdout) + middle),
+           f"second exec lists {second}; opened {opened}")
+    final = {h["handle"]: h for h in ends[0]["handles"] if h["state"] == "inherited"}
+    expect(sorted(final) == kernel_fds(result.stdout), f"final {sorted(final)}")
+    for fd, fn in opened.items():
+        if fn in LEAKY or fn == "open_in_middle":
+            expect(fn in functions(final[fd]["traces"][0]), f"fd {fd}: {fn} lost after two execs")
+
+
+def test_close_on_exec_descriptors_give_no_exec_report():
+    result, objects = run_json("cloexec")
+    expect(result.returncode == 0, f"exit {result.returncode}")
+    expect(not exec_reports(objects), "an exec report although every descriptor had O_CLOEXEC")
+    expect(kernel_fds(result.stdout) == [], f"the child has {kernel_fds(result.stdout)}")
+
+
+def test_text_report_names_the_program_and_the_opening_function():
+    result = subprocess.run([HTRACE, "run", "--", VICTIM, "exec"], capture_output=True,
+                            text=True, timeout=TIMEOUT, **close_extra_fds())
+    text = result.stderr
+    expect(f"executes {VICTIM}" in text, f"no exec header in:\n{text}")
+    expect("2 descriptors without O_CLOEXEC pass into" in text, f"no count in:\n{text}")
+    expect("before it executed this program" in text, f"no inherited origin in:\n{text}")
+    expect(text.count("open_leaky_log") >= 2, "open_leaky_log not shown at exec and in the child")
+
+
+def test_error_exitcode_fires_on_a_leak_across_exec():
+    # the child leaks nothing of its own: only the exec can fire it
+    result, _ = run_json("cloexec", "--error-exitcode=9")
+    expect(result.returncode == 0, f"nothing leaks, yet exit {result.returncode}")
+    result, _ = run_json("exec", "--error-exitcode=9")
+    expect(result.returncode == 9, f"a leak across exec, yet exit {result.returncode}")
+
+
+def test_failed_exec_keeps_errno_environment_and_descriptors():
+    result, objects = run_json("failexec")
+    expect("ERRNO ENOENT ENVIRON same" in result.stdout, f"victim said {result.stdout!r}")
+    ends = exit_reports(objects)
+    expect([h["handle"] for h in ends[0]["handles"] if h["state"] == "leaked"] ==
+           leaky_fds(result.stdout) or [h["handle"] for h in ends[0]["handles"]
+                                        if h["state"] == "leaked"] == [3],
+           f"after a failed exec: {ends[0]['handles']}")
+    expect(ends[0]["summary"]["inconsistent"] == 0, "the failed exec confused the table")
+
+
+def preload_env(**extra):
+    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
+    env.update(extra)
+    return env
+
+
+def test_without_htrace_run_the_agent_does_not_stop_the_program():
+    # HTRACE_SUPERVISOR naming a process that is not our tracer: no stop,
+    # no stray SIGURG; the program runs to its end as without htrace
+    for supervisor in ("1", str(os.getpid()), "garbage"):
+        result = subprocess.run([VICTIM, "exec"], capture_output=True, text=True,
+                                timeout=TIMEOUT, env=preload_env(HTRACE_SUPERVISOR=supervisor),
+                                **close_extra_fds())
+        expect(result.returncode == 0, f"supervisor {supervisor}: exit {result.returncode}")
+        expect(kernel_fds(result.stdout) == leaky_fds(result.stdout),
+               f"supervisor {supervisor}: child has {kernel_fds(result.stdout)}")
+        expect("ENV " not in result.stdout, f"handover variables reached the program")
+
+
+def test_bad_handover_variables_are_dropped_and_harm_nothing():
+    # forged or stale hand-overs for a descriptor the program does inherit:
+    # wrong device/inode, malformed numbers, absurd module ranges, too many
+    # frames; the program must run, never see them, and show the descriptor
+    # as inherited without a stack
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        same = f"{st.st_dev:x}:{st.st_ino:x}:1:1:1"
+        bad = {
+            f"HTRACE_F{fd:x}": "0:0:1:1:1:1234,5678",  # not the descriptor there
+            "HTRACE_F3": "zz:!!",  # not numbers
+            "HTRACE_M0": "10:5:0:/bin/true",  # end below start
+            "HTRACE_M1": "0:ffffffffffffffff:0:/bin/true",  # range too large
+            "HTRACE_FROM": "xyz",
+        }
+        bad["HTRACE_M2"] = "1000:2000:0:/nonexistent/object"
+        bad[f"HTRACE_F{fd:x}"] = same + ":" + ",".join(["1fff"] * 500)  # beyond any stack
+        for name, value in bad.items():
+            result = subprocess.run([HTRACE, "run", "--json", "-v", "--", VICTIM, "child"],
+                                    capture_output=True, text=True, timeout=TIMEOUT,
+                                    env=dict(os.environ, **{name: value}), pass_fds=(fd,),
+                                    stdin=subprocess.DEVNULL)
+            expect(result.returncode == 0, f"{name}={value}: exit {result.returncode}")
+            expect("ENV " not in result.stdout, f"{name} reached the program: {result.stdout}")
+            expect(kernel_fds(result.stdout) == [fd], f"child has {kernel_fds(result.stdout)}")
+            objs = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
+            expect(len(objs) == 1 and "exec_from" not in objs[0], f"{name}: {objs}")
+            handles = {h["handle"]: h for h in objs[0]["handles"]}
+            expect(handles[fd]["state"] == "inherited", f"{name}: fd {fd} {handles[fd]}")
+            expect(not handles[fd]["traces"][0]["previous_image"],
+                   f"{name}: fd {fd} got a forged stack")
+    finally:
+        os.close(fd)
+
+
+def main():
+    if not (os.access(VICTIM, os.X_OK) and os.path.exists(AGENT)):
+        print(f"skip test_exec: {VICTIM} or {AGENT} not built")
+        return 77
+    return run_tests(globals(), "exec", HTRACE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
