@@ -19,7 +19,7 @@ AGENT_SRC = src/agent/raw.c src/agent/engine.c src/agent/stack.c src/agent/modul
 AGENT_ASM = src/agent/vfork.S
 CLI_SRC = src/cli/main.c src/cli/run.c src/cli/live.c src/cli/reader.c src/cli/report.c src/cli/render.c \
 	src/cli/render_text.c src/cli/render_json.c src/cli/group.c src/cli/filter.c src/cli/fdinfo.c src/cli/options.c \
-	src/sym/sym.c src/common/apis.c
+	src/sym/sym.c src/common/apis.c src/cli/render_html.c
 HEADERS = $(wildcard include/*.h include/htrace/*.h include/htrace/*.def src/*/*.h)
 
 AGENT = $(BUILD)/lib/htrace/libhtrace.so

@@ -4,7 +4,7 @@
 # when something is missing.
 set -e
 
-PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb valgrind strace lsof"
+PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb valgrind strace lsof chromium"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -38,8 +38,8 @@ static int is_libc(const char *module)
 }
 
 /* The innermost function of the stack outside libc. */
-static void opening_function(const struct report *r, struct symbolizer *sym, uint32_t stack,
-			     struct function_count *out)
+void group_opening_function(const struct report *r, struct symbolizer *sym, uint32_t stack,
+			    struct function_count *out)
 {
 	const struct htrace_stack *s = target_stack(&r->snap->db, stack);
 	for (unsigned i = 0; s && sym && i < s->depth; i++) {
@@ -73,7 +73,7 @@ static int count_functions(const struct report *r, struct symbolizer *sym, struc
 		return -1;
 	for (size_t i = 0; i < g->ngroups; i++) {
 		struct function_count f = { NULL, NULL, g->groups[i].count };
-		opening_function(r, sym, g->groups[i].stack, &f);
+		group_opening_function(r, sym, g->groups[i].stack, &f);
 		size_t k = 0;
 		while (k < g->nfunctions && !same_function(&g->functions[k], &f))
 			k++;

@@ -35,4 +35,10 @@ struct grouping {
 int group_build(const struct report *r, struct symbolizer *sym, struct grouping *g);
 void group_free(struct grouping *g);
 
+/* The opening function of a stack: its innermost frame outside libc and
+ * the dynamic loader (an inlined function counts).  Sets out->function and
+ * out->module; leaves them alone when no such frame is known. */
+void group_opening_function(const struct report *r, struct symbolizer *sym, uint32_t stack,
+			    struct function_count *out);
+
 #endif

@@ -112,6 +112,10 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 		o->output = argv[++*i];
 		return 1;
 	}
+	if (!strcmp(argv[*i], "--html") || !strncmp(argv[*i], "--html=", 7)) {
+		o->html = argv[*i][6] ? argv[*i] + 7 : *i + 1 < argc ? argv[++*i] : "";
+		return *o->html ? 1 : -usage("%s needs a file name", "--html");
+	}
 	if (!strncmp(argv[*i], "--output=", 9)) {
 		o->output = argv[*i] + 9;
 		return 1;
@@ -146,7 +150,11 @@ int live_parse(int argc, char **argv, struct live_options *o)
 	if (have_pid) {
 		if ((o->group || o->folded) && nwords == 0)
 			o->command = LIVE_OPEN;
-		return parse_words(words, nwords, o);
+		rc = parse_words(words, nwords, o);
+		if (!rc && o->html && (o->command == LIVE_ENABLE || o->command == LIVE_SNAPSHOT ||
+				       o->command == LIVE_DISABLE))
+			return usage("%s writes reports: not with -enable, -snapshot or -disable", "--html");
+		return rc;
 	}
 	/* the kernel-mode form: HANDLE PID [MAX_TRACES] */
 	if (nwords && (words[0][0] < '0' || words[0][0] > '9'))
@@ -323,6 +331,12 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 			strerror(errno));
 		return EXIT_USAGE;
 	}
+	FILE *html = o->html ? render_html_open(o->html, 0) : NULL;
+	if (o->html && !html) {
+		if (out != stdout)
+			fclose(out);
+		return EXIT_USAGE;
+	}
 	struct process_status running = { 0, 0, 0 };
 	struct render_options rend = { .history = ro->history, .group = o->group };
 	struct report r;
@@ -334,12 +348,16 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 			render_json(out, &r, &rend);
 		else
 			render_text(out, &r, &rend);
+		if (html)
+			render_html(html, &r, &rend);
 		report_free(&r);
 	}
 	if (out != stdout)
 		fclose(out);
 	else
 		fflush(stdout);
+	if (html)
+		fclose(html);
 	return rc;
 }
 

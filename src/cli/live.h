@@ -27,6 +27,7 @@ struct live_options {
 	int group; /* --group */
 	struct report_filter filter; /* --type, --path, --stack, --older-than */
 	const char *output; /* NULL: stdout */
+	const char *html; /* --html FILE: also the report as a web page */
 	uint32_t enable_max_traces; /* -enable Max_Traces; 0: as reserved */
 	int handle; /* LIVE_HANDLES: the descriptor, -1 for all */
 	uint64_t max_traces; /* LIVE_HANDLES: 0 for all */

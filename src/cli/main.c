@@ -52,6 +52,9 @@ static const char usage_text[] =
 	"  --on-error=MODE        at a BAD REFERENCE (a descriptor used or closed when\n"
 	"                         not open, or behind its FILE/DIR): report (default)\n"
 	"                         records it; abort raises SIGABRT at the call\n"
+	"  --html FILE            also write the report as a self-contained web page:\n"
+	"                         flame graph of the open handles by stack, table of\n"
+	"                         the handles; with -f, FILE.PID for other processes\n"
 	"\n"
 	"Commands on a running process PID (started with `htrace run`, or with\n"
 	"LD_PRELOAD=.../lib/htrace/libhtrace.so; HTRACE_TRACE=1 starts tracing):\n"
@@ -64,6 +67,8 @@ static const char usage_text[] =
 	"  Handle PID [Max_Traces] the same, in WinDbg's kernel-mode order\n"
 	"  --group                (alone) the open handles grouped by opening stack;\n"
 	"                         (with -diff) the new handles grouped\n"
+	"  --html FILE            (with the listing, -diff or --group) also the\n"
+	"                         report as a web page\n"
 	"Reports go to stdout (or -o FILE); --json gives the schema of run's report.\n"
 	"\n"
 	"Numbers are decimal, or hexadecimal with 0x (unlike WinDbg, where handles\n"
@@ -128,7 +133,7 @@ static int command_run(int argc, char **argv)
 static int is_live_option(const char *arg)
 {
 	static const char *const names[] = { "-p", "--json", "-o", "--output", "--group", "--format",
-					     "--type", "--path", "--stack", "--older-than" };
+					     "--type", "--path", "--stack", "--older-than", "--html" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		size_t len = strlen(names[i]);
 		if (!strncmp(arg, names[i], len) && (arg[len] == '\0' || (arg[len] == '=' && len > 2)))

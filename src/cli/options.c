@@ -94,6 +94,9 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 	} else if (matches(arg, "--error-exitcode")) {
 		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
 			o->error_exitcode = (int)n;
+	} else if (matches(arg, "--html")) {
+		if (!(o->html = option_value(argc, argv, i, "--html")) || !*o->html)
+			return usage_error("%s needs a file name", "--html");
 	} else if (matches(arg, "--on-error")) {
 		const char *mode = option_value(argc, argv, i, "--on-error");
 		if (!mode || (strcmp(mode, "report") && strcmp(mode, "abort")))

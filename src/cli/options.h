@@ -25,6 +25,7 @@ struct run_options {
 	int on_error_abort; /* --on-error=abort: SIGABRT at a bad reference */
 	int group; /* --group: leaks grouped by opening stack and function */
 	struct report_filter filter; /* --type, --path, --stack, --older-than */
+	const char *html; /* --html FILE: also the report as a web page */
 	char **argv; /* the program and its arguments */
 };
 

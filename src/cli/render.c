@@ -1,10 +1,12 @@
 /* What the text and JSON renderers share: symbolizing a trace's frames with
  * the module table read from the target (a pc inside inlined code gives one
- * frame per inlined function, then the function that holds it), and the
- * names of kinds and signals. */
+ * frame per inlined function, then the function that holds it), the
+ * names of kinds and signals, and the pieces of the JSON schema that the
+ * JSON report and the HTML page both write. */
 #include "render.h"
 
 #include "group.h"
+#include "htrace/apis.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -139,4 +141,170 @@ void render_folded(FILE *out, const struct report *r)
 	free(st);
 	if (sym)
 		sym_close(sym);
+}
+
+/* --- JSON pieces (the schema of render_json, also embedded by render_html) */
+
+/* Length of the valid UTF-8 sequence at p, or 0 when it is not one. */
+static size_t utf8_length(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	if (p[0] >= 0xf5)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0; /* overlong, surrogate, beyond U+10FFFF */
+	return n;
+}
+
+/* Inside HTML: '<', '>' and '&' as \u escapes, so that no text from the
+ * target can close the <script> element, and bytes that are not UTF-8 as
+ * U+FFFD, so that the page is valid UTF-8. */
+static const unsigned char *html_safe_char(FILE *out, const unsigned char *p)
+{
+	if (*p == '<' || *p == '>' || *p == '&') {
+		fprintf(out, "\\u%04x", *p);
+		return p;
+	}
+	if (*p < 0x80) {
+		fputc(*p, out);
+		return p;
+	}
+	size_t n = utf8_length(p);
+	if (!n) {
+		fputs("\\ufffd", out);
+		return p;
+	}
+	fwrite(p, 1, n, out);
+	return p + n - 1;
+}
+
+void render_json_string(FILE *out, const char *s, int html)
+{
+	if (!s) {
+		fputs("null", out);
+		return;
+	}
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", out);
+		else if (*p == '\t')
+			fputs("\\t", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\u%04x", *p);
+		else if (html)
+			p = html_safe_char(out, p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+void render_json_frame(FILE *out, const struct sym_frame *f, int html)
+{
+	fprintf(out, "{\"pc\":\"0x%llx\",\"module\":", (unsigned long long)f->pc);
+	render_json_string(out, f->module, html);
+	fputs(",\"function\":", out);
+	render_json_string(out, f->function, html);
+	if (f->function)
+		fprintf(out, ",\"offset\":%llu", (unsigned long long)f->offset);
+	else
+		fputs(",\"offset\":null", out);
+	fputs(",\"file\":", out);
+	render_json_string(out, f->file, html);
+	if (f->line > 0)
+		fprintf(out, ",\"line\":%d", f->line);
+	else
+		fputs(",\"line\":null", out);
+	fprintf(out, ",\"guess\":%s,\"inlined\":%s}", f->guess ? "true" : "false",
+		f->inlined ? "true" : "false");
+}
+
+void render_json_trace_fields(FILE *out, const struct htrace_event *ev, int html)
+{
+	fprintf(out, "\"kind\":\"%s\",\"api\":", render_kind(ev->kind, 1));
+	render_json_string(out, htrace_api_name(ev->api), html);
+	fprintf(out, ",\"tid\":%d,\"seq\":%llu,\"time_ns\":%llu", ev->tid,
+		(unsigned long long)ev->seq, (unsigned long long)ev->time_ns);
+	fprintf(out, ",\"inherited\":%s,\"implicit\":%s,\"owned\":%s,\"stale\":%s",
+		ev->flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK) ? "true" : "false",
+		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false",
+		ev->flags & HTRACE_EV_OWNED ? "true" : "false",
+		ev->flags & HTRACE_EV_STALE ? "true" : "false");
+}
+
+struct json_flags {
+	FILE *out;
+	int first;
+};
+
+static void json_flag(const char *name, void *arg)
+{
+	struct json_flags *l = arg;
+	fprintf(l->out, "%s\"%s\"", l->first ? "" : ",", name);
+	l->first = 0;
+}
+
+void render_json_handle_fields(FILE *out, const struct report *r, const struct report_handle *h,
+			       int html)
+{
+	fprintf(out, "\"handle\":%d,\"type\":", h->fd);
+	render_json_string(out, h->details ? h->details->type : NULL, html);
+	fputs(",\"target\":", out);
+	render_json_string(out, h->details ? h->details->target : NULL, html);
+	fprintf(out, ",\"state\":\"%s\",\"flags\":[", handle_state_name(h->state));
+	struct json_flags fl = { out, 1 };
+	if (h->details)
+		render_flag_names(h->details->flags, json_flag, &fl);
+	uint64_t age;
+	if (render_age_ns(r, h, &age))
+		fprintf(out, "],\"age_ns\":%llu", (unsigned long long)age);
+	else
+		fputs("],\"age_ns\":null", out);
+	if (h->shares_with >= 0)
+		fprintf(out, ",\"shares_description_with\":%d", h->shares_with);
+	if (h->slot && h->slot->owner_api) {
+		fputs(",\"owner\":", out);
+		render_json_string(out, htrace_api_name(h->slot->owner_api), html);
+	}
+}
+
+void render_json_status(FILE *out, const struct process_status *st)
+{
+	if (!st->known)
+		fputs("null", out);
+	else
+		fprintf(out, "{\"%s\":%d}", st->signaled ? "signal" : "exited", st->value);
+}
+
+void render_json_summary(FILE *out, const struct report *r)
+{
+	const struct htrace_db *db = &r->snap->db.db;
+	int have = r->snap->have_db;
+	fprintf(out, "\"summary\":{\"leaked\":%zu,\"bad_references\":%llu,\"inherited\":%zu,\"untracked\":%zu,"
+		     "\"inconsistent\":%zu,\"events\":%llu,\"events_overwritten\":%llu,"
+		     "\"stacks_dropped\":%llu,\"stacks_nested\":%llu,\"descriptors_lost\":%llu,"
+		     "\"modules_dropped\":%llu,\"unwinder_refusals\":%llu,\"events_dropped\":%llu,"
+		     "\"stacks_skipped\":%llu,\"tables_unshared\":%llu",
+		r->leaked, r->bad_references, r->inherited, r->untracked, r->inconsistent, r->events,
+		r->events_overwritten, have ? (unsigned long long)db->stacks_dropped : 0ULL,
+		have ? (unsigned long long)db->stacks_nested : 0ULL,
+		have ? (unsigned long long)(db->fds_beyond_table + db->table_failures) : 0ULL,
+		have ? (unsigned long long)db->modules_dropped : 0ULL,
+		have ? (unsigned long long)db->unwinder_refusals : 0ULL,
+		have ? (unsigned long long)db->events_dropped : 0ULL,
+		have ? (unsigned long long)db->stacks_skipped : 0ULL,
+		have ? (unsigned long long)db->tables_unshared : 0ULL);
+	if (r->opt && r->opt->mode == REPORT_DIFF)
+		fprintf(out, ",\"still_open\":%zu,\"opened_since_snapshot\":%llu,"
+			     "\"closed_since_snapshot\":%llu,\"since_snapshot_complete\":%s",
+			report_count_state(r, HANDLE_OPEN), r->opened_since, r->closed_since,
+			r->since_complete ? "true" : "false");
+	fputc('}', out);
 }

@@ -19,6 +19,12 @@ void render_json(FILE *out, const struct report *r, const struct render_options 
 /* --format=folded: one line per opening stack, "outer;...;inner count",
  * the input of flame-graph tools. */
 void render_folded(FILE *out, const struct report *r);
+/* --html FILE: a self-contained page (no external resource) with a flame
+ * graph of the open handles by opening stack and the handle table, the
+ * data embedded as JSON.  render_html_open creates path, or path.PID when
+ * pid > 0; NULL after one line on stderr. */
+void render_html(FILE *out, const struct report *r, const struct render_options *opt);
+FILE *render_html_open(const char *path, pid_t pid);
 
 /* --- shared by the renderers (render.c) --------------------------------- */
 
@@ -41,5 +47,19 @@ void render_flag_names(int flags, void (*fn)(const char *name, void *arg), void 
 /* Age of the handle's OPEN at the snapshot, in ns, into *age; 0 when its
  * time is unknown (opened while tracing was off). */
 int render_age_ns(const struct report *r, const struct report_handle *h, uint64_t *age);
+
+/* Pieces of the JSON report (schema in the README).  With html set,
+ * strings are safe inside an HTML <script> element too: '<', '>', '&' as
+ * \u escapes, bytes that are not UTF-8 as U+FFFD. */
+void render_json_string(FILE *out, const char *s, int html);
+void render_json_frame(FILE *out, const struct sym_frame *f, int html);
+/* "kind":…,"api":…,"tid":…,"seq":…,"time_ns":…,"inherited":…,…,"stale":… */
+void render_json_trace_fields(FILE *out, const struct htrace_event *ev, int html);
+/* "handle":…,"type":…,"target":…,"state":…,"flags":[…],"age_ns":…[,…] */
+void render_json_handle_fields(FILE *out, const struct report *r, const struct report_handle *h,
+			       int html);
+void render_json_status(FILE *out, const struct process_status *st);
+/* "summary":{…} */
+void render_json_summary(FILE *out, const struct report *r);
 
 #endif

@@ -31,6 +31,7 @@ struct traced_process {
 struct supervisor {
 	const struct run_options *opt;
 	FILE *out;
+	FILE *html; /* --html FILE, for PROG's own report; FILE.PID for the others */
 	pid_t child;
 	struct process_status child_status;
 	struct traced_process *procs;
@@ -287,6 +288,13 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 	else
 		render_text(s->out, &r, &rend);
 	fflush(s->out);
+	if (s->opt->html) {
+		FILE *html = p->pid == s->child ? s->html : render_html_open(s->opt->html, p->pid);
+		if (html)
+			render_html(html, &r, &rend);
+		if (html && html != s->html)
+			fclose(html);
+	}
 	report_free(&r);
 }
 
@@ -439,6 +447,8 @@ int run_command(const struct run_options *opt, const char *agent_path)
 	struct supervisor s = { .opt = opt };
 	if (!(s.out = open_output(opt->output)))
 		return EXIT_USAGE;
+	if (opt->html && !(s.html = render_html_open(opt->html, 0)))
+		return EXIT_USAGE;
 	char **env = child_environment(opt, agent_path);
 	int error_fd = -1;
 	if (!env || (s.child = start_child(opt, env, &error_fd)) < 0) {
@@ -460,5 +470,7 @@ int run_command(const struct run_options *opt, const char *agent_path)
 	free(s.procs);
 	if (s.out != stderr)
 		fclose(s.out);
+	if (s.html)
+		fclose(s.html);
 	return exit_status(&s);
 }
