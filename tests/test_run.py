@@ -223,6 +223,24 @@ def test_duplicated_descriptors_show_their_shared_description():
            "two separate opens of /dev/null are said to share a description")
 
 
+def test_dup2_onto_an_open_descriptor_records_close_and_open_at_the_call():
+    # one dup2 onto an open number: an implicit CLOSE and an OPEN, both with
+    # the stack of the dup2 call (they share one capture), after the
+    # older OPEN with its own stack
+    result, objs = json_run(["--history", "--", os.path.join(VICTIMS, "apicall"), "dup2"])
+    replaced = [h for h in only_process(objs)["handles"]
+                if any(t["kind"] == "CLOSE" for t in h["traces"])]
+    expect(len(replaced) == 1, f"expected one replaced descriptor: {only_process(objs)['handles']}")
+    newest, close, older = replaced[0]["traces"][:3]
+    expect((newest["kind"], newest["api"]) == ("OPEN", "dup2"), f"newest {newest['kind']} {newest['api']}")
+    expect((close["kind"], close["api"], close["implicit"]) == ("CLOSE", "dup2", True),
+           f"then {close['kind']} {close['api']} implicit={close['implicit']}")
+    expect(functions(newest)[0] == "call_dup2" and functions(close) == functions(newest),
+           f"CLOSE {functions(close)} and OPEN {functions(newest)} not both at call_dup2")
+    expect(functions(older)[0] == "open_null", f"older OPEN {functions(older)}")
+    expect(close["seq"] < newest["seq"], "the CLOSE is not recorded before the OPEN")
+
+
 def test_folded_stacks_for_flame_graphs():
     leaky = os.path.join(BUILD, "examples", "leaky")
     with tempfile.TemporaryDirectory() as d:

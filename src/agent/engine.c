@@ -44,7 +44,7 @@ static struct htrace_fd_slot *chunk_create(unsigned index)
 
 /* The slot of fd, or NULL when fd is out of the table's range or (without
  * create) its chunk does not exist yet. */
-static struct htrace_fd_slot *slot_of(int fd, int create)
+static inline __attribute__((always_inline)) struct htrace_fd_slot *slot_of(int fd, int create)
 {
 	if (fd < 0 || (uint64_t)fd >= FDTAB_LIMIT) {
 		if (create)
@@ -157,25 +157,17 @@ static void ring_put(const struct htrace_event *ev)
 
 static void mailbox_serve(void);
 
-/* Fills ev and, while tracing, numbers it, takes its stack and puts it in
- * the ring. */
-static void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
-			 unsigned flags)
+#define TAKE_STACK UINT32_MAX /* event_record_stack: capture one now */
+
+/* The part of recording that only tracing needs, kept out of line so that
+ * the path with tracing off stays short: time, stack (stack, or one taken
+ * now), number, ring. */
+static __attribute__((noinline)) void event_trace(struct htrace_event *ev, unsigned flags,
+						  uint32_t stack)
 {
-	if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
-		mailbox_serve();
-	memset(ev, 0, sizeof(*ev));
-	ev->fd = fd;
-	ev->api = (uint16_t)api;
-	ev->kind = (uint8_t)kind;
-	ev->tid = current_tid();
-	if (!engine_tracing()) {
-		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK);
-		return; /* the open set only: no time, no stack, no ring */
-	}
 	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
-		ev->stack = stack_capture();
+		ev->stack = stack == TAKE_STACK ? stack_capture() : stack;
 	if (!ev->stack)
 		flags |= HTRACE_EV_NO_STACK;
 	ev->flags = (uint8_t)flags;
@@ -184,13 +176,41 @@ static void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned
 	ring_put(ev);
 }
 
-void engine_opened(int fd, unsigned api, unsigned flags)
+/* Fills ev and, while tracing, numbers it, gives it stack (or takes one)
+ * and puts it in the ring. */
+static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned api,
+				      unsigned kind, unsigned flags, uint32_t stack)
 {
-	if (fd < 0 || htrace_in_vfork)
-		return;
+	if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
+		mailbox_serve();
+	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
+				     .kind = (uint8_t)kind };
+	if (!engine_tracing())
+		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* the open set only */
+	else
+		event_trace(ev, flags, stack);
+}
+
+static inline void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
+				unsigned flags)
+{
+	event_record_stack(ev, fd, api, kind, flags, TAKE_STACK);
+}
+
+/* While tracing is off a close leaves no event: only the mailbox is looked at. */
+static void event_record_close(struct htrace_event *ev, int fd, unsigned api, unsigned flags)
+{
+	if (engine_tracing())
+		event_record(ev, fd, api, HTRACE_CLOSE, flags);
+	else if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
+		mailbox_serve();
+}
+
+static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
+{
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	struct htrace_event ev;
-	event_record(&ev, fd, api, HTRACE_OPEN, flags);
+	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack);
 	if (!slot)
 		return;
 	slot_begin(slot);
@@ -199,6 +219,12 @@ void engine_opened(int fd, unsigned api, unsigned flags)
 	slot->owner_api = 0;
 	slot->state = HTRACE_FD_OPEN;
 	slot_end(slot);
+}
+
+void engine_opened(int fd, unsigned api, unsigned flags)
+{
+	if (fd >= 0 && !htrace_in_vfork)
+		opened_with_stack(fd, api, flags, TAKE_STACK);
 }
 
 /* Raises SIGABRT in this thread, as abort() would, so that a debugger or a
@@ -254,9 +280,27 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 	if (tracked_open && slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED); /* behind its FILE or DIR */
 	struct htrace_event ev;
-	event_record(&ev, fd, api, HTRACE_CLOSE, flags);
+	event_record_close(&ev, fd, api, flags);
 	if (tracked_open)
 		slot_close(slot);
+}
+
+void engine_replaced(int fd, unsigned api)
+{
+	if (fd < 0 || htrace_in_vfork)
+		return;
+	struct htrace_fd_slot *slot = slot_of(fd, 0);
+	uint32_t stack = TAKE_STACK;
+	if (slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN) {
+		if (slot->owner_api)
+			engine_bad_reference(fd, api, HTRACE_EV_OWNED); /* behind its FILE or DIR */
+		struct htrace_event ev = { 0 };
+		event_record_close(&ev, fd, api, HTRACE_EV_IMPLICIT);
+		if (ev.stack)
+			stack = ev.stack; /* one call, one stack for both events */
+		slot_close(slot);
+	}
+	opened_with_stack(fd, api, 0, stack);
 }
 
 void engine_closing_wrapped(int fd, unsigned api, const void *owner)

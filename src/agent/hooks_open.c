@@ -139,11 +139,7 @@ AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
  * call fails and newfd stays open). */
 void record_dup_onto(int newfd, unsigned api)
 {
-	KEEP_ERRNO({
-		if (engine_is_open(newfd))
-			engine_closing(newfd, api, HTRACE_EV_IMPLICIT);
-		engine_opened(newfd, api, 0);
-	});
+	KEEP_ERRNO(engine_replaced(newfd, api));
 }
 
 #define HOOK_DUP2(name)                                                     \
