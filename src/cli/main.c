@@ -1,5 +1,5 @@
-/* htrace: the command-line client.  Dispatches to `run` (the only command
- * so far), prints the hook table and the help text, and finds the agent
+/* htrace: the command-line client.  Dispatches to `run` and to the commands
+ * on a running process (live.c), prints the hook table and the help text, and finds the agent
  * library relative to its own location. */
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +27,9 @@ static const char usage_text[] =
 	"run traces every file descriptor PROG opens and closes, and when PROG ends\n"
 	"(return from main, exit, _exit, abort or a fatal signal) reports each\n"
 	"descriptor it opened and never closed, with the stack that opened it.\n"
+	"Before each exec or posix_spawn it reports the descriptors without\n"
+	"O_CLOEXEC that pass into the new program, with their stacks, and the new\n"
+	"program's report shows those stacks for what it inherited.\n"
 	"\n"
 	"Options of run:\n"
 	"  --json                 JSON Lines, one object per process (see README)\n"
