@@ -1,6 +1,6 @@
 /* htrace: the command-line client.  Dispatches to `run` and to the commands
- * on a running process (live.c), prints the hook table and the help text, and finds the agent
- * library relative to its own location. */
+ * on a running process (live.c), prints the hook table and the help text,
+ * and finds the agent library relative to its own location. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +18,8 @@ static const char usage_text[] =
 	"Usage: htrace run [OPTIONS] [--] PROG [ARGS...]\n"
 	"       htrace [--json] [-o FILE] -p PID -enable [Max_Traces]\n"
 	"       htrace [--json] [-o FILE] -p PID -snapshot | -diff | -disable\n"
-	"       htrace [--json] [-o FILE] -p PID [Handle [Max_Traces]]\n"
-	"       htrace [--json] [-o FILE] --group -p PID [-diff]\n"
+	"       htrace [--json] [-o FILE] [--html FILE] -p PID [Handle [Max_Traces]]\n"
+	"       htrace [--json] [-o FILE] [--html FILE] --group -p PID [-diff]\n"
 	"       htrace [--json] [-o FILE] Handle PID [Max_Traces]\n"
 	"       htrace --list-hooks\n"
 	"       htrace -? | --help\n"
@@ -78,10 +78,10 @@ static const char usage_text[] =
 	"are hexadecimal by default).\n"
 	"\n"
 	"Exit status of run: PROG's own, 128+N when a signal N killed it, N with\n"
-	"--error-exitcode=N when leaks or bad references were found; 1 when htrace\n"
-	"itself fails (agent library not found, PROG cannot be started, a trace\n"
-	"database missing or not trustworthy); 2 for bad usage (including an -o FILE\n"
-	"that cannot be written);\n"
+	"--error-exitcode=N when leaks (at exit or across an exec) or bad references\n"
+	"were found; 1 when htrace itself fails (agent library not found, PROG cannot\n"
+	"be started, a trace database missing or not trustworthy); 2 for bad usage\n"
+	"(including an -o FILE or --html FILE that cannot be written);\n"
 	"126 when PROG cannot be executed, 127 when it is not found.\n"
 	"Exit status of the commands on PID: 0 done, 1 failed (no such process, no\n"
 	"agent, permission refused, incompatible agent, tracing not enabled, -diff\n"
