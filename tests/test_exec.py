@@ -169,6 +169,16 @@ def test_stacks_survive_two_execs():
             expect(fn in functions(final[fd]["traces"][0]), f"fd {fd}: {fn} lost after two execs")
 
 
+def test_the_stop_before_exec_never_reaches_the_programs_sigurg_handler():
+    check_exec_then_child("urghandler")
+    result, _ = run_json("urghandler")
+    expect("SIGURG" not in result.stdout, "the program's SIGURG handler ran")
+
+
+def test_exec_is_reported_with_sigurg_ignored_and_blocked():
+    check_exec_then_child("urgignored")
+
+
 def test_close_on_exec_descriptors_give_no_exec_report():
     result, objects = run_json("cloexec")
     expect(result.returncode == 0, f"exit {result.returncode}")

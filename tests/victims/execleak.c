@@ -12,6 +12,9 @@
  *   chain      execs itself as "middle", which opens one more without
  *              O_CLOEXEC in open_in_middle() and execs "child"
  *   cloexec    opens only with O_CLOEXEC, then execs "child"
+ *   urghandler the same as exec, with a SIGURG handler that prints "SIGURG"
+ *              (htrace's stop before the exec must never reach it)
+ *   urgignored the same as exec, with SIGURG ignored and blocked
  *   failexec   execs a program that does not exist, then checks that errno
  *              is ENOENT and that its environment is untouched
  *   child      prints "FD <n>" for each descriptor above 2 it has (from
@@ -23,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +135,28 @@ static int run_exec(const char *how)
 	return 1;
 }
 
+static void on_sigurg(int sig)
+{
+	(void)sig;
+	static const char said[] = "SIGURG\n";
+	if (write(STDOUT_FILENO, said, sizeof(said) - 1) < 0)
+		_exit(3);
+}
+
+static int exec_with_sigurg(int ignore)
+{
+	struct sigaction sa = { .sa_handler = ignore ? SIG_IGN : on_sigurg };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGURG, &sa, NULL);
+	if (ignore) {
+		sigset_t urg;
+		sigemptyset(&urg);
+		sigaddset(&urg, SIGURG);
+		sigprocmask(SIG_BLOCK, &urg, NULL);
+	}
+	return run_exec("exec");
+}
+
 static int fail_exec(void)
 {
 	size_t before = 0;
@@ -174,6 +200,8 @@ int main(int argc, char **argv)
 		execl(self, self, "child", (char *)NULL);
 		return 1;
 	}
+	if (!strcmp(mode, "urghandler") || !strcmp(mode, "urgignored"))
+		return exec_with_sigurg(!strcmp(mode, "urgignored"));
 	if (!strcmp(mode, "failexec"))
 		return fail_exec();
 	return run_exec(mode);
