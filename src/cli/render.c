@@ -206,18 +206,35 @@ void render_json_string(FILE *out, const char *s, int html)
 	fputc('"', out);
 }
 
-void render_json_frame(FILE *out, const struct sym_frame *f, int html)
+/* A JSON array being written: the comma before each member but the first. */
+struct json_list {
+	FILE *out;
+	int first;
+	int html;
+};
+
+static void json_next(struct json_list *l)
 {
+	if (!l->first)
+		fputc(',', l->out);
+	l->first = 0;
+}
+
+static void json_frame(const struct sym_frame *f, void *arg)
+{
+	struct json_list *l = arg;
+	FILE *out = l->out;
+	json_next(l);
 	fprintf(out, "{\"pc\":\"0x%llx\",\"module\":", (unsigned long long)f->pc);
-	render_json_string(out, f->module, html);
+	render_json_string(out, f->module, l->html);
 	fputs(",\"function\":", out);
-	render_json_string(out, f->function, html);
+	render_json_string(out, f->function, l->html);
 	if (f->function)
 		fprintf(out, ",\"offset\":%llu", (unsigned long long)f->offset);
 	else
 		fputs(",\"offset\":null", out);
 	fputs(",\"file\":", out);
-	render_json_string(out, f->file, html);
+	render_json_string(out, f->file, l->html);
 	if (f->line > 0)
 		fprintf(out, ",\"line\":%d", f->line);
 	else
@@ -226,29 +243,77 @@ void render_json_frame(FILE *out, const struct sym_frame *f, int html)
 		f->inlined ? "true" : "false");
 }
 
+void render_json_frames(FILE *out, const struct report *r, struct symbolizer *sym,
+			const struct htrace_event *ev, int html)
+{
+	struct json_list l = { out, 1, html };
+	fputc('[', out);
+	render_frames(r, sym, ev, json_frame, &l);
+	fputc(']', out);
+}
+
+static void json_status(FILE *out, const struct process_status *st)
+{
+	if (!st->known)
+		fputs("null", out);
+	else
+		fprintf(out, "{\"%s\":%d}", st->signaled ? "signal" : "exited", st->value);
+}
+
+/* Before an exec: what is executed; after one: the image it came from. */
+static void json_exec(FILE *out, const struct report *r, int html)
+{
+	const struct htrace_db *db = &r->snap->db.db;
+	if (r->opt && r->opt->mode == REPORT_EXEC) {
+		fputs(",\"exec\":{\"path\":", out);
+		render_json_string(out, db->exec_path, html);
+		fprintf(out, ",\"posix_spawn\":%s,\"passing\":%zu}",
+			db->exec_pending == 2 ? "true" : "false", r->passing);
+	}
+	if (r->snap->have_db && db->exec_from_pid) {
+		fprintf(out, ",\"exec_from\":{\"pid\":%d,\"exe\":", db->exec_from_pid);
+		render_json_string(out, db->exec_from, html);
+		fprintf(out, ",\"descriptors\":%llu}", (unsigned long long)db->exec_inherited);
+	}
+}
+
+void render_json_process_fields(FILE *out, const struct report *r, int html)
+{
+	const struct snapshot *s = r->snap;
+	fprintf(out, "\"pid\":%d,\"exe\":", (int)s->pid);
+	render_json_string(out, s->have_db ? s->db.db.exe : NULL, html);
+	fputs(",\"status\":", out);
+	json_status(out, &r->status);
+	if (!s->have_db) {
+		fputs(",\"error\":", out);
+		render_json_string(out, s->why, html);
+	} else if (s->db.db.state & HTRACE_STATE_FAILED) {
+		fputs(",\"agent_failure\":", out);
+		render_json_string(out, s->db.db.failure, html);
+	}
+	json_exec(out, r, html);
+}
+
 void render_json_trace_fields(FILE *out, const struct htrace_event *ev, int html)
 {
 	fprintf(out, "\"kind\":\"%s\",\"api\":", render_kind(ev->kind, 1));
 	render_json_string(out, htrace_api_name(ev->api), html);
 	fprintf(out, ",\"tid\":%d,\"seq\":%llu,\"time_ns\":%llu", ev->tid,
 		(unsigned long long)ev->seq, (unsigned long long)ev->time_ns);
-	fprintf(out, ",\"inherited\":%s,\"implicit\":%s,\"owned\":%s,\"stale\":%s",
+	fprintf(out, ",\"inherited\":%s,\"previous_image\":%s,\"implicit\":%s,\"owned\":%s,"
+		     "\"stale\":%s",
 		ev->flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK) ? "true" : "false",
+		(ev->flags & HTRACE_EV_INHERITED_EXEC) && ev->stack ? "true" : "false",
 		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false",
 		ev->flags & HTRACE_EV_OWNED ? "true" : "false",
 		ev->flags & HTRACE_EV_STALE ? "true" : "false");
 }
 
-struct json_flags {
-	FILE *out;
-	int first;
-};
-
 static void json_flag(const char *name, void *arg)
 {
-	struct json_flags *l = arg;
-	fprintf(l->out, "%s\"%s\"", l->first ? "" : ",", name);
-	l->first = 0;
+	struct json_list *l = arg;
+	json_next(l);
+	fprintf(l->out, "\"%s\"", name);
 }
 
 void render_json_handle_fields(FILE *out, const struct report *r, const struct report_handle *h,
@@ -259,7 +324,7 @@ void render_json_handle_fields(FILE *out, const struct report *r, const struct r
 	fputs(",\"target\":", out);
 	render_json_string(out, h->details ? h->details->target : NULL, html);
 	fprintf(out, ",\"state\":\"%s\",\"flags\":[", handle_state_name(h->state));
-	struct json_flags fl = { out, 1 };
+	struct json_list fl = { out, 1, html };
 	if (h->details)
 		render_flag_names(h->details->flags, json_flag, &fl);
 	uint64_t age;
@@ -275,12 +340,17 @@ void render_json_handle_fields(FILE *out, const struct report *r, const struct r
 	}
 }
 
-void render_json_status(FILE *out, const struct process_status *st)
+void render_json_functions(FILE *out, const struct grouping *g, int html)
 {
-	if (!st->known)
-		fputs("null", out);
-	else
-		fprintf(out, "{\"%s\":%d}", st->signaled ? "signal" : "exited", st->value);
+	fputs("\"functions\":[", out);
+	for (size_t i = 0; i < g->nfunctions; i++) {
+		fputs(i ? ",{\"function\":" : "{\"function\":", out);
+		render_json_string(out, g->functions[i].function, html);
+		fputs(",\"module\":", out);
+		render_json_string(out, g->functions[i].module, html);
+		fprintf(out, ",\"count\":%zu}", g->functions[i].count);
+	}
+	fputc(']', out);
 }
 
 void render_json_summary(FILE *out, const struct report *r)

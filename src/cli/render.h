@@ -48,17 +48,26 @@ void render_flag_names(int flags, void (*fn)(const char *name, void *arg), void 
  * time is unknown (opened while tracing was off). */
 int render_age_ns(const struct report *r, const struct report_handle *h, uint64_t *age);
 
-/* Pieces of the JSON report (schema in the README).  With html set,
- * strings are safe inside an HTML <script> element too: '<', '>', '&' as
- * \u escapes, bytes that are not UTF-8 as U+FFFD. */
+/* Pieces of the JSON report (schema in the README), written by render_json
+ * and embedded by render_html.  With html set, strings are safe inside an
+ * HTML <script> element too: '<', '>', '&' as \u escapes, bytes that are
+ * not UTF-8 as U+FFFD. */
 void render_json_string(FILE *out, const char *s, int html);
-void render_json_frame(FILE *out, const struct sym_frame *f, int html);
-/* "kind":…,"api":…,"tid":…,"seq":…,"time_ns":…,"inherited":…,…,"stale":… */
+/* "pid":…,"exe":…,"status":…[,"error"|"agent_failure":…][,"exec":{…}]
+ * [,"exec_from":{…}] */
+void render_json_process_fields(FILE *out, const struct report *r, int html);
+/* The event's stack, symbolized: [{"pc":…,"module":…,…},…] */
+void render_json_frames(FILE *out, const struct report *r, struct symbolizer *sym,
+			const struct htrace_event *ev, int html);
+/* "kind":…,"api":…,"tid":…,"seq":…,"time_ns":…,"inherited":…,
+ * "previous_image":…,…,"stale":… */
 void render_json_trace_fields(FILE *out, const struct htrace_event *ev, int html);
 /* "handle":…,"type":…,"target":…,"state":…,"flags":[…],"age_ns":…[,…] */
 void render_json_handle_fields(FILE *out, const struct report *r, const struct report_handle *h,
 			       int html);
-void render_json_status(FILE *out, const struct process_status *st);
+struct grouping;
+/* "functions":[{"function":…,"module":…,"count":…},…] of --group */
+void render_json_functions(FILE *out, const struct grouping *g, int html);
 /* "summary":{…} */
 void render_json_summary(FILE *out, const struct report *r);
 

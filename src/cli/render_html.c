@@ -561,20 +561,6 @@ static void stack_ref(FILE *out, const struct stack_index *ix, uint32_t id)
 		fputs("null", out);
 }
 
-struct frame_list {
-	FILE *out;
-	int first;
-};
-
-static void html_frame(const struct sym_frame *f, void *arg)
-{
-	struct frame_list *l = arg;
-	if (!l->first)
-		fputc(',', l->out);
-	l->first = 0;
-	render_json_frame(l->out, f, 1);
-}
-
 /* "stacks":[{"function":…,"module":…,"frames":[innermost first]},…] */
 static void write_stacks(FILE *out, const struct report *r, struct symbolizer *sym,
 			 const struct stack_index *ix)
@@ -587,11 +573,10 @@ static void write_stacks(FILE *out, const struct report *r, struct symbolizer *s
 		render_json_string(out, opener.function, 1);
 		fputs(",\"module\":", out);
 		render_json_string(out, opener.module, 1);
-		fputs(",\"frames\":[", out);
+		fputs(",\"frames\":", out);
 		struct htrace_event ev = { .stack = ix->ids[i] };
-		struct frame_list l = { out, 1 };
-		render_frames(r, sym, &ev, html_frame, &l);
-		fputs("]}", out);
+		render_json_frames(out, r, sym, &ev, 1);
+		fputc('}', out);
 	}
 	fputc(']', out);
 }
@@ -642,21 +627,16 @@ static void write_grouping(FILE *out, const struct report *r, struct symbolizer 
 			   char *in_graph)
 {
 	struct grouping g;
-	fputs(",\"functions\":[", out);
-	if (group_build(r, sym, &g) == 0) {
-		for (size_t i = 0; i < g.ngroups; i++)
-			for (size_t k = 0; k < g.groups[i].count; k++)
-				in_graph[g.groups[i].handles[k] - r->handles] = 1;
-		for (size_t i = 0; i < g.nfunctions; i++) {
-			fputs(i ? ",{\"function\":" : "{\"function\":", out);
-			render_json_string(out, g.functions[i].function, 1);
-			fputs(",\"module\":", out);
-			render_json_string(out, g.functions[i].module, 1);
-			fprintf(out, ",\"count\":%zu}", g.functions[i].count);
-		}
-		group_free(&g);
+	if (group_build(r, sym, &g) < 0) {
+		fputs(",\"functions\":[]", out);
+		return;
 	}
-	fputc(']', out);
+	for (size_t i = 0; i < g.ngroups; i++)
+		for (size_t k = 0; k < g.groups[i].count; k++)
+			in_graph[g.groups[i].handles[k] - r->handles] = 1;
+	fputc(',', out);
+	render_json_functions(out, &g, 1);
+	group_free(&g);
 }
 
 static const char *mode_name(const struct report *r)
@@ -670,20 +650,11 @@ static const char *mode_name(const struct report *r)
 
 static void write_process(FILE *out, const struct report *r)
 {
-	const struct snapshot *s = r->snap;
-	fprintf(out, "{\"pid\":%d,\"mode\":\"%s\",\"exe\":", (int)s->pid, mode_name(r));
-	render_json_string(out, s->have_db ? s->db.db.exe : NULL, 1);
-	fputs(",\"status\":", out);
-	render_json_status(out, &r->status);
+	fputc('{', out);
+	render_json_process_fields(out, r, 1);
+	fprintf(out, ",\"mode\":\"%s\"", mode_name(r));
 	if (r->status.known && r->status.signaled)
 		fprintf(out, ",\"signal_name\":\"%s\"", render_signal_name(r->status.value));
-	if (!s->have_db) {
-		fputs(",\"error\":", out);
-		render_json_string(out, s->why, 1);
-	} else if (s->db.db.state & HTRACE_STATE_FAILED) {
-		fputs(",\"agent_failure\":", out);
-		render_json_string(out, s->db.db.failure, 1);
-	}
 }
 
 static void write_data(FILE *out, const struct report *r)
