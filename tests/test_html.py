@@ -369,6 +369,24 @@ document.querySelector('tr[data-fd="%d"] .tog').click();
     expect("zoomed into leak_sockets" in bar, f"zoom not said: {bar!r}")
 
 
+def test_page_names_the_program_that_opened_a_descriptor_before_exec():
+    with tempfile.TemporaryDirectory() as d:
+        page, clicks = os.path.join(d, "exec.html"), os.path.join(d, "clicks.html")
+        execleak = os.path.join(VICTIMS, "execleak")
+        result = run(["run", "--html", page, "--", execleak, "exec"], close_fds=True)
+        expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-300:]}")
+        data = page_data(page)
+        expect(data["exec_from"]["exe"] == execleak, f"exec_from {data.get('exec_from')}")
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        with open(clicks, "w", encoding="utf-8") as f:
+            f.write(text.replace("</body>", "<script>document.querySelectorAll('.tog')"
+                                 ".forEach(function (e) { e.click(); });</script></body>"))
+        details = " ".join(tr.text() for tr in dump_dom(d, clicks).find("tr", cls="detail"))
+    expect(details.count(f"opened by {execleak} (pid ") == 2 and "open_leaky_log" in details,
+           f"expanded stacks of the inherited descriptors: {details[:600]}")
+
+
 def test_screenshot_is_not_blank():
     keep = artefact_dir()
     with tempfile.TemporaryDirectory() as d:
