@@ -387,6 +387,16 @@ def test_page_names_the_program_that_opened_a_descriptor_before_exec():
            f"expanded stacks of the inherited descriptors: {details[:600]}")
 
 
+def test_page_says_why_when_the_program_cannot_be_started():
+    with tempfile.TemporaryDirectory() as d:
+        page = os.path.join(d, "page.html")
+        result = run(["run", "--html", page, "--", os.path.join(d, "no-such-program")])
+        expect(result.returncode == 127, f"exit {result.returncode}")
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+    expect("no report: the program could not be started" in text, f"page: {text!r}")
+
+
 def test_screenshot_is_not_blank():
     keep = artefact_dir()
     with tempfile.TemporaryDirectory() as d:

@@ -25,6 +25,9 @@ void render_folded(FILE *out, const struct report *r);
  * pid > 0; NULL after one line on stderr. */
 void render_html(FILE *out, const struct report *r, const struct render_options *opt);
 FILE *render_html_open(const char *path, pid_t pid);
+/* The page when there is no report to show (PROG could not be started, or
+ * ended before htrace could read it): why, as one line. */
+void render_html_no_report(FILE *out, const char *why);
 
 /* --- shared by the renderers (render.c) --------------------------------- */
 

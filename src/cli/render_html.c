@@ -736,6 +736,15 @@ void render_html(FILE *out, const struct report *r, const struct render_options 
 	fflush(out);
 }
 
+void render_html_no_report(FILE *out, const char *why)
+{
+	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+	      "<title>htrace: no report</title>\n</head>\n<body>\n<p>htrace: no report: ", out);
+	html_text(out, why);
+	fputs("</p>\n</body>\n</html>\n", out);
+	fflush(out);
+}
+
 FILE *render_html_open(const char *path, pid_t pid)
 {
 	char *name = NULL;

@@ -442,6 +442,15 @@ static int exit_status(const struct supervisor *s)
 	return s->child_status.value;
 }
 
+/* Closes the --html page of PROG, saying why when no report went into it. */
+static void close_html(FILE *html, const char *why)
+{
+	if (html && ftell(html) == 0)
+		render_html_no_report(html, why);
+	if (html)
+		fclose(html);
+}
+
 int run_command(const struct run_options *opt, const char *agent_path)
 {
 	struct supervisor s = { .opt = opt };
@@ -454,6 +463,7 @@ int run_command(const struct run_options *opt, const char *agent_path)
 	if (!env || (s.child = start_child(opt, env, &error_fd)) < 0) {
 		fprintf(stderr, "htrace: cannot start %s: %s\n", opt->argv[0], strerror(errno));
 		free_environment(env);
+		close_html(s.html, "the program could not be started");
 		return 1;
 	}
 	free_environment(env);
@@ -464,13 +474,13 @@ int run_command(const struct run_options *opt, const char *agent_path)
 		s.nprocs = 0; /* nothing ran: no report */
 		supervise(&s);
 		free(s.procs);
+		close_html(s.html, "the program could not be started");
 		return report_exec_error(opt->argv[0], err);
 	}
 	supervise(&s);
 	free(s.procs);
 	if (s.out != stderr)
 		fclose(s.out);
-	if (s.html)
-		fclose(s.html);
+	close_html(s.html, "the program ended before htrace could read it");
 	return exit_status(&s);
 }
