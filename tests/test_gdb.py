@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from harness import Skip, expect, run_tests, skip
+
 HTRACE = os.environ.get("HTRACE", "")
 VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
 BUILD = os.environ.get("HTRACE_BUILD", "")
@@ -37,15 +39,6 @@ PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
 DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
 CANNOT_DEBUG = ("ptrace: Operation not permitted", "Couldn't get registers",
                 "Cannot insert breakpoint", "could not trace the inferior")
-
-
-class Failure(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 def gdb_commands():
@@ -133,27 +126,19 @@ def check(output):
            f"`htrace 0`: Parsed {parsed}, Dumped {dumped}, {len(traces)} traces shown:\n{output}")
 
 
+def test_htrace_command_in_gdb():
+    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
+    output = run_gdb(shutil.which("gdb"))
+    if any(s in output for s in CANNOT_DEBUG) and "===ENABLE===" not in output:
+        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
+    check(output)
+
+
 def main():
-    gdb = shutil.which("gdb")
-    if not gdb:
-        print("skip gdb: gdb is not installed")
-        return 77
-    for path, what in ((HTRACE, "HTRACE"), (VICTIM, "the gdbvictim victim"), (AGENT, "the agent")):
-        if not (path and os.path.exists(path)):
-            print(f"skip gdb: {what} ({path!r}) missing")
-            return 77
-    try:
-        expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
-        output = run_gdb(gdb)
-        if any(s in output for s in CANNOT_DEBUG) and "===ENABLE===" not in output:
-            print(f"skip gdb: gdb cannot debug a program here:\n{output[-500:]}")
-            return 77
-        check(output)
-    except (Failure, subprocess.TimeoutExpired, ValueError) as e:
-        print(f"FAIL test_htrace_command_in_gdb: {e}")
-        return 1
-    print("ok test_htrace_command_in_gdb")
-    return 0
+    if not shutil.which("gdb"):
+        return skip("gdb", "gdb is not installed")
+    needs = [("the gdbvictim victim", VICTIM), ("the agent", AGENT)]
+    return run_tests(globals(), "gdb", HTRACE, needs)
 
 
 if __name__ == "__main__":

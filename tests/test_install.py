@@ -12,48 +12,49 @@ import subprocess
 import sys
 import tempfile
 
+from harness import expect, run_test_functions, skip
+
 FILES = ["bin/htrace", "lib/htrace/libhtrace.so", "include/htrace.h", "share/man/man1/htrace.1",
          "share/htrace/htrace-gdb.py"]
+BUILD = os.environ.get("HTRACE_BUILD", "build")
+VICTIM = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "behave")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_installed(htrace, victim):
+def make_install(prefix):
+    result = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", "install", f"PREFIX={prefix}"],
+                            capture_output=True, text=True)
+    expect(result.returncode == 0, f"make install: exit {result.returncode}\n{result.stderr}")
+
+
+def run_installed(htrace):
     env = {k: v for k, v in os.environ.items() if k != "HTRACE_AGENT"}
-    result = subprocess.run([htrace, "run", "--", victim, "exit", "0"], capture_output=True,
+    result = subprocess.run([htrace, "run", "--", VICTIM, "exit", "0"], capture_output=True,
                             text=True, env=env, timeout=60)
-    if result.returncode != 0 or "Handle 0x3 - OPEN:" not in result.stderr:
-        raise AssertionError(f"{htrace} run: exit {result.returncode}\n{result.stderr}")
+    expect(result.returncode == 0 and "Handle 0x3 - OPEN:" in result.stderr,
+           f"{htrace} run: exit {result.returncode}\n{result.stderr}")
+
+
+def test_install_files_in_place_and_agent_found_from_the_installed_and_the_moved_tree():
+    with tempfile.TemporaryDirectory(prefix="htrace-install-") as tmp:
+        prefix = os.path.join(tmp, "first")
+        make_install(prefix)
+        for f in FILES:
+            expect(os.path.isfile(os.path.join(prefix, f)), f"{f} not installed")
+        run_installed(os.path.join(prefix, "bin", "htrace"))
+        moved = os.path.join(tmp, "elsewhere", "deeper")
+        shutil.copytree(prefix, moved, symlinks=True)
+        shutil.rmtree(prefix)
+        run_installed(os.path.join(moved, "bin", "htrace"))
+        link = os.path.join(tmp, "htrace-link")
+        os.symlink(os.path.join(moved, "bin", "htrace"), link)
+        run_installed(link)
 
 
 def main():
     if not shutil.which("make"):
-        print("skip: make not found")
-        return 77
-    build = os.environ.get("HTRACE_BUILD", "build")
-    victim = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "behave")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory(prefix="htrace-install-") as tmp:
-        prefix = os.path.join(tmp, "first")
-        result = subprocess.run(["make", "-s", "-C", root, f"BUILD={build}", "install",
-                                 f"PREFIX={prefix}"], capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"FAIL make install: {result.stderr}")
-            return 1
-        try:
-            for f in FILES:
-                assert os.path.isfile(os.path.join(prefix, f)), f"{f} not installed"
-            run_installed(os.path.join(prefix, "bin", "htrace"), victim)
-            moved = os.path.join(tmp, "elsewhere", "deeper")
-            shutil.copytree(prefix, moved, symlinks=True)
-            shutil.rmtree(prefix)
-            run_installed(os.path.join(moved, "bin", "htrace"), victim)
-            link = os.path.join(tmp, "htrace-link")
-            os.symlink(os.path.join(moved, "bin", "htrace"), link)
-            run_installed(link, victim)
-        except AssertionError as e:
-            print(f"FAIL install: {e}")
-            return 1
-    print("ok install: files in place, agent found from the installed and the moved tree")
-    return 0
+        return skip("install", "make not found")
+    return run_test_functions(globals(), "install")
 
 
 if __name__ == "__main__":

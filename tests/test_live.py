@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from harness import Failure, Skip, expect, run_tests
+
 HTRACE = os.environ.get("HTRACE", "")
 VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
 BUILD = os.environ.get("HTRACE_BUILD", "")
@@ -44,19 +46,6 @@ CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the sn
                         r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
 PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
 DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
-
-
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def expect(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 # ---- the victim ----
@@ -769,27 +758,8 @@ def test_tracing_not_enabled_and_diff_before_any_snapshot():
 
 
 def main():
-    for path, what in ((HTRACE, "HTRACE"), (SERVER, "the server victim"), (AGENT, "the agent")):
-        if not (path and os.path.exists(path)):
-            print(f"skip live: {what} ({path!r}) missing")
-            return 77
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    failed = skipped = 0
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"ok {name}")
-        except Skip as e:
-            skipped += 1
-            print(f"SKIP {name}: {e}")
-        except (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError, TypeError,
-                AttributeError, OSError) as e:
-            failed += 1
-            print(f"FAIL {name}: {type(e).__name__ + ': ' if not isinstance(e, Failure) else ''}{e}")
-        sys.stdout.flush()
-    print(f"{len(tests) - failed - skipped} ok, {failed} failed, {skipped} skipped "
-          f"of {len(tests)} live tests")
-    return 1 if failed else 0
+    needs = [("the server victim", SERVER), ("the agent", AGENT)]
+    return run_tests(globals(), "live", HTRACE, needs)
 
 
 if __name__ == "__main__":
