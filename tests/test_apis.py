@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import Failure, executable, read_report
+from harness import Failure, executable, read_report, skip
 
 # APIs that fork: the expected events are in another process's object.
 FORKING_APIS = {"daemon", "forkpty", "login_tty"}
@@ -237,8 +237,7 @@ def print_verdict(verdict, api, reason):
 def main():
     htrace = os.environ.get("HTRACE", "")
     if not executable(htrace):
-        print(f"skip: HTRACE={htrace!r} is not an executable htrace binary")
-        return 77
+        return skip("apis", f"HTRACE={htrace!r} is not an executable htrace binary")
     apicall = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "apicall")
     if not executable(apicall):
         print(f"FAIL: {apicall} not built (set HTRACE_VICTIMS)")

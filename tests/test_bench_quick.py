@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 
+from harness import skip
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HTRACE = os.environ.get("HTRACE", "")
 BUILD = os.environ.get("HTRACE_BUILD", "")
@@ -30,8 +32,8 @@ BUDGET = ["tracing off, ≤ 1.03×", "≤ 1.15× on open/close churn", "≤ 1.25
 
 def main():
     if not BUILD or not os.access(BENCH, os.X_OK):
-        print(f"SKIP: the bench binary {BENCH!r} is not built (HTRACE_BUILD unset or `make` not run)")
-        return 77
+        return skip("bench_quick", f"the bench binary {BENCH!r} is not built "
+                                   "(HTRACE_BUILD unset or `make` not run)")
     env = dict(os.environ, HTRACE_AGENT=AGENT, HTRACE_BENCH=BENCH)
     if HTRACE:
         env["HTRACE"] = HTRACE

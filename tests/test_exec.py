@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from harness import Failure, expect, run_tests
+from harness import expect, run_tests
 
 HTRACE = os.environ.get("HTRACE", "")
 VICTIM = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "execleak")
@@ -271,10 +271,8 @@ def test_bad_handover_variables_are_dropped_and_harm_nothing():
 
 
 def main():
-    if not (os.access(VICTIM, os.X_OK) and os.path.exists(AGENT)):
-        print(f"skip test_exec: {VICTIM} or {AGENT} not built")
-        return 77
-    return run_tests(globals(), "exec", HTRACE)
+    needs = [("the execleak victim", VICTIM), ("the agent", AGENT)]
+    return run_tests(globals(), "exec", HTRACE, needs)
 
 
 if __name__ == "__main__":

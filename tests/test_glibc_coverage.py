@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+from harness import executable, skip
+
 CANDIDATE = re.compile(
     r"^_?_?(open|creat|socket|accept|pipe|dup|fcntl|eventfd|timerfd_create|signalfd|"
     r"epoll_create|inotify_init|fanotify_init|memfd|pidfd|posix_openpt|getpt|shm_open|"
@@ -54,13 +56,11 @@ def exported_functions(path):
 
 def main():
     htrace = os.environ.get("HTRACE", "")
-    if not os.access(htrace, os.X_OK):
-        print(f"skip: HTRACE={htrace!r} is not executable")
-        return 77
+    if not executable(htrace):
+        return skip("glibc_coverage", f"HTRACE={htrace!r} is not executable")
     libc = libc_path()
     if not libc or not shutil.which("nm"):
-        print("skip: cannot find libc or nm")
-        return 77
+        return skip("glibc_coverage", "cannot find libc or nm")
     hooks = {l.split()[0] for l in subprocess.run([htrace, "--list-hooks"], capture_output=True,
                                                   text=True, check=True).stdout.splitlines()}
     candidates = sorted(n for n in exported_functions(libc) if CANDIDATE.match(n))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import zlib
 
-from harness import executable, expect, read_report, run_tests
+from harness import executable, expect, read_report, run_tests, skip
 
 HTRACE = os.environ.get("HTRACE", "")
 VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
@@ -511,8 +511,7 @@ def test_bad_html_argument_of_run():
 
 def main():
     if not executable(CHROMIUM):
-        print("SKIP html: chromium not found (apt-get install chromium)")
-        return 77
+        return skip("html", "chromium not found (apt-get install chromium)")
     return run_tests(globals(), "html", HTRACE)
 
 

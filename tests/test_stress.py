@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from harness import Failure, executable, read_report
+from harness import Failure, executable, read_report, skip
 
 TIMEOUT_SECONDS = 60
 LEAK_FUNCTION = "leak_on_purpose"
@@ -110,8 +110,7 @@ def check(htrace, stress):
 def main():
     htrace = os.environ.get("HTRACE", "")
     if not executable(htrace):
-        print(f"skip stress: HTRACE={htrace!r} is not an executable htrace binary")
-        return 77
+        return skip("stress", f"HTRACE={htrace!r} is not an executable htrace binary")
     stress = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "stress")
     if not executable(stress):
         print(f"FAIL stress: {stress} not built (set HTRACE_VICTIMS)")
