@@ -1,10 +1,18 @@
-"""What htrace's Python test scripts share: running every test_* function
-of a script, one line per test (ok / FAIL / skip name: why), a final count,
-and the exit status run.sh reads (0 all passed, 1 a failure, 77 skipped)."""
+"""What htrace's Python test scripts share: the environment `make check`
+gives them, running htrace and reading its reports, and running every
+test_* function of a script, one line per test (ok / FAIL / skip name: why),
+a final count, and the exit status run.sh reads (0 all passed, 1 a failure,
+77 skipped)."""
 
 import json
 import os
 import subprocess
+
+HTRACE = os.environ.get("HTRACE", "")  # the htrace binary
+VICTIMS = os.environ.get("HTRACE_VICTIMS", "")  # the built victims (tests/victims)
+BUILD = os.environ.get("HTRACE_BUILD", "")  # the build directory
+AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
+TIMEOUT = 60  # seconds an htrace command or a victim may take
 
 
 class Failure(Exception):
@@ -13,11 +21,6 @@ class Failure(Exception):
 
 class Skip(Exception):
     """A test cannot run here (not root, a tool missing): said, not failed."""
-
-
-# what a test may raise that fails that test, not the whole script
-TEST_ERRORS = (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError, TypeError,
-               AttributeError, OSError)
 
 
 def expect(cond, message):
@@ -29,6 +32,27 @@ def executable(path):
     return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+# ---- running htrace and reading its reports ----
+
+def run_htrace(args, prefix=(), **kw):
+    """htrace ARGS (behind the words of prefix, such as setpriv's), stdin
+    from /dev/null, stdout and stderr captured as text, no descriptor of
+    this script passed on but those of pass_fds."""
+    return subprocess.run(list(prefix) + [HTRACE] + [str(a) for a in args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kw)
+
+
+def json_objects(text):
+    """The objects of a --json report written to stdout or stderr."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def json_run(args, **kw):
+    """Runs htrace run --json ARGS; returns (result, [process objects])."""
+    result = run_htrace(["run", "--json"] + args, **kw)
+    return result, json_objects(result.stderr)
+
+
 def read_report(path):
     """The process objects of a JSON Lines report (htrace run --json -o)."""
     try:
@@ -37,6 +61,27 @@ def read_report(path):
     except (OSError, ValueError) as e:
         raise Failure(f"cannot read the report: {e}")
 
+
+def only_process(objects):
+    expect(len(objects) == 1, f"expected one process object, got {len(objects)}")
+    return objects[0]
+
+
+def functions(trace):
+    """The function names of a JSON trace's frames, innermost first."""
+    return [f.get("function") for f in trace["frames"]]
+
+
+def check_usage_error(args, status, fragment):
+    """htrace ARGS exits with status and says why in one line on stderr."""
+    result = run_htrace(args)
+    lines = result.stderr.strip().splitlines()
+    expect(result.returncode == status, f"htrace {args}: exit {result.returncode}, expected {status}")
+    expect(len(lines) == 1 and fragment in lines[0],
+           f"htrace {args}: stderr {result.stderr!r}, expected one line with {fragment!r}")
+
+
+# ---- running the tests ----
 
 def skip(suite, reason):
     """Skips a whole script loudly: a line starting "skip" (run.sh shows
@@ -67,6 +112,11 @@ def run_test_functions(namespace, suite):
     if failed:
         return 1
     return 77 if tests and skipped == len(tests) else 0
+
+
+# what a test may raise that fails that test, not the whole script
+TEST_ERRORS = (Failure, subprocess.TimeoutExpired, ValueError, KeyError, IndexError, TypeError,
+               AttributeError, OSError)
 
 
 def run_one_test(name, test):

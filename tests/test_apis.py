@@ -12,13 +12,12 @@ Env: HTRACE (the htrace binary), HTRACE_VICTIMS (directory of built victims).
 Exit status: 0 all passed or skipped, 1 a failure, 77 htrace missing."""
 
 import concurrent.futures
-import json
 import os
 import subprocess
 import sys
 import tempfile
 
-from harness import Failure, executable, read_report, skip
+from harness import HTRACE, VICTIMS, Failure, executable, read_report, skip
 
 # APIs that fork: the expected events are in another process's object.
 FORKING_APIS = {"daemon", "forkpty", "login_tty"}
@@ -235,15 +234,14 @@ def print_verdict(verdict, api, reason):
 
 
 def main():
-    htrace = os.environ.get("HTRACE", "")
-    if not executable(htrace):
-        return skip("apis", f"HTRACE={htrace!r} is not an executable htrace binary")
-    apicall = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "apicall")
+    if not executable(HTRACE):
+        return skip("apis", f"HTRACE={HTRACE!r} is not an executable htrace binary")
+    apicall = os.path.join(VICTIMS, "apicall")
     if not executable(apicall):
         print(f"FAIL: {apicall} not built (set HTRACE_VICTIMS)")
         return 1
     try:
-        apis = hooked_apis(htrace)
+        apis = hooked_apis(HTRACE)
         tested = set(output_lines([apicall, "--list"]))
     except (Failure, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")
@@ -253,7 +251,7 @@ def main():
         return 1
     with tempfile.TemporaryDirectory(prefix="htrace-test-apis-") as workdir:
         with concurrent.futures.ThreadPoolExecutor(PARALLEL_RUNS) as pool:
-            verdicts = list(pool.map(lambda api: check_api(htrace, apicall, tested, workdir, api), apis))
+            verdicts = list(pool.map(lambda api: check_api(HTRACE, apicall, tested, workdir, api), apis))
     for verdict in verdicts:
         print_verdict(*verdict)
     counts = {v: sum(1 for x in verdicts if x[0] == v) for v in ("ok", "FAIL", "skip")}

@@ -14,13 +14,10 @@ import re
 import subprocess
 import sys
 
-from harness import skip
+from harness import AGENT, BUILD, HTRACE, skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HTRACE = os.environ.get("HTRACE", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 BENCH = os.path.join(BUILD, "bench", "bench")
-AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
 
 WORKLOADS = ["open+close /dev/null", "socket+close (AF_INET TCP)", "pipe+close both ends", "dup+dup2+close",
              "fopen+fclose /dev/null"]

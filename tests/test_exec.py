@@ -7,17 +7,14 @@ checked against what the programs themselves find in /proc/self/fd.
 
 Env: HTRACE, HTRACE_VICTIMS, HTRACE_BUILD.  Exit: 0 pass, 1 fail, 77 skip."""
 
-import json
 import os
 import subprocess
 import sys
 
-from harness import expect, run_tests
+from harness import (AGENT, HTRACE, TIMEOUT, VICTIMS, expect, functions, json_run, run_htrace,
+                     run_tests)
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIM = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "execleak")
-AGENT = os.path.join(os.environ.get("HTRACE_BUILD", ""), "lib", "htrace", "libhtrace.so")
-TIMEOUT = 60
+VICTIM = os.path.join(VICTIMS, "execleak")
 LEAKY = {"open_leaky_log", "open_leaky_socket"}
 
 
@@ -26,12 +23,9 @@ def close_extra_fds():
     return {"close_fds": True, "stdin": subprocess.DEVNULL}
 
 
-def run_json(mode, *options):
-    result = subprocess.run([HTRACE, "run", "--json", *options, "--", VICTIM, mode],
-                            capture_output=True, text=True, timeout=TIMEOUT,
-                            **close_extra_fds())
-    objects = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    return result, objects
+def run_victim(mode, *options):
+    """htrace run --json OPTIONS -- execleak MODE: (result, [objects])."""
+    return json_run([*options, "--", VICTIM, mode])
 
 
 def opened_by(stdout):
@@ -47,10 +41,6 @@ def opened_by(stdout):
 def kernel_fds(stdout):
     """What the last image found open in /proc/self/fd (above 2)."""
     return sorted(int(line.split()[1]) for line in stdout.splitlines() if line.startswith("FD "))
-
-
-def functions(trace):
-    return {f.get("function") for f in trace["frames"]}
 
 
 def exec_reports(objects):
@@ -99,7 +89,7 @@ def check_child_report(child, stdout, parent_pid):
 
 
 def check_exec_then_child(mode):
-    result, objects = run_json(mode)
+    result, objects = run_victim(mode)
     expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-500:]}")
     execs, ends = exec_reports(objects), exit_reports(objects)
     expect(len(execs) == 1 and len(ends) == 1, f"{len(execs)} exec and {len(ends)} exit reports")
@@ -121,7 +111,7 @@ def test_execl_hands_over_the_stacks():
 
 
 def test_fexecve_hands_over_the_stacks():
-    result, objects = run_json("fexecve")
+    result, objects = run_victim("fexecve")
     expect(result.returncode == 0, f"exit {result.returncode}")
     execs, ends = exec_reports(objects), exit_reports(objects)
     expect(len(execs) == 1 and execs[0]["exec"]["path"].startswith("descriptor "),
@@ -130,7 +120,7 @@ def test_fexecve_hands_over_the_stacks():
 
 
 def test_posix_spawn_child_shows_the_parents_stacks():
-    result, objects = run_json("spawn", "-f")
+    result, objects = run_victim("spawn", "-f")
     expect(result.returncode == 0, f"exit {result.returncode}")
     execs, ends = exec_reports(objects), exit_reports(objects)
     expect(len(execs) == 1 and len(ends) == 2, f"{len(execs)} exec, {len(ends)} exit reports")
@@ -141,7 +131,7 @@ def test_posix_spawn_child_shows_the_parents_stacks():
 
 
 def test_fork_child_exec_is_reported_with_minus_f():
-    result, objects = run_json("forkexec", "-f")
+    result, objects = run_victim("forkexec", "-f")
     expect(result.returncode == 0, f"exit {result.returncode}")
     execs, ends = exec_reports(objects), exit_reports(objects)
     expect(len(execs) == 1, f"{len(execs)} exec reports")
@@ -153,7 +143,7 @@ def test_fork_child_exec_is_reported_with_minus_f():
 
 
 def test_stacks_survive_two_execs():
-    result, objects = run_json("chain")
+    result, objects = run_victim("chain")
     expect(result.returncode == 0, f"exit {result.returncode}")
     execs, ends = exec_reports(objects), exit_reports(objects)
     expect(len(execs) == 2 and len(ends) == 1, f"{len(execs)} exec, {len(ends)} exit reports")
@@ -171,7 +161,7 @@ def test_stacks_survive_two_execs():
 
 def test_the_stop_before_exec_never_reaches_the_programs_sigurg_handler():
     check_exec_then_child("urghandler")
-    result, _ = run_json("urghandler")
+    result, _ = run_victim("urghandler")
     expect("SIGURG" not in result.stdout, "the program's SIGURG handler ran")
 
 
@@ -180,15 +170,19 @@ def test_exec_is_reported_with_sigurg_ignored_and_blocked():
 
 
 def test_close_on_exec_descriptors_give_no_exec_report():
-    result, objects = run_json("cloexec")
+    result, objects = run_victim("cloexec")
     expect(result.returncode == 0, f"exit {result.returncode}")
     expect(not exec_reports(objects), "an exec report although every descriptor had O_CLOEXEC")
+    ends = exit_reports(objects)
+    expect(len(ends) == 1 and ends[0].get("exec_from", {}).get("exe") == VICTIM,
+           f"no report of the executed child: {ends}")
     expect(kernel_fds(result.stdout) == [], f"the child has {kernel_fds(result.stdout)}")
+    expect([h for h in ends[0]["handles"] if h["handle"] > 2] == [],
+           f"the child's report lists {ends[0]['handles']}")
 
 
 def test_text_report_names_the_program_and_the_opening_function():
-    result = subprocess.run([HTRACE, "run", "--", VICTIM, "exec"], capture_output=True,
-                            text=True, timeout=TIMEOUT, **close_extra_fds())
+    result = run_htrace(["run", "--", VICTIM, "exec"])
     text = result.stderr
     expect(f"executes {VICTIM}" in text, f"no exec header in:\n{text}")
     expect("2 descriptors without O_CLOEXEC pass into" in text, f"no count in:\n{text}")
@@ -198,20 +192,19 @@ def test_text_report_names_the_program_and_the_opening_function():
 
 def test_error_exitcode_fires_on_a_leak_across_exec():
     # the child leaks nothing of its own: only the exec can fire it
-    result, _ = run_json("cloexec", "--error-exitcode=9")
+    result, _ = run_victim("cloexec", "--error-exitcode=9")
     expect(result.returncode == 0, f"nothing leaks, yet exit {result.returncode}")
-    result, _ = run_json("exec", "--error-exitcode=9")
+    result, _ = run_victim("exec", "--error-exitcode=9")
     expect(result.returncode == 9, f"a leak across exec, yet exit {result.returncode}")
 
 
 def test_failed_exec_keeps_errno_environment_and_descriptors():
-    result, objects = run_json("failexec")
+    result, objects = run_victim("failexec")
     expect("ERRNO ENOENT ENVIRON same" in result.stdout, f"victim said {result.stdout!r}")
     ends = exit_reports(objects)
-    expect([h["handle"] for h in ends[0]["handles"] if h["state"] == "leaked"] ==
-           leaky_fds(result.stdout) or [h["handle"] for h in ends[0]["handles"]
-                                        if h["state"] == "leaked"] == [3],
-           f"after a failed exec: {ends[0]['handles']}")
+    leaked = [h["handle"] for h in ends[0]["handles"] if h["state"] == "leaked"]
+    expect(len(ends) == 1 and leaked == leaky_fds(result.stdout) != [],
+           f"after a failed exec: {ends[0]['handles']}, the victim opened {opened_by(result.stdout)}")
     expect(ends[0]["summary"]["inconsistent"] == 0, "the failed exec confused the table")
 
 
@@ -253,14 +246,11 @@ def test_bad_handover_variables_are_dropped_and_harm_nothing():
         bad["HTRACE_M2"] = "1000:2000:0:/nonexistent/object"
         bad[f"HTRACE_F{fd:x}"] = same + ":" + ",".join(["1fff"] * 500)  # beyond any stack
         for name, value in bad.items():
-            result = subprocess.run([HTRACE, "run", "--json", "-v", "--", VICTIM, "child"],
-                                    capture_output=True, text=True, timeout=TIMEOUT,
-                                    env=dict(os.environ, **{name: value}), pass_fds=(fd,),
-                                    stdin=subprocess.DEVNULL)
+            result, objs = json_run(["-v", "--", VICTIM, "child"], env=dict(os.environ, **{name: value}),
+                                    pass_fds=(fd,))
             expect(result.returncode == 0, f"{name}={value}: exit {result.returncode}")
             expect("ENV " not in result.stdout, f"{name} reached the program: {result.stdout}")
             expect(kernel_fds(result.stdout) == [fd], f"child has {kernel_fds(result.stdout)}")
-            objs = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
             expect(len(objs) == 1 and "exec_from" not in objs[0], f"{name}: {objs}")
             handles = {h["handle"]: h for h in objs[0]["handles"]}
             expect(handles[fd]["state"] == "inherited", f"{name}: fd {fd} {handles[fd]}")

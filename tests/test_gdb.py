@@ -19,13 +19,9 @@ import subprocess
 import sys
 import tempfile
 
-from harness import Skip, expect, run_tests, skip
+from harness import AGENT, BUILD, HTRACE, VICTIMS, Skip, expect, run_tests, skip
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 VICTIM = os.path.join(VICTIMS, "gdbvictim")
-AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
 GDB_SCRIPT = os.path.join(BUILD, "share", "htrace", "htrace-gdb.py")
 TIMEOUT = 120
 

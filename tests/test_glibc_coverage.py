@@ -7,13 +7,12 @@ test until the table or the list is updated.
 
 Env: HTRACE (the htrace binary).  Exit: 0 pass, 1 fail, 77 no nm or libc."""
 
-import os
 import re
 import shutil
 import subprocess
 import sys
 
-from harness import executable, skip
+from harness import HTRACE, executable, skip
 
 CANDIDATE = re.compile(
     r"^_?_?(open|creat|socket|accept|pipe|dup|fcntl|eventfd|timerfd_create|signalfd|"
@@ -55,13 +54,12 @@ def exported_functions(path):
 
 
 def main():
-    htrace = os.environ.get("HTRACE", "")
-    if not executable(htrace):
-        return skip("glibc_coverage", f"HTRACE={htrace!r} is not executable")
+    if not executable(HTRACE):
+        return skip("glibc_coverage", f"HTRACE={HTRACE!r} is not executable")
     libc = libc_path()
     if not libc or not shutil.which("nm"):
         return skip("glibc_coverage", "cannot find libc or nm")
-    hooks = {l.split()[0] for l in subprocess.run([htrace, "--list-hooks"], capture_output=True,
+    hooks = {l.split()[0] for l in subprocess.run([HTRACE, "--list-hooks"], capture_output=True,
                                                   text=True, check=True).stdout.splitlines()}
     candidates = sorted(n for n in exported_functions(libc) if CANDIDATE.match(n))
     missing = [n for n in candidates if n not in hooks and n not in NOT_DESCRIPTOR_CALLS]

@@ -27,23 +27,14 @@ import sys
 import tempfile
 import zlib
 
-from harness import executable, expect, read_report, run_tests, skip
+from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, check_usage_error, executable, expect,
+                     only_process, read_report, run_htrace, run_tests, skip)
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 VICTIM = os.path.join(VICTIMS, "htmlvictim")
 BEHAVE = os.path.join(VICTIMS, "behave")
-AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
 CHROMIUM = shutil.which("chromium") or ""
-TIMEOUT = 60
 HOSTILE = "</script><b>x"  # a file name that must stay text
 FUNCTIONS = {"leak_files": 3, "leak_sockets": 2, "leak_pipe": 1}
-
-
-def run(args, **kw):
-    return subprocess.run([HTRACE] + args, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kw)
 
 
 def lines_starting(stdout, word):
@@ -259,7 +250,7 @@ def by_state(data, state):
 def test_page_loads_nothing_from_outside():
     with tempfile.TemporaryDirectory() as d:
         page = os.path.join(d, "page.html")
-        result = run(["run", "--html", page, "--", VICTIM, hostile_file(d)])
+        result = run_htrace(["run", "--html", page, "--", VICTIM, hostile_file(d)])
         expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
         expect("Handle 0x3 - OPEN:" in result.stderr, "the normal report is missing")
         with open(page, encoding="utf-8") as f:
@@ -275,7 +266,7 @@ def test_page_loads_nothing_from_outside():
 def test_embedded_data_matches_json_report_and_kernel():
     with tempfile.TemporaryDirectory() as d:
         t = Traced(d)
-    report = only(t.report)
+    report = only_process(t.report)
     data = t.data
     expect(data["pid"] == report["pid"] == t.pid and data["mode"] == "exit"
            and data["status"] == {"exited": 0}, f"page {data['pid']} {data['mode']} {data['status']}")
@@ -300,11 +291,6 @@ def test_embedded_data_matches_json_report_and_kernel():
             names = [f["function"] for f in stack["frames"]]
             expect(stack["function"] in FUNCTIONS and stack["function"] in names and "main" in names,
                    f"fd {h['handle']}: opening function {stack['function']}, frames {names}")
-
-
-def only(objects):
-    expect(len(objects) == 1, f"expected one process, got {len(objects)}")
-    return objects[0]
 
 
 def test_browser_draws_table_and_flame_graph():
@@ -373,7 +359,7 @@ def test_page_names_the_program_that_opened_a_descriptor_before_exec():
     with tempfile.TemporaryDirectory() as d:
         page, clicks = os.path.join(d, "exec.html"), os.path.join(d, "clicks.html")
         execleak = os.path.join(VICTIMS, "execleak")
-        result = run(["run", "--html", page, "--", execleak, "exec"], close_fds=True)
+        result = run_htrace(["run", "--html", page, "--", execleak, "exec"])
         expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-300:]}")
         data = page_data(page)
         expect(data["exec_from"]["exe"] == execleak, f"exec_from {data.get('exec_from')}")
@@ -390,7 +376,7 @@ def test_page_names_the_program_that_opened_a_descriptor_before_exec():
 def test_page_says_why_when_the_program_cannot_be_started():
     with tempfile.TemporaryDirectory() as d:
         page = os.path.join(d, "page.html")
-        result = run(["run", "--html", page, "--", os.path.join(d, "no-such-program")])
+        result = run_htrace(["run", "--html", page, "--", os.path.join(d, "no-such-program")])
         expect(result.returncode == 127, f"exit {result.returncode}")
         with open(page, encoding="utf-8") as f:
             text = f.read()
@@ -418,7 +404,7 @@ def test_follow_forks_writes_a_page_per_process():
     with tempfile.TemporaryDirectory() as d:
         page = os.path.join(d, "page.html")
         out = os.path.join(d, "report.json")
-        result = run(["run", "-f", "--json", "-o", out, "--html", page, "--", BEHAVE, "clonefork"])
+        result = run_htrace(["run", "-f", "--json", "-o", out, "--html", page, "--", BEHAVE, "clonefork"])
         expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
         pids = [p["pid"] for p in read_report(out)]
         names = sorted(os.listdir(d))
@@ -459,10 +445,10 @@ def test_live_commands_write_the_page():
             for args, mode in ((["-p", pid], "handles"), (["--group", "-p", pid], "open"),
                                (["--html=" + page, "-p", pid, "-diff"], "diff")):
                 if "-diff" in args:
-                    expect(run(["-p", pid, "-snapshot"]).returncode == 0, "-snapshot failed")
-                    result = run(args)
+                    expect(run_htrace(["-p", pid, "-snapshot"]).returncode == 0, "-snapshot failed")
+                    result = run_htrace(args)
                 else:
-                    result = run(["--html", page] + args)
+                    result = run_htrace(["--html", page] + args)
                 expect(result.returncode == 0 and result.stdout, f"{args}: exit {result.returncode} {result.stderr}")
                 data = page_data(page)
                 fds = sorted(h["handle"] for h in data["handles"] if h["state"] == "leaked")
@@ -481,7 +467,7 @@ def test_live_commands_write_the_page():
                                    (["--html", "", "-p", pid], "--html needs a file name"),
                                    (["--html", page, "-p", pid, "-enable"], "--html"),
                                    (["--html", bad, "-p", pid], "cannot write the HTML report")):
-                check_usage_error(args, fragment)
+                check_usage_error(args, 2, fragment)
         finally:
             victim.stop()
 
@@ -490,23 +476,15 @@ def table_rows_or_none(dom):
     return dom.find("table", id="handles") or None
 
 
-def check_usage_error(args, fragment):
-    result = run(args)
-    lines = result.stderr.strip().splitlines()
-    expect(result.returncode == 2, f"htrace {args}: exit {result.returncode}, expected 2")
-    expect(len(lines) == 1 and fragment in lines[0],
-           f"htrace {args}: stderr {result.stderr!r}, expected one line with {fragment!r}")
-
-
 def test_bad_html_argument_of_run():
     with tempfile.TemporaryDirectory() as d:
         bad = os.path.join(d, "no", "such", "dir", "x.html")
-        check_usage_error(["run", "--html"], "--html needs a file name")
-        check_usage_error(["run", "--html="], "--html needs a file name")
-        check_usage_error(["run", "--html", bad, VICTIM], "cannot write the HTML report")
-        result = run(["run", "--html", bad, VICTIM])
+        check_usage_error(["run", "--html"], 2, "--html needs a file name")
+        check_usage_error(["run", "--html="], 2, "--html needs a file name")
+        check_usage_error(["run", "--html", bad, VICTIM], 2, "cannot write the HTML report")
+        result = run_htrace(["run", "--html", bad, VICTIM])
         expect("LEAK" not in result.stdout, "the program ran although the page cannot be written")
-        check_usage_error(["run", "--html", d, VICTIM], "cannot write the HTML report")
+        check_usage_error(["run", "--html", d, VICTIM], 2, "cannot write the HTML report")
 
 
 def main():

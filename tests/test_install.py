@@ -12,12 +12,12 @@ import subprocess
 import sys
 import tempfile
 
-from harness import expect, run_test_functions, skip
+from harness import VICTIMS, expect, run_test_functions, skip
 
 FILES = ["bin/htrace", "lib/htrace/libhtrace.so", "include/htrace.h", "share/man/man1/htrace.1",
          "share/htrace/htrace-gdb.py"]
 BUILD = os.environ.get("HTRACE_BUILD", "build")
-VICTIM = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "behave")
+VICTIM = os.path.join(VICTIMS, "behave")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -13,7 +13,6 @@ Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
 HTRACE_BUILD (the build directory: the agent, the fake agents).
 Exit status: 0 all passed, 1 a failure, 77 htrace or the victim missing."""
 
-import json
 import os
 import queue
 import re
@@ -24,15 +23,11 @@ import sys
 import threading
 import time
 
-from harness import Failure, Skip, expect, run_tests
+from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, expect, functions,
+                     json_objects, run_htrace, run_tests)
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 SERVER = os.path.join(VICTIMS, "server")
-AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
 BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
-TIMEOUT = 60
 MiB = 1 << 20
 
 HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):(.*)$")
@@ -202,13 +197,8 @@ def threads(pid):
 
 # ---- htrace ----
 
-def run(args, prefix=()):
-    return subprocess.run(list(prefix) + [HTRACE] + [str(a) for a in args], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT)
-
-
 def ok(args):
-    result = run(args)
+    result = run_htrace(args)
     expect(result.returncode == 0,
            f"htrace {' '.join(map(str, args))}: exit {result.returncode}\n{result.stderr}")
     return result
@@ -227,7 +217,7 @@ def snapshot(server):
 
 
 def one_json(result):
-    objects = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
+    objects = json_objects(result.stdout)
     expect(len(objects) == 1, f"expected one JSON object on stdout, got {len(objects)}:\n"
                               f"{result.stdout}{result.stderr}")
     return objects[0]
@@ -244,10 +234,6 @@ def json_diff(server):
     numbers = [h["handle"] for h in p["handles"]]
     expect(numbers == sorted(numbers), f"handles not ascending: {numbers}")
     return p
-
-
-def functions(trace):
-    return [f.get("function") for f in trace["frames"]]
 
 
 def parse_traces(text):
@@ -295,7 +281,7 @@ def report_lines(text):
 
 def check_error(args, status, fragments, prefix=()):
     """One line on stderr containing one of fragments, exit status."""
-    result = run(args, prefix)
+    result = run_htrace(args, prefix)
     lines = result.stderr.strip().splitlines()
     shown = " ".join(map(str, args))
     expect(result.returncode == status if status else result.returncode != 0,
@@ -654,8 +640,7 @@ def test_agent_and_commands_add_no_thread_or_descriptor():
 # ---- bad input ----
 
 def test_state_commands_speak_json():
-    agent = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
-    with Sleeper(agent) as sleeper:
+    with Sleeper(AGENT) as sleeper:
         for command, tracing in (("-enable", True), ("-snapshot", True), ("-disable", False)):
             obj = one_json(ok(["--json", "-p", sleeper.pid, command]))
             expect(obj["pid"] == sleeper.pid and obj["command"] == command[1:]
@@ -705,7 +690,7 @@ def test_permission_refused_names_ptrace_scope():
     if not setpriv:
         raise Skip("setpriv (util-linux) not installed")
     nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = run(["--help"], nobody)
+    probe = run_htrace(["--help"], nobody)
     if probe.returncode != 0:
         raise Skip(f"user nobody cannot run {HTRACE}: {probe.stderr.strip()[:200]}")
     with Server() as s:

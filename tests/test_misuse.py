@@ -8,19 +8,14 @@ listing show the event.
 
 Env: HTRACE, HTRACE_VICTIMS, HTRACE_BUILD.  Exit 0 pass, 1 fail, 77 skip."""
 
-import json
 import os
 import subprocess
 import sys
 import time
 
-from harness import expect, run_tests
+from harness import AGENT, HTRACE, VICTIMS, expect, functions, json_run, run_htrace, run_tests
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 MISUSE = os.path.join(VICTIMS, "misuse")
-TIMEOUT = 60
 
 # mode: (api of the BAD REFERENCE, flag expected on it, API that opened the owner or None)
 BUGS = {
@@ -34,10 +29,9 @@ BUGS = {
 }
 
 
-def run_json(args):
-    result = subprocess.run([HTRACE, "run", "--json"] + args, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=TIMEOUT)
-    objs = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
+def run_one_report(args):
+    """htrace run --json ARGS: (result, the one process object)."""
+    result, objs = json_run(args)
     expect(len(objs) == 1, f"expected one report: {result.stderr[-500:]}")
     return result, objs[0]
 
@@ -52,13 +46,9 @@ def traces_of(process, fd):
     return [t for h in process["handles"] if h["handle"] == fd for t in h["traces"]]
 
 
-def functions(trace):
-    return [f.get("function") for f in trace["frames"]]
-
-
 def check_bug(mode):
     api, flag, owner_api = BUGS[mode]
-    result, p = run_json(["--", MISUSE, mode])
+    result, p = run_one_report(["--", MISUSE, mode])
     expect(result.returncode == 0, f"{mode}: exit {result.returncode}")
     fd = bad_fd(result.stdout)
     traces = traces_of(p, fd)
@@ -81,58 +71,55 @@ def test_each_bug_is_reported_with_its_stacks():
 
 
 def test_fclose_after_close_reports_both_calls():
-    result, p = run_json(["--", MISUSE, "fileclose"])
+    result, p = run_one_report(["--", MISUSE, "fileclose"])
     fd = bad_fd(result.stdout)
     bad = [t["api"] for t in traces_of(p, fd) if t["kind"] == "BAD_REFERENCE"]
     expect(sorted(bad) == ["close", "fclose"], f"bad references {bad}, expected close and fclose")
 
 
 def test_clean_program_reports_nothing():
-    result, p = run_json(["--", MISUSE, "clean"])
+    result, p = run_one_report(["--", MISUSE, "clean"])
     expect(result.returncode == 0, f"exit {result.returncode}")
     expect(p["summary"]["bad_references"] == 0 and p["summary"]["events"] >= 2000 * 6,
            f"summary {p['summary']}")
 
 
 def test_on_error_abort_stops_at_the_call():
-    result, p = run_json(["--on-error=abort", "--", MISUSE, "readclosed"])
+    result, p = run_one_report(["--on-error=abort", "--", MISUSE, "readclosed"])
     expect(result.returncode == 128 + 6 and p["status"] == {"signal": 6},
            f"exit {result.returncode}, status {p['status']}")
     expect(p["summary"]["bad_references"] == 1, f"summary {p['summary']}")
-    result, p = run_json(["--on-error=report", "--", MISUSE, "readclosed"])
+    result, p = run_one_report(["--on-error=report", "--", MISUSE, "readclosed"])
     expect(result.returncode == 0, f"--on-error=report: exit {result.returncode}")
 
 
 def test_error_exitcode_fires_on_bad_references():
-    result = subprocess.run([HTRACE, "run", "--error-exitcode=7", "--", MISUSE, "readclosed"],
-                            capture_output=True, text=True, timeout=TIMEOUT)
+    result = run_htrace(["run", "--error-exitcode=7", "--", MISUSE, "readclosed"])
     expect(result.returncode == 7, f"exit {result.returncode}, expected 7")
 
 
 def test_bad_on_error_value_is_a_usage_error():
-    result = subprocess.run([HTRACE, "run", "--on-error=explode", MISUSE], capture_output=True,
-                            text=True, timeout=TIMEOUT)
+    result = run_htrace(["run", "--on-error=explode", MISUSE])
     expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
            f"exit {result.returncode}: {result.stderr!r}")
 
 
 def test_diff_and_listing_show_the_bad_reference():
-    agent = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
-    env = dict(os.environ, LD_PRELOAD=agent, HTRACE_TRACE="1")
+    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
     proc = subprocess.Popen([MISUSE, "readclosed", "wait"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid = int(proc.stdout.readline().split()[1])
-        snap = subprocess.run([HTRACE, "-p", str(pid), "-snapshot"], capture_output=True, text=True)
+        snap = run_htrace(["-p", pid, "-snapshot"])
         expect(snap.returncode == 0, f"-snapshot: {snap.stderr}")
         proc.stdin.write("go\n")
         proc.stdin.flush()
         fd = bad_fd(proc.stdout.readline())
         time.sleep(0.1)
-        diff = subprocess.run([HTRACE, "-p", str(pid), "-diff"], capture_output=True, text=True)
+        diff = run_htrace(["-p", pid, "-diff"])
         expect(f"Handle 0x{fd:x} - BAD REFERENCE: [read, thread" in diff.stdout,
                f"-diff:\n{diff.stdout}{diff.stderr}")
-        listing = subprocess.run([HTRACE, "-p", str(pid), str(fd)], capture_output=True, text=True)
+        listing = run_htrace(["-p", pid, fd])
         kinds = [l.split(" - ")[1].split(":")[0] for l in listing.stdout.splitlines()
                  if l.startswith("Handle ")]
         expect(kinds[:3] == ["BAD REFERENCE", "CLOSE", "OPEN"], f"listing kinds {kinds}")

@@ -14,41 +14,14 @@ import subprocess
 import sys
 import tempfile
 
-from harness import expect, run_tests
+from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, check_usage_error, expect, functions, json_run,
+                     only_process, run_htrace, run_tests)
 
-HTRACE = os.environ.get("HTRACE", "")
-VICTIMS = os.environ.get("HTRACE_VICTIMS", "")
-BUILD = os.environ.get("HTRACE_BUILD", "")
 BEHAVE = os.path.join(VICTIMS, "behave")
-TIMEOUT = 60
-
-
-def run(args, **kw):
-    return subprocess.run([HTRACE] + args, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kw)
-
-
-def json_run(args, **kw):
-    """Runs htrace run --json ARGS; returns (result, [process objects])."""
-    result = run(["run", "--json"] + args, **kw)
-    objects = []
-    for line in result.stderr.splitlines():
-        if line.startswith("{"):
-            objects.append(json.loads(line))
-    return result, objects
-
-
-def only_process(objects):
-    expect(len(objects) == 1, f"expected one process object, got {len(objects)}")
-    return objects[0]
 
 
 def leaked(process):
     return [h for h in process["handles"] if h["state"] == "leaked"]
-
-
-def functions(trace):
-    return [f.get("function") for f in trace["frames"]]
 
 
 def leak_fds(stdout):
@@ -119,9 +92,9 @@ def test_clean_program_reports_no_leak():
 
 
 def test_error_exitcode_on_leaks_only():
-    result = run(["run", "--error-exitcode=9", "--", BEHAVE, "exit", "0"])
+    result = run_htrace(["run", "--error-exitcode=9", "--", BEHAVE, "exit", "0"])
     expect(result.returncode == 9, f"with a leak: exit status {result.returncode}, expected 9")
-    result = run(["run", "--error-exitcode=9", "--", BEHAVE, "clean"])
+    result = run_htrace(["run", "--error-exitcode=9", "--", BEHAVE, "clean"])
     expect(result.returncode == 0, f"without a leak: exit status {result.returncode}, expected 0")
 
 
@@ -192,7 +165,7 @@ def test_filters_by_type_path_stack_and_age():
     got = [h["handle"] for h in leaked(only_process(objs))]
     expect(got == [first], f"--older-than=1s shows {got}, expected only the first leak {first}")
     for bad in ("--older-than=soon", "--stack=(", "--type="):
-        result = run(["run", bad, BEHAVE])
+        result = run_htrace(["run", bad, BEHAVE])
         expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
                f"{bad}: exit {result.returncode} {result.stderr!r}")
 
@@ -204,7 +177,7 @@ def test_handles_show_open_flags_and_age():
     expect(by_fd[first]["flags"] == ["O_RDONLY"], f"flags {by_fd[first]['flags']}")
     expect(by_fd[first]["age_ns"] >= 1_000_000_000 > by_fd[second]["age_ns"] >= 0,
            f"ages {by_fd[first]['age_ns']} {by_fd[second]['age_ns']}")
-    text = run(["run", "--", BEHAVE, "aged"]).stderr
+    text = run_htrace(["run", "--", BEHAVE, "aged"]).stderr
     expect(any("(O_RDONLY, opened 1." in l for l in text.splitlines()), f"text:\n{text}")
 
 
@@ -216,7 +189,7 @@ def test_duplicated_descriptors_show_their_shared_description():
     expect(by_fd[original].get("shares_description_with") == duplicate
            and by_fd[duplicate].get("shares_description_with") == original,
            f"dup'ed {original} and {duplicate}: {by_fd}")
-    text = run(["run", "--", os.path.join(VICTIMS, "apicall"), "dup"]).stderr
+    text = run_htrace(["run", "--", os.path.join(VICTIMS, "apicall"), "dup"]).stderr
     expect(f"shares its open file description with 0x{original:x})" in text, f"text:\n{text}")
     result, objs = json_run(["--", BEHAVE, "many", "2"])
     expect(all("shares_description_with" not in h for h in leaked(only_process(objs))),
@@ -245,7 +218,7 @@ def test_folded_stacks_for_flame_graphs():
     leaky = os.path.join(BUILD, "examples", "leaky")
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "leaks.folded")
-        result = run(["run", "--format=folded", "-o", out, "--", leaky])
+        result = run_htrace(["run", "--format=folded", "-o", out, "--", leaky])
         expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
         with open(out) as f:
             lines = [l.rstrip("\n") for l in f if l.strip()]
@@ -296,12 +269,6 @@ def test_vfork_child_not_reported_with_parents_database():
     check_single_leak_from(parent[0], result.stdout)
 
 
-def process_of(objs, pid):
-    found = [p for p in objs if p["pid"] == pid]
-    expect(len(found) == 1, f"no single object for pid {pid}: {objs}")
-    return found[0]
-
-
 def test_fork_child_takes_stacks_while_a_parent_thread_held_the_loader_lock():
     result, objs = json_run(["-f", "--", BEHAVE, "forklock"])
     expect(result.returncode == 0, f"exit {result.returncode} (the child hung or failed)\n{result.stderr[-500:]}")
@@ -347,15 +314,13 @@ def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
 def test_inherited_descriptors_are_not_leaks():
     r, w = os.pipe()
     try:
-        result = subprocess.run([HTRACE, "run", "--json", "--", BEHAVE, "exit", "0"],
-                                capture_output=True, text=True, pass_fds=(r, w), timeout=TIMEOUT)
-        p = only_process([json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")])
+        result, objs = json_run(["--", BEHAVE, "exit", "0"], pass_fds=(r, w))
+        p = only_process(objs)
         expect(r not in [h["handle"] for h in leaked(p)], "an inherited pipe is reported leaked")
         expect(p["summary"]["inherited"] >= 5, f"summary {p['summary']}")
         expect(all(h["state"] != "inherited" for h in p["handles"]), "inherited listed without -v")
-        result = subprocess.run([HTRACE, "run", "--json", "-v", "--", BEHAVE, "exit", "0"],
-                                capture_output=True, text=True, pass_fds=(r, w), timeout=TIMEOUT)
-        p = only_process([json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")])
+        result, objs = json_run(["-v", "--", BEHAVE, "exit", "0"], pass_fds=(r, w))
+        p = only_process(objs)
         inherited = {h["handle"]: h for h in p["handles"] if h["state"] == "inherited"}
         expect(r in inherited and w in inherited, f"--verbose lists {sorted(inherited)}")
         expect(inherited[r]["type"] == "pipe", f"inherited pipe shown as {inherited[r]['type']}")
@@ -365,7 +330,7 @@ def test_inherited_descriptors_are_not_leaks():
 
 
 def test_text_report_in_seed_format():
-    result = run(["run", "--", BEHAVE, "exit", "0"])
+    result = run_htrace(["run", "--", BEHAVE, "exit", "0"])
     fd = leak_fds(result.stdout)[0]
     lines = result.stderr.splitlines()
     header = f"Handle 0x{fd:x} - OPEN: chardev /dev/null (O_RDONLY, opened "
@@ -380,7 +345,7 @@ def test_text_report_in_seed_format():
 def test_output_file_option():
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "report.json")
-        result = run(["run", "--json", "-o", out, "--", BEHAVE, "exit", "0"])
+        result = run_htrace(["run", "--json", "-o", out, "--", BEHAVE, "exit", "0"])
         expect(result.stderr == "", f"stderr not empty with -o: {result.stderr!r}")
         with open(out) as f:
             p = json.loads(f.readline())
@@ -388,20 +353,20 @@ def test_output_file_option():
 
 
 def test_program_never_sees_htrace_options():
-    result = run(["run", "--json", "--", BEHAVE, "args", "--json", "-o", "x"])
+    result = run_htrace(["run", "--json", "--", BEHAVE, "args", "--json", "-o", "x"])
     expect(result.stdout.splitlines() == ["--json", "-o", "x"], f"program saw {result.stdout!r}")
-    result = run(["run", BEHAVE, "args", "--verbose"])
+    result = run_htrace(["run", BEHAVE, "args", "--verbose"])
     expect(result.stdout.splitlines() == ["--verbose"], f"program saw {result.stdout!r}")
 
 
 def test_errno_preserved_by_hooks():
-    result = run(["run", "--", BEHAVE, "errno"])
+    result = run_htrace(["run", "--", BEHAVE, "errno"])
     expect("ERRNO OK" in result.stdout, f"errno checks: {result.stdout}")
 
 
 def test_agent_adds_no_descriptor_or_thread():
     plain = subprocess.run([BEHAVE, "selfcheck"], capture_output=True, text=True, timeout=TIMEOUT)
-    traced = run(["run", "--", BEHAVE, "selfcheck"])
+    traced = run_htrace(["run", "--", BEHAVE, "selfcheck"])
     want = [l for l in plain.stdout.splitlines() if l.startswith("FDS")]
     got = [l for l in traced.stdout.splitlines() if l.startswith("FDS")]
     expect(want and got == want, f"without agent {want}, with agent {got}")
@@ -409,7 +374,7 @@ def test_agent_adds_no_descriptor_or_thread():
 
 def test_agent_does_not_replace_the_programs_unwinder():
     plain = subprocess.run([BEHAVE, "scope"], capture_output=True, text=True, timeout=TIMEOUT)
-    traced = run(["run", "--", BEHAVE, "scope"])
+    traced = run_htrace(["run", "--", BEHAVE, "scope"])
     want = [l for l in plain.stdout.splitlines() if l.startswith("SCOPE")]
     got = [l for l in traced.stdout.splitlines() if l.startswith("SCOPE")]
     expect(got == want and "libunwind" not in got[0],
@@ -431,14 +396,6 @@ def test_example_shows_the_opening_functions():
 
 
 # ---- bad input ----
-
-def check_usage_error(args, status, fragment):
-    result = run(args)
-    lines = result.stderr.strip().splitlines()
-    expect(result.returncode == status, f"htrace {args}: exit {result.returncode}, expected {status}")
-    expect(len(lines) == 1 and fragment in lines[0],
-           f"htrace {args}: stderr {result.stderr!r}, expected one line with {fragment!r}")
-
 
 def test_bad_input_gives_one_line_and_conventional_status():
     with tempfile.TemporaryDirectory() as d:
@@ -475,8 +432,7 @@ def test_untrustworthy_database_refused_in_one_line():
         fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
         expect(os.path.exists(fake), f"{fake} not built")
         env = dict(os.environ, HTRACE_AGENT=fake)
-        result = subprocess.run([HTRACE, "run", "--", BEHAVE, "exit", "5"], capture_output=True,
-                                text=True, env=env, timeout=TIMEOUT)
+        result = run_htrace(["run", "--", BEHAVE, "exit", "5"], env=env)
         expect(result.returncode == 1, f"{variant}: exit {result.returncode}, expected 1")
         expect("LEAK" in result.stdout, f"{variant}: the program did not run: {result.stdout!r}")
         lines = [l for l in result.stderr.splitlines() if fragment in l]
@@ -489,9 +445,9 @@ def test_untrustworthy_database_refused_in_one_line():
 
 def test_help_and_list_hooks():
     for flag in ("-?", "--help"):
-        result = run([flag])
+        result = run_htrace([flag])
         expect(result.returncode == 0 and "htrace run" in result.stdout, f"{flag}: {result}")
-    result = run(["--list-hooks"])
+    result = run_htrace(["--list-hooks"])
     names = [l.split()[0] for l in result.stdout.splitlines()]
     for name in ("open", "close", "dup2", "recvmsg", "closefrom", "syscall(userfaultfd)"):
         expect(name in names, f"--list-hooks lacks {name}")

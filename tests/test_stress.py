@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from harness import Failure, executable, read_report, skip
+from harness import HTRACE, VICTIMS, Failure, executable, read_report, skip
 
 TIMEOUT_SECONDS = 60
 LEAK_FUNCTION = "leak_on_purpose"
@@ -108,15 +108,14 @@ def check(htrace, stress):
 
 
 def main():
-    htrace = os.environ.get("HTRACE", "")
-    if not executable(htrace):
-        return skip("stress", f"HTRACE={htrace!r} is not an executable htrace binary")
-    stress = os.path.join(os.environ.get("HTRACE_VICTIMS", ""), "stress")
+    if not executable(HTRACE):
+        return skip("stress", f"HTRACE={HTRACE!r} is not an executable htrace binary")
+    stress = os.path.join(VICTIMS, "stress")
     if not executable(stress):
         print(f"FAIL stress: {stress} not built (set HTRACE_VICTIMS)")
         return 1
     try:
-        print(f"ok stress: {check(htrace, stress)}")
+        print(f"ok stress: {check(HTRACE, stress)}")
     except Failure as e:
         print(f"FAIL stress: {e}")
         return 1
