@@ -1,11 +1,12 @@
 """What htrace's Python test scripts share: the environment `make check`
-gives them, running htrace and reading its reports, and running every
-test_* function of a script, one line per test (ok / FAIL / skip name: why),
-a final count, and the exit status run.sh reads (0 all passed, 1 a failure,
-77 skipped)."""
+gives them, running htrace and reading its reports (JSON and text), and
+running every test_* function of a script, one line per test (ok / FAIL /
+skip name: why), a final count, and the exit status run.sh reads (0 all
+passed, 1 a failure, 77 skipped)."""
 
 import json
 import os
+import re
 import subprocess
 
 HTRACE = os.environ.get("HTRACE", "")  # the htrace binary
@@ -79,6 +80,54 @@ def check_usage_error(args, status, fragment):
     expect(result.returncode == status, f"htrace {args}: exit {result.returncode}, expected {status}")
     expect(len(lines) == 1 and fragment in lines[0],
            f"htrace {args}: stderr {result.stderr!r}, expected one line with {fragment!r}")
+
+
+# ---- reading the text report (-diff, the per-handle listing) ----
+
+HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):(.*)$")
+FRAME_RE = re.compile(r"^0x[0-9a-f]{16}: \S")
+INLINED_RE = re.compile(r"^\S+!\S+ \(inlined\)")
+# counts in hex, either case (WinDbg writes 0x7CC); "1 handle ... is" for one
+CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the snapshot (?:are|is) still open; "
+                        r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
+PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
+DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
+
+
+def parse_traces(text):
+    """[{handle, kind, header, frames}] from the text format, in order."""
+    traces = []
+    for line in text.splitlines():
+        m = HEADER_RE.match(line)
+        if m:
+            traces.append({"handle": int(m.group(1), 16), "kind": m.group(2), "header": line,
+                           "frames": []})
+        elif traces and (FRAME_RE.match(line) or INLINED_RE.match(line)):
+            traces[-1]["frames"].append(line)
+    return traces
+
+
+def has_frame(trace, function):
+    """Whether a text trace has a frame of function (called or inlined)."""
+    return any(f"!{function}+0x" in f or f"!{function} (inlined)" in f for f in trace["frames"])
+
+
+def closing_counts(text):
+    """(still open, opened, closed) from -diff's closing line."""
+    found = [CLOSING_RE.match(l) for l in text.splitlines() if CLOSING_RE.match(l)]
+    expect(len(found) == 1, f"expected one closing line in -diff output:\n{text}")
+    return tuple(int(g, 16) for g in found[0].groups())
+
+
+def parsed_dumped(text):
+    """(parsed, dumped) from the two lines that end a listing."""
+    lines = text.splitlines()
+    parsed = [int(m.group(1), 16) for m in map(PARSED_RE.match, lines) if m]
+    dumped = [int(m.group(1), 16) for m in map(DUMPED_RE.match, lines) if m]
+    expect(len(parsed) == 1 and len(dumped) == 1, f"no single Parsed/Dumped pair in:\n{text}")
+    expect(len(lines) >= 2 and PARSED_RE.match(lines[-2]) and DUMPED_RE.match(lines[-1]),
+           f"output does not end with Parsed/Dumped:\n{text}")
+    return parsed[0], dumped[0]
 
 
 # ---- running the tests ----

@@ -19,20 +19,13 @@ import subprocess
 import sys
 import tempfile
 
-from harness import AGENT, BUILD, HTRACE, VICTIMS, Skip, expect, run_tests, skip
+from harness import (AGENT, BUILD, HTRACE, VICTIMS, Skip, closing_counts, expect, has_frame, parse_traces,
+                     parsed_dumped, run_tests, skip)
 
 VICTIM = os.path.join(VICTIMS, "gdbvictim")
 GDB_SCRIPT = os.path.join(BUILD, "share", "htrace", "htrace-gdb.py")
 TIMEOUT = 120
 
-HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):")
-FRAME_RE = re.compile(r"^0x[0-9a-f]{16}: \S")
-INLINED_RE = re.compile(r"^\S+!\S+ \(inlined\)")
-# counts in hex, either case (WinDbg writes 0x7CC); "1 handle ... is" for one
-CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the snapshot (?:are|is) still open; "
-                        r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
-PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
-DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
 CANNOT_DEBUG = ("ptrace: Operation not permitted", "Couldn't get registers",
                 "Cannot insert breakpoint", "could not trace the inferior")
 
@@ -73,24 +66,10 @@ def run_gdb(gdb):
 
 
 def section(output, start, end):
+    """The text between the lines start and end."""
     lines = output.splitlines()
     expect(start in lines and end in lines, f"gdb did not get from {start} to {end}:\n{output}")
-    return lines[lines.index(start) + 1:lines.index(end)]
-
-
-def parse_traces(lines):
-    traces = []
-    for line in lines:
-        m = HEADER_RE.match(line)
-        if m:
-            traces.append({"handle": int(m.group(1), 16), "kind": m.group(2), "frames": []})
-        elif traces and (FRAME_RE.match(line) or INLINED_RE.match(line)):
-            traces[-1]["frames"].append(line)
-    return traces
-
-
-def names(trace, function):
-    return any(f"!{function}+0x" in f or f"!{function} (inlined)" in f for f in trace["frames"])
+    return "\n".join(lines[lines.index(start) + 1:lines.index(end)])
 
 
 def check(output):
@@ -98,7 +77,7 @@ def check(output):
     expect(len(fds) == 2, f"the victim did not leak two descriptors:\n{output}")
 
     enabled = section(output, "===ENABLE===", "===DIFF===")
-    expect(any(l.startswith("htrace: tracing enabled in process ") for l in enabled),
+    expect(any(l.startswith("htrace: tracing enabled in process ") for l in enabled.splitlines()),
            f"no 'tracing enabled' line after `htrace -enable`:\n{output}")
 
     diff = section(output, "===DIFF===", "===ALL===")
@@ -106,19 +85,17 @@ def check(output):
     expect([t["handle"] for t in traces] == fds and all(t["kind"] == "OPEN" for t in traces),
            f"`htrace -diff` lists {[(t['handle'], t['kind']) for t in traces]}, leaked {fds}:\n{output}")
     for t in traces:
-        expect(names(t, "leaky_part"), f"fd {t['handle']}: no leaky_part frame in {t['frames']}")
-    closing = [CLOSING_RE.match(l) for l in diff if CLOSING_RE.match(l)]
-    expect(len(closing) == 1 and int(closing[0].group(1), 16) == 2,
-           f"`htrace -diff` closing line:\n{chr(10).join(diff)}")
+        expect(has_frame(t, "leaky_part"), f"fd {t['handle']}: no leaky_part frame in {t['frames']}")
+    expect(closing_counts(diff)[0] == 2, f"`htrace -diff` closing line:\n{diff}")
 
     listing = section(output, "===ALL===", "===END===")
     traces = parse_traces(listing)
     for fd in fds:
         opens = [t for t in traces if t["handle"] == fd and t["kind"] == "OPEN"]
-        expect(opens and names(opens[0], "leaky_part"), f"`htrace 0` lacks the OPEN of fd {fd}:\n{output}")
-    parsed = [int(m.group(1), 16) for m in map(PARSED_RE.match, listing) if m]
-    dumped = [int(m.group(1), 16) for m in map(DUMPED_RE.match, listing) if m]
-    expect(len(parsed) == 1 and len(dumped) == 1 and dumped[0] == len(traces) and parsed[0] >= dumped[0],
+        expect(opens and has_frame(opens[0], "leaky_part"),
+               f"`htrace 0` lacks the OPEN of fd {fd}:\n{output}")
+    parsed, dumped = parsed_dumped(listing)
+    expect(dumped == len(traces) and parsed >= dumped,
            f"`htrace 0`: Parsed {parsed}, Dumped {dumped}, {len(traces)} traces shown:\n{output}")
 
 

@@ -23,24 +23,17 @@ import sys
 import threading
 import time
 
-from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, expect, functions,
-                     json_objects, run_htrace, run_tests)
+from harness import (AGENT, BUILD, DUMPED_RE, FRAME_RE, HEADER_RE, HTRACE, INLINED_RE, PARSED_RE,
+                     TIMEOUT, VICTIMS, Failure, Skip, closing_counts, expect, functions, has_frame,
+                     json_objects, parse_traces, parsed_dumped, run_htrace, run_tests)
 
 SERVER = os.path.join(VICTIMS, "server")
 BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
 MiB = 1 << 20
 
-HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - (OPEN|CLOSE|BAD REFERENCE):(.*)$")
 OPEN_HEADER_RE = re.compile(r"^Handle 0x([0-9a-fA-F]+) - OPEN: (\S+) (.+?)(?: \([^()]*\))? \[(\w+), thread (\d+)\]$")
 # the age in a header changes from one reading to the next
 AGE_RE = re.compile(r"opened [0-9.]+ (?:s|min|h) ago")
-FRAME_RE = re.compile(r"^0x[0-9a-f]{16}: \S")
-INLINED_RE = re.compile(r"^\S+!\S+ \(inlined\)")
-# counts in hex, either case (WinDbg writes 0x7CC); "1 handle ... is" for one
-CLOSING_RE = re.compile(r"^htrace: 0x([0-9a-fA-F]+) handles? opened since the snapshot (?:are|is) still open; "
-                        r"0x([0-9a-fA-F]+) opened and 0x([0-9a-fA-F]+) closed since the snapshot\.$")
-PARSED_RE = re.compile(r"^Parsed 0x([0-9a-fA-F]+) stack traces\.$")
-DUMPED_RE = re.compile(r"^Dumped 0x([0-9a-fA-F]+) stack traces\.$")
 
 
 # ---- the victim ----
@@ -236,41 +229,6 @@ def json_diff(server):
     return p
 
 
-def parse_traces(text):
-    """[{handle, kind, header, frames}] from the text format, in order."""
-    traces = []
-    for line in text.splitlines():
-        m = HEADER_RE.match(line)
-        if m:
-            traces.append({"handle": int(m.group(1), 16), "kind": m.group(2), "header": line,
-                           "frames": []})
-        elif traces and (FRAME_RE.match(line) or INLINED_RE.match(line)):
-            traces[-1]["frames"].append(line)
-    return traces
-
-
-def names(trace, function):
-    """Whether a text trace has a frame of function (called or inlined)."""
-    return any(f"!{function}+0x" in f or f"!{function} (inlined)" in f for f in trace["frames"])
-
-
-def closing_counts(text):
-    """(still open, opened, closed) from -diff's closing line."""
-    found = [CLOSING_RE.match(l) for l in text.splitlines() if CLOSING_RE.match(l)]
-    expect(len(found) == 1, f"expected one closing line in -diff output:\n{text}")
-    return tuple(int(g, 16) for g in found[0].groups())
-
-
-def parsed_dumped(text):
-    lines = text.splitlines()
-    parsed = [int(m.group(1), 16) for m in map(PARSED_RE.match, lines) if m]
-    dumped = [int(m.group(1), 16) for m in map(DUMPED_RE.match, lines) if m]
-    expect(len(parsed) == 1 and len(dumped) == 1, f"no single Parsed/Dumped pair in:\n{text}")
-    expect(len(lines) >= 2 and PARSED_RE.match(lines[-2]) and DUMPED_RE.match(lines[-1]),
-           f"output does not end with Parsed/Dumped:\n{text}")
-    return parsed[0], dumped[0]
-
-
 def report_lines(text):
     """The lines that say what was recorded (headers, frames, counts), ages
     left out."""
@@ -360,7 +318,8 @@ def test_diff_text_format_and_exact_counts():
             expect(m and int(m.group(5)) == s.pid, f"header {t['header']!r}")
             expect(t["frames"] and all(FRAME_RE.match(f) or INLINED_RE.match(f) for f in t["frames"]),
                    f"frames {t['frames']}")
-            expect(names(t, "scenario_leak"), f"fd {t['handle']}: no scenario_leak frame in {t['frames']}")
+            expect(has_frame(t, "scenario_leak"),
+                   f"fd {t['handle']}: no scenario_leak frame in {t['frames']}")
             leak_frame = [f for f in t["frames"] if "server!scenario_leak" in f]
             expect(leak_frame and "server.c:" in leak_frame[0], f"frame {leak_frame} lacks server.c:line")
         expect(OPEN_HEADER_RE.match(traces[0]["header"]).group(2, 3) == ("chardev", "/dev/null"),
@@ -420,7 +379,8 @@ def check_reuse_history(text, fd, opener_old="scenario_reuse", opener_new="scena
     expect(all(t["handle"] == fd for t in traces), f"traces of other handles: {traces}")
     expect([t["kind"] for t in traces] == ["OPEN", "CLOSE", "OPEN"],
            f"history of fd {fd}: {[t['kind'] for t in traces]}, expected OPEN, CLOSE, OPEN")
-    expect(names(traces[0], opener_new) and names(traces[1], opener_new) and names(traces[2], opener_old),
+    expect(has_frame(traces[0], opener_new) and has_frame(traces[1], opener_new)
+           and has_frame(traces[2], opener_old),
            f"stacks of fd {fd}: {[t['frames'] for t in traces]}")
     parsed, dumped = parsed_dumped(text)
     expect(dumped == 3 and parsed >= 3, f"Parsed 0x{parsed:x}, Dumped 0x{dumped:x}")
@@ -460,7 +420,7 @@ def test_number_closed_and_reopened_after_the_snapshot_counts_as_new():
         expect(int(s.ask(f"reopen {fd}")[0]) == fd, "reopen gave another number")
         out = ok(["-p", s.pid, "-diff"]).stdout
         traces = parse_traces(out)
-        expect([t["handle"] for t in traces] == [fd] and names(traces[0], "scenario_reopen"),
+        expect([t["handle"] for t in traces] == [fd] and has_frame(traces[0], "scenario_reopen"),
                f"-diff after the reopen of fd {fd}:\n{out}")
         expect(closing_counts(out) == (1, 1, 1), f"closing line counts {closing_counts(out)}, expected 1, 1, 1")
         check_reuse_history(ok(["-p", s.pid, fd]).stdout, fd, "scenario_leak", "scenario_reopen")
@@ -528,7 +488,7 @@ def test_commands_work_on_a_stopped_target():
         wait_state(s.pid, ("T",))
         out = ok(["-p", s.pid, "-diff"]).stdout
         traces = parse_traces(out)
-        expect([t["handle"] for t in traces] == fds and all(names(t, "scenario_leak") for t in traces),
+        expect([t["handle"] for t in traces] == fds and all(has_frame(t, "scenario_leak") for t in traces),
                f"-diff while stopped, after leaking {fds}:\n{out}")
         text = ok(["-p", s.pid, fds[0]]).stdout
         expect([t["kind"] for t in parse_traces(text)] == ["OPEN"], f"listing while stopped:\n{text}")
@@ -604,7 +564,7 @@ def test_disable_releases_the_trace_memory():
         fds = s.leak(2)
         out = ok(["-p", s.pid, "-diff"]).stdout
         traces = parse_traces(out)
-        expect([t["handle"] for t in traces] == fds and all(names(t, "scenario_leak") for t in traces),
+        expect([t["handle"] for t in traces] == fds and all(has_frame(t, "scenario_leak") for t in traces),
                f"-diff after -disable and -enable again:\n{out}")
         s.check_alive()
 
