@@ -73,6 +73,15 @@ def functions(trace):
     return [f.get("function") for f in trace["frames"]]
 
 
+def check_kernel_agreement(process):
+    """A process object agrees with the kernel: no descriptor untracked
+    (open, unknown to htrace) or inconsistent (recorded open, closed)."""
+    summary = process.get("summary", {})
+    bad = {k: summary.get(k) for k in ("untracked", "inconsistent") if summary.get(k) != 0}
+    odd = [h["handle"] for h in process.get("handles", []) if h.get("state") in bad]
+    expect(not bad, f"pid {process.get('pid')} disagrees with the kernel: {bad} (handles {odd})")
+
+
 def check_usage_error(args, status, fragment):
     """htrace ARGS exits with status and says why in one line on stderr."""
     result = run_htrace(args)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import HTRACE, VICTIMS, Failure, executable, read_report, skip
+from harness import HTRACE, VICTIMS, Failure, check_kernel_agreement, executable, read_report, skip
 
 # APIs that fork: the expected events are in another process's object.
 FORKING_APIS = {"daemon", "forkpty", "login_tty"}
@@ -96,14 +96,6 @@ def first_own_frame(trace):
 
 
 # ---- checks ----
-
-def check_kernel_agreement(process):
-    summary = process.get("summary", {})
-    bad = {k: summary.get(k) for k in ("untracked", "inconsistent") if summary.get(k) != 0}
-    if bad:
-        odd = [h["handle"] for h in process.get("handles", []) if h.get("state") in bad]
-        raise Failure(f"pid {process.get('pid')}: {bad} (handles {odd})")
-
 
 def check_event(by_fd, kind, fd, api):
     entries = by_fd.get(fd)
