@@ -35,6 +35,14 @@ def executable(path):
 
 # ---- running htrace and reading its reports ----
 
+def traced_env(**extra):
+    """The environment of a program started with the agent preloaded and
+    tracing on, for the commands on a running process."""
+    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
+    env.update(extra)
+    return env
+
+
 def run_htrace(args, prefix=(), **kw):
     """htrace ARGS (behind the words of prefix, such as setpriv's), stdin
     from /dev/null, stdout and stderr captured as text, no descriptor of

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from harness import (AGENT, HTRACE, TIMEOUT, VICTIMS, check_kernel_agreement, expect, functions, json_run,
-                     run_htrace, run_tests)
+                     run_htrace, run_tests, traced_env)
 
 VICTIM = os.path.join(VICTIMS, "execleak")
 LEAKY = {"open_leaky_log", "open_leaky_socket"}
@@ -207,18 +207,12 @@ def test_failed_exec_keeps_errno_environment_and_descriptors():
     expect(ends[0]["summary"]["inconsistent"] == 0, "the failed exec confused the table")
 
 
-def preload_env(**extra):
-    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
-    env.update(extra)
-    return env
-
-
 def test_without_htrace_run_the_agent_does_not_stop_the_program():
     # HTRACE_SUPERVISOR naming a process that is not our tracer: no stop,
     # no stray SIGURG; the program runs to its end as without htrace
     for supervisor in ("1", str(os.getpid()), "garbage"):
         result = subprocess.run([VICTIM, "exec"], capture_output=True, text=True,
-                                timeout=TIMEOUT, env=preload_env(HTRACE_SUPERVISOR=supervisor),
+                                timeout=TIMEOUT, env=traced_env(HTRACE_SUPERVISOR=supervisor),
                                 **close_extra_fds())
         expect(result.returncode == 0, f"supervisor {supervisor}: exit {result.returncode}")
         expect(kernel_fds(result.stdout) == leaky_fds(result.stdout),

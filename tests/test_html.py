@@ -27,8 +27,8 @@ import sys
 import tempfile
 import zlib
 
-from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, check_usage_error, executable, expect,
-                     only_process, read_report, run_htrace, run_tests, skip)
+from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, check_usage_error, executable, expect, only_process,
+                     read_report, run_htrace, run_tests, skip, traced_env)
 
 VICTIM = os.path.join(VICTIMS, "htmlvictim")
 BEHAVE = os.path.join(VICTIMS, "behave")
@@ -420,9 +420,9 @@ class Waiting:
     """htmlvictim --wait started with the agent preloaded, tracing on."""
 
     def __init__(self, d):
-        env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
         self.proc = subprocess.Popen([VICTIM, "--wait", hostile_file(d)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=traced_env())
         try:
             self.out = read_until_ready(self.proc)
         except BaseException:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from harness import AGENT, HTRACE, VICTIMS, expect, functions, json_run, run_htrace, run_tests
+from harness import HTRACE, VICTIMS, expect, functions, json_run, run_htrace, run_tests, traced_env
 
 MISUSE = os.path.join(VICTIMS, "misuse")
 
@@ -105,9 +105,8 @@ def test_bad_on_error_value_is_a_usage_error():
 
 
 def test_diff_and_listing_show_the_bad_reference():
-    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
     proc = subprocess.Popen([MISUSE, "readclosed", "wait"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, text=True, env=traced_env())
     try:
         pid = int(proc.stdout.readline().split()[1])
         snap = run_htrace(["-p", pid, "-snapshot"])
