@@ -129,6 +129,34 @@ def test_posix_spawn_child_shows_the_parents_stacks():
     check_child_report(child[0], result.stdout, execs[0]["pid"])
 
 
+def check_shell_start(mode):
+    """system() and popen() get the report before their shell starts (no
+    hand-over: the child's inherited descriptors have no stack)."""
+    result, objects = run_victim(mode)
+    expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-300:]}")
+    execs = exec_reports(objects)
+    expect(len(execs) == 1, f"{len(execs)} exec reports")
+    report = execs[0]
+    expect(report["exec"]["shell"] and not report["exec"]["posix_spawn"], f"exec {report['exec']}")
+    expect(report["exec"]["path"].startswith("/bin/sh -c exec ") and
+           report["exec"]["path"].endswith(" child"), f"path {report['exec']['path']!r}")
+    opened = opened_by(result.stdout)
+    got = sorted(h["handle"] for h in report["handles"])
+    expect(got == leaky_fds(result.stdout), f"report lists {got}, leaky {leaky_fds(result.stdout)}")
+    for h in report["handles"]:
+        expect(opened[h["handle"]] in functions(h["traces"][0]), f"fd {h['handle']}: wrong stack")
+    expect(kernel_fds(result.stdout) == got,
+           f"the shell's child has {kernel_fds(result.stdout)}, the report said {got}")
+
+
+def test_system_reports_the_descriptors_its_shell_inherits():
+    check_shell_start("system")
+
+
+def test_popen_reports_the_descriptors_its_shell_inherits():
+    check_shell_start("popen")
+
+
 def test_fork_child_exec_is_reported_with_minus_f():
     result, objects = run_victim("forkexec", "-f")
     expect(result.returncode == 0, f"exit {result.returncode}")

@@ -165,12 +165,17 @@ struct htrace_db {
 	 * itself with HTRACE_EXEC_STOP_SIGNAL so that the client reads the
 	 * descriptors about to pass into the new image.  An image started by
 	 * such an exec names the image it came from. */
-	uint32_t exec_pending; /* while stopped: 1 before an exec, 2 before posix_spawn */
+	uint32_t exec_pending; /* while stopped: HTRACE_EXEC_BY_*, else 0 */
 	int32_t exec_from_pid; /* the previous image's pid, 0 if none handed over */
 	uint64_t exec_inherited; /* descriptors whose opening stack the old image handed over */
 	char exec_path[256]; /* the file being executed (for the stop) */
 	char exec_from[256]; /* the previous image's /proc/self/exe */
 };
+
+/* How the new program is being started (exec_pending). */
+#define HTRACE_EXEC_BY_EXEC 1 /* the exec family: this process becomes it */
+#define HTRACE_EXEC_BY_POSIX_SPAWN 2 /* posix_spawn, posix_spawnp: a child */
+#define HTRACE_EXEC_BY_SHELL 3 /* system, popen: a child running /bin/sh -c */
 
 /* The stop before an exec: this signal, sent by the thread to itself with
  * rt_tgsigqueueinfo, si_code SI_QUEUE and this value; the client swallows it. */

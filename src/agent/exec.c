@@ -276,14 +276,14 @@ static int tracer_pid(void)
 	return atoi(line);
 }
 
-void exec_stop_for_client(const char *path, int spawning)
+void exec_stop_for_client(const char *path, unsigned how)
 {
 	if (!supervisor_pid || htrace_in_vfork || !htrace_db.magic || tracer_pid() != supervisor_pid)
 		return;
 	size_t len = path ? strnlen(path, sizeof(htrace_db.exec_path) - 1) : 0;
 	memcpy(htrace_db.exec_path, path ? path : "", len);
 	htrace_db.exec_path[len] = '\0';
-	__atomic_store_n(&htrace_db.exec_pending, spawning ? 2 : 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&htrace_db.exec_pending, how, __ATOMIC_RELEASE);
 	uint64_t stop = 1ULL << (HTRACE_EXEC_STOP_SIGNAL - 1), old;
 	RAW4(SYS_rt_sigprocmask, SIG_UNBLOCK, &stop, &old, sizeof(stop));
 	siginfo_t info;

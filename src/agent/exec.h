@@ -16,9 +16,9 @@ struct handover {
 };
 
 /* Under `htrace run`: stops this thread so that htrace reports what passes
- * into path (executed by this process, or by a child spawned with
- * posix_spawn).  Returns at once otherwise. */
-void exec_stop_for_client(const char *path, int spawning) AGENT_HIDDEN;
+ * into path, started as how says (HTRACE_EXEC_BY_*, db.h).  Returns at once
+ * otherwise. */
+void exec_stop_for_client(const char *path, unsigned how) AGENT_HIDDEN;
 
 /* envp plus the handover variables (envp itself when there is nothing to
  * add or no memory); release after a failed exec. */

@@ -1,12 +1,15 @@
 /* Hooks of the exec family and of posix_spawn: before the image is
  * replaced, `htrace run` gets to see the descriptors about to pass into the
  * new one, and the new image is handed the stacks that opened them
- * (exec.c).  execv, execvp and the execl forms go through our execve and
+ * (exec.c).  system and popen start their shell inside libc, where the
+ * environment cannot be grown without racing other threads: they get the
+ * report only.  execv, execvp and the execl forms go through our execve and
  * execvpe; a failed exec returns as it would have, errno intact.  When the
  * environment grown by the handover is too big for the kernel (E2BIG), the
  * exec is tried again with the program's own. */
 #include <dlfcn.h>
 #include <spawn.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "exec.h"
@@ -21,6 +24,7 @@ typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t 
 
 static execve_fn real_execve, real_execvpe;
 static execveat_fn real_execveat;
+static int (*real_system)(const char *);
 static spawn_fn real_posix_spawn, real_posix_spawnp;
 
 void hooks_exec_init(void)
@@ -32,13 +36,14 @@ void hooks_exec_init(void)
 	real_execveat = (execveat_fn)dlsym(RTLD_NEXT, "execveat");
 	real_posix_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
 	real_posix_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
+	real_system = (int (*)(const char *))dlsym(RTLD_NEXT, "system");
 }
 
 /* Runs an exec-like call with the handover environment, and again with
  * envp alone when the kernel finds the larger one too big. */
 #define WITH_HANDOVER(path, envp, call_with)                                   \
 	({                                                                     \
-		exec_stop_for_client(path, 0);                                 \
+		exec_stop_for_client(path, HTRACE_EXEC_BY_EXEC);               \
 		struct handover h_;                                            \
 		char *const *grown_ = exec_handover(envp, &h_);                \
 		int result_ = call_with(grown_);                               \
@@ -151,7 +156,7 @@ static int spawn_with_handover(spawn_fn real, pid_t *pid, const char *path,
 {
 	if (!real)
 		return ENOSYS;
-	exec_stop_for_client(path, 1);
+	exec_stop_for_client(path, HTRACE_EXEC_BY_POSIX_SPAWN);
 	struct handover h;
 	int result = real(pid, path, fa, attr, argv, exec_handover(envp, &h));
 	if (result == E2BIG && h.map)
@@ -172,4 +177,42 @@ AGENT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_fi
 {
 	hooks_exec_init();
 	return spawn_with_handover(real_posix_spawnp, pid, file, fa, attr, argv, envp);
+}
+
+/* "/bin/sh -c COMMAND", as much of it as the database keeps. */
+static void stop_for_shell(const char *command)
+{
+	char what[sizeof(htrace_db.exec_path)] = "/bin/sh -c ";
+	size_t len = strlen(what), room = sizeof(what) - 1 - len;
+	size_t n = command ? strnlen(command, room) : 0;
+	memcpy(what + len, command ? command : "", n);
+	what[len + n] = '\0';
+	exec_stop_for_client(what, HTRACE_EXEC_BY_SHELL);
+}
+
+AGENT_EXPORT int system(const char *command)
+{
+	hooks_exec_init();
+	if (!real_system) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (command) /* system(NULL) only asks whether a shell exists */
+		stop_for_shell(command);
+	return real_system(command);
+}
+
+AGENT_EXPORT FILE *popen(const char *command, const char *mode)
+{
+	__typeof__(&popen) real = REAL(popen);
+	RETURN_IF_MISSING(real, NULL);
+	stop_for_shell(command);
+	FILE *result = real(command, mode);
+	if (result)
+		KEEP_ERRNO({
+			int fd = fileno(result);
+			engine_opened(fd, HTRACE_API_popen, 0);
+			engine_set_owner(fd, HTRACE_API_popen, result);
+		});
+	return result;
 }

@@ -267,8 +267,9 @@ static void json_exec(FILE *out, const struct report *r, int html)
 	if (r->opt && r->opt->mode == REPORT_EXEC) {
 		fputs(",\"exec\":{\"path\":", out);
 		render_json_string(out, db->exec_path, html);
-		fprintf(out, ",\"posix_spawn\":%s,\"passing\":%zu}",
-			db->exec_pending == 2 ? "true" : "false", r->passing);
+		fprintf(out, ",\"posix_spawn\":%s,\"shell\":%s,\"passing\":%zu}",
+			db->exec_pending == HTRACE_EXEC_BY_POSIX_SPAWN ? "true" : "false",
+			db->exec_pending == HTRACE_EXEC_BY_SHELL ? "true" : "false", r->passing);
 	}
 	if (r->snap->have_db && db->exec_from_pid) {
 		fprintf(out, ",\"exec_from\":{\"pid\":%d,\"exe\":", db->exec_from_pid);

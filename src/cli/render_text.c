@@ -335,7 +335,9 @@ static void render_exec(struct text_ctx *c)
 	fprintf(c->out, "htrace: %zu descriptor%s without O_CLOEXEC %s into %s%s (0-2 not counted)\n",
 		c->r->passing, c->r->passing == 1 ? "" : "s", c->r->passing == 1 ? "passes" : "pass",
 		db->exec_path[0] ? db->exec_path : "the new program",
-		db->exec_pending == 2 ? ", started with posix_spawn" : "");
+		db->exec_pending == HTRACE_EXEC_BY_POSIX_SPAWN ? ", started with posix_spawn"
+		: db->exec_pending == HTRACE_EXEC_BY_SHELL   ? ", started by system or popen"
+							     : "");
 }
 
 static void print_exec_header(FILE *out, const struct snapshot *s)
@@ -344,7 +346,7 @@ static void print_exec_header(FILE *out, const struct snapshot *s)
 	fprintf(out, "htrace: process %d", (int)s->pid);
 	if (db->exe[0])
 		fprintf(out, " (%s)", db->exe);
-	fprintf(out, " %s %s\n", db->exec_pending == 2 ? "spawns" : "executes",
+	fprintf(out, " %s %s\n", db->exec_pending == HTRACE_EXEC_BY_EXEC ? "executes" : "spawns",
 		db->exec_path[0] ? db->exec_path : "a program");
 }
 
