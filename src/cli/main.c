@@ -122,14 +122,14 @@ static int command_run(int argc, char **argv)
 {
 	struct run_options opt;
 	int rc = options_parse_run(argc, argv, &opt);
-	if (rc)
-		return rc;
 	char agent[PATH_MAX];
-	if (find_agent(agent, sizeof(agent)) < 0) {
+	if (!rc && find_agent(agent, sizeof(agent)) < 0) {
 		fprintf(stderr, "htrace: cannot find the agent library %s (set HTRACE_AGENT)\n", agent);
-		return 1;
-	}
-	return run_command(&opt, agent);
+		rc = 1;
+	} else if (!rc)
+		rc = run_command(&opt, agent);
+	filter_free(&opt.filter);
+	return rc;
 }
 
 /* Options that may open a command on a running process. */
@@ -168,5 +168,8 @@ int main(int argc, char **argv)
 	}
 	struct live_options live;
 	int rc = live_parse(argc - 1, argv + 1, &live);
-	return rc ? rc : live_run(&live);
+	if (!rc)
+		rc = live_run(&live);
+	filter_free(&live.filter);
+	return rc;
 }
