@@ -138,12 +138,13 @@ static void write_fd(int fd, void *arg)
 		put_hex(&w, fields[i]);
 		put_char(&w, ':');
 	}
-	for (unsigned i = 0; i < stack->depth && i < HTRACE_MAX_DEPTH; i++) {
+	unsigned depth = stack->depth < HTRACE_MAX_DEPTH ? stack->depth : HTRACE_MAX_DEPTH;
+	for (unsigned i = 0; i < depth; i++) {
 		int m = module_of(stack->pc[i]);
 		if (m >= 0 && (unsigned)m < HANDOVER_MAX_MODULES)
 			b->modules_used[m / 64] |= 1ULL << (m % 64);
 		put_hex(&w, stack->pc[i]);
-		put_char(&w, i + 1 < stack->depth ? ',' : '\0');
+		put_char(&w, i + 1 < depth ? ',' : '\0');
 	}
 	if (w.full || b->nvars == b->maxvars) {
 		b->fds.full = 1;
