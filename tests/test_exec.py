@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 
-from harness import (AGENT, HTRACE, TIMEOUT, VICTIMS, check_kernel_agreement, expect, functions, json_run,
-                     run_htrace, run_tests, traced_env)
+from harness import (AGENT, HTRACE, TIMEOUT, VICTIMS, Skip, check_kernel_agreement, expect, functions,
+                     json_run, run_htrace, run_tests, traced_env)
 
 VICTIM = os.path.join(VICTIMS, "execleak")
 LEAKY = {"open_leaky_log", "open_leaky_socket"}
@@ -194,6 +194,25 @@ def test_the_stop_before_exec_never_reaches_the_programs_sigurg_handler():
 
 def test_exec_is_reported_with_sigurg_ignored_and_blocked():
     check_exec_then_child("urgignored")
+
+
+def test_thousands_of_descriptors_pass_and_the_handover_stays_bounded():
+    # 8,000 descriptors: the exec report lists them all; the hand-over is
+    # capped (some 320 KiB), so the new program gets the stacks of the first
+    # few thousand and the others as plain inherited ones, and runs
+    result, objects = json_run(["-v", "--", VICTIM, "many", "8000"])
+    if result.returncode == 77:
+        raise Skip("RLIMIT_NOFILE cannot be raised to 8,064")
+    expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr[-300:]}")
+    execs, ends = exec_reports(objects), exit_reports(objects)
+    expect(len(execs) == 1 and execs[0]["exec"]["passing"] == 8000, f"exec reports {len(execs)}")
+    kernel = kernel_fds(result.stdout)
+    expect(len(kernel) == 8000, f"the new program has {len(kernel)} descriptors above 2")
+    inherited = {h["handle"]: h for h in ends[0]["handles"] if h["state"] == "inherited"}
+    expect(set(kernel) <= set(inherited), "inherited descriptors missing from the report")
+    with_stack = [fd for fd, h in inherited.items() if h["traces"][0]["previous_image"]]
+    expect(1000 <= len(with_stack) < 8000 and ends[0]["exec_from"]["descriptors"] == len(with_stack),
+           f"{len(with_stack)} stacks handed over, exec_from says {ends[0]['exec_from']}")
 
 
 def test_close_on_exec_descriptors_give_no_exec_report():

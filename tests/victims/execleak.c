@@ -17,6 +17,8 @@
  *   urghandler the same as exec, with a SIGURG handler that prints "SIGURG"
  *              (htrace's stop before the exec must never reach it)
  *   urgignored the same as exec, with SIGURG ignored and blocked
+ *   many N     opens N descriptors without O_CLOEXEC (in main),
+ *              printing "MANY <n>" instead of N OPEN lines, then execs "child"
  *   failexec   execs a program that does not exist, then checks that errno
  *              is ENOENT and that its environment is untouched
  *   child      prints "FD <n>" for each descriptor above 2 it has (from
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -217,6 +220,20 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "urghandler") || !strcmp(mode, "urgignored"))
 		return exec_with_sigurg(!strcmp(mode, "urgignored"));
+	if (!strcmp(mode, "many") && argc > 2) {
+		int count = atoi(argv[2]);
+		struct rlimit lim = { (rlim_t)count + 64, (rlim_t)count + 64 };
+		if (setrlimit(RLIMIT_NOFILE, &lim) != 0 && getrlimit(RLIMIT_NOFILE, &lim) == 0 &&
+		    lim.rlim_cur < (rlim_t)count + 64)
+			return 77;
+		for (int i = 0; i < count; i++)
+			if (open("/dev/null", O_WRONLY) < 0)
+				return 1;
+		printf("MANY %d\n", count);
+		fflush(stdout);
+		execl(self, self, "child", (char *)NULL);
+		return 1;
+	}
 	if (!strcmp(mode, "failexec"))
 		return fail_exec();
 	return run_exec(mode);
