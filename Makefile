@@ -15,7 +15,7 @@ AGENT_SRC = src/agent/raw.c src/agent/engine.c src/agent/stack.c src/agent/modul
 	src/agent/init.c src/agent/hooks.c src/agent/hooks_open.c src/agent/hooks_stdio.c \
 	src/agent/hooks_msg.c src/agent/hooks_range.c src/agent/hooks_process.c \
 	src/agent/hooks_syscall.c src/agent/hooks_use.c src/agent/hooks_exec.c src/agent/exec.c \
-	src/agent/forksafe.c src/common/apis.c
+	src/agent/forksafe.c src/agent/unwind.c src/common/apis.c
 AGENT_ASM = src/agent/vfork.S
 CLI_SRC = src/cli/main.c src/cli/run.c src/cli/live.c src/cli/reader.c src/cli/report.c src/cli/render.c \
 	src/cli/render_text.c src/cli/render_json.c src/cli/group.c src/cli/filter.c src/cli/fdinfo.c src/cli/options.c \

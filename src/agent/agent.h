@@ -4,6 +4,7 @@
 #ifndef HTRACE_AGENT_H
 #define HTRACE_AGENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -85,8 +86,10 @@ void forksafe_before_fork(void) AGENT_HIDDEN;
 void forksafe_in_child(void) AGENT_HIDDEN;
 /* Set in a fork child that must take no stack (see forksafe.c). */
 extern int fork_child_without_stacks AGENT_HIDDEN;
+/* The loader's lock that dl_iterate_phdr holds, NULL when not found. */
+const void *forksafe_loader_lock(void) AGENT_HIDDEN;
 
-/* --- stack.c: capture with libunwind, store in the depot -------------- */
+/* --- stack.c: capture (unwind.c, else libunwind), store in the depot -- */
 void stack_init(void) AGENT_HIDDEN;
 uint32_t stack_capture(void) AGENT_HIDDEN;
 /* True when addr (a caller's return address) lies in the unwinder. */
@@ -95,8 +98,24 @@ int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
  * just now. */
 uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN;
 
+/* --- unwind.c: the fast unwinder, tried before libunwind ------------- */
+#define UNWIND_GIVE_UP (-1) /* a frame it does not follow: ask libunwind */
+#define UNWIND_STALE (-2) /* objects came or went since the last modules_refresh */
+void unwind_init(uint64_t stack_limit, const void *loader_lock) AGENT_HIDDEN;
+/* Fills pcs with at most max return addresses of the caller's stack,
+ * innermost first, as libunwind's unw_backtrace would from the same call
+ * site; returns their number, or UNWIND_GIVE_UP or UNWIND_STALE. */
+int unwind_fast(uint64_t *pcs, unsigned max) AGENT_HIDDEN;
+/* Called by modules_refresh around its dl_iterate_phdr, and for each
+ * object from inside it. */
+struct dl_phdr_info;
+void unwind_refresh_begin(void) AGENT_HIDDEN;
+void unwind_refresh_object(const struct dl_phdr_info *info, size_t size) AGENT_HIDDEN;
+void unwind_refresh_end(void) AGENT_HIDDEN;
+
 /* --- modules.c: loaded objects, for the client's symbolizer ----------- */
 void modules_refresh(void) AGENT_HIDDEN;
+void modules_fork_child(void) AGENT_HIDDEN;
 /* True when every pc lies in a module of the table. */
 int modules_cover(const uint64_t *pc, unsigned n) AGENT_HIDDEN;
 /* Adds an object of the image before exec at a made-up range (exec.c);

@@ -75,6 +75,11 @@ void forksafe_init(void)
 		loader_lock = s.found;
 }
 
+const void *forksafe_loader_lock(void)
+{
+	return loader_lock;
+}
+
 void forksafe_before_fork(void)
 {
 	parent_was_threaded = !__libc_single_threaded;

@@ -35,6 +35,7 @@ void agent_after_fork_child(void)
 	agent_self.tid = 0;
 	agent_self.unwinding = 0;
 	forksafe_in_child();
+	modules_fork_child();
 	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
 	engine_fork_child();
 }
@@ -85,8 +86,8 @@ void agent_init(void)
 	engine_init();
 	modules_refresh();
 	engine_scan_inherited();
-	stack_init();
 	forksafe_init();
+	stack_init();
 	hooks_process_init();
 	pthread_atfork(forksafe_before_fork, NULL, agent_after_fork_child);
 	prepare_tracing();

@@ -1,8 +1,10 @@
 /* The table of loaded objects (path, address range, load bias) that the
  * client's symbolizer needs to turn recorded addresses into names.  Filled
  * from dl_iterate_phdr at start and again whenever a newly stored stack has
- * an address outside every known object; entries are never removed, only
- * marked unloaded, so that old stacks still resolve. */
+ * an address outside every known object, or unwind.c sees objects loaded
+ * or unloaded since; entries are never removed, only marked unloaded, so
+ * that old stacks still resolve.  The same pass gives unwind.c each
+ * object's unwind tables. */
 #include <link.h>
 #include <stddef.h>
 #include <string.h>
@@ -83,6 +85,7 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
 	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
 	if (r.lo < r.hi && !module_known(r.lo, path))
 		module_add(r.lo, r.hi, info->dlpi_addr, path);
+	unwind_refresh_object(info, size);
 	return 0;
 }
 
@@ -111,10 +114,19 @@ void modules_refresh(void)
 	unsigned long long subs_before = seen_subs;
 	htrace_db.modules_addr = (uint64_t)module_table;
 	htrace_db.module_capacity = MODULE_CAPACITY;
+	unwind_refresh_begin();
 	dl_iterate_phdr(add_object, NULL);
+	unwind_refresh_end();
 	if (seen_subs != subs_before)
 		mark_unloaded();
 	__atomic_store_n(&refreshing, 0, __ATOMIC_RELEASE);
+}
+
+/* In a fork child, alone: a refresh that another thread of the parent had
+ * under way will never end. */
+void modules_fork_child(void)
+{
+	refreshing = 0;
 }
 
 int modules_cover(const uint64_t *pc, unsigned n)

@@ -1,18 +1,25 @@
-/* Stacks: captured with libunwind's unw_backtrace, which follows the DWARF
- * unwind tables and so is correct through code built without frame
- * pointers, then stored once per distinct stack in the depot, a lock-free
- * open-addressing hash over a bump-allocated region.  An event holds only
- * the stack's offset in the depot.
+/* Stacks: captured by our own unwinder for the common case (unwind.c) or,
+ * when it gives up, with libunwind's unw_backtrace; both follow the DWARF
+ * unwind tables and so are correct through code built without frame
+ * pointers, and both give the same frames.  A stack is then stored once
+ * per distinct stack in the depot, a lock-free open-addressing hash over a
+ * bump-allocated region.  An event holds only the stack's offset in the
+ * depot.
  *
  * libunwind is loaded with dlopen(RTLD_LOCAL), not linked: linked to a
  * preloaded library it would join the program's global scope, where its
  * _Unwind_* and backtrace() would replace libgcc's and glibc's for the
- * whole program (C++ exceptions, thread cancellation). */
+ * whole program (C++ exceptions, thread cancellation).
+ *
+ * HTRACE_UNWIND=libunwind leaves our unwinder out; HTRACE_UNWIND=check
+ * takes every stack with both, says on stderr where they differ, and how
+ * often ours was used, at exit. */
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -29,6 +36,22 @@ static uintptr_t stack_limit; /* RLIMIT_STACK: how far a thread's own stack reac
 
 #define LIBUNWIND_SONAME "libunwind.so.8"
 static int (*unwinder_backtrace)(void **pcs, int size);
+
+enum { FAST, LIBUNWIND_ONLY, CHECK };
+static int unwind_mode;
+static struct {
+	uint64_t fast, gave_up, stale, libunwind_stale, mismatches;
+} check_counts;
+/* HTRACE_UNWIND=check: libunwind's step by step walk, without the cache of
+ * unw_backtrace, which outlives a dlclose */
+static struct {
+	unw_addr_space_t *local;
+	void (*flush_cache)(unw_addr_space_t, unw_word_t, unw_word_t);
+	int (*getcontext)(unw_context_t *);
+	int (*init_local)(unw_cursor_t *, unw_context_t *);
+	int (*step)(unw_cursor_t *);
+	int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+} walk;
 
 int stack_caller_is_unwinder(const void *addr)
 {
@@ -50,6 +73,12 @@ static int unwinder_load(void)
 	unwinder_backtrace = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
 	if (!set_caching || !local || !unwinder_backtrace)
 		return -1;
+	walk.local = local;
+	walk.flush_cache = (void (*)(unw_addr_space_t, unw_word_t, unw_word_t))dlsym(lib, "_Ux86_64_flush_cache");
+	walk.getcontext = (int (*)(unw_context_t *))dlsym(lib, "_Ux86_64_getcontext");
+	walk.init_local = (int (*)(unw_cursor_t *, unw_context_t *))dlsym(lib, "_ULx86_64_init_local");
+	walk.step = (int (*)(unw_cursor_t *))dlsym(lib, "_ULx86_64_step");
+	walk.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(lib, "_ULx86_64_get_reg");
 	modules_find_self(&unwinder_lo, &unwinder_hi, (const void *)unwinder_backtrace);
 	agent_self.unwinding = 1; /* libunwind's set-up wants a pipe: refused */
 	/* per-thread caches: no libunwind lock for a fork child to inherit held */
@@ -72,6 +101,13 @@ void stack_init(void)
 		unwinder_backtrace = NULL;
 		agent_fail("cannot load " LIBUNWIND_SONAME ": no stacks");
 	}
+	const char *mode = getenv("HTRACE_UNWIND");
+	if (mode && !strcmp(mode, "libunwind"))
+		unwind_mode = LIBUNWIND_ONLY;
+	else if (mode && !strcmp(mode, "check"))
+		unwind_mode = CHECK;
+	unwind_init(stack_limit, forksafe_loader_lock());
+	modules_refresh(); /* the objects' unwind tables, now that unwind.c can follow changes */
 }
 
 static int in_agent(uint64_t pc)
@@ -99,30 +135,65 @@ static int on_alternate_stack(void)
 	return 0;
 }
 
-static unsigned unwind(uint64_t *frames, unsigned depth)
+/* libunwind's stack, from the caller's frame as unwind_fast's would be. */
+static inline __attribute__((always_inline)) int unwind_libunwind(uint64_t *pcs, unsigned max)
 {
-	void *pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
 	int cancel_state;
 	/* libunwind calls read and close, cancellation points, inside calls
 	 * that are not */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	agent_self.unwinding = 1;
-	int n = unwinder_backtrace(pcs, (int)(depth + MAX_AGENT_FRAMES));
+	int n = unwinder_backtrace((void **)pcs, (int)max);
 	agent_self.unwinding = 0;
 	pthread_setcancelstate(cancel_state, NULL);
-	int first = 0;
-	while (first < n && in_agent((uint64_t)pcs[first]))
-		first++;
-	unsigned kept = (unsigned)(n - first) < depth ? (unsigned)(n - first) : depth;
-	for (unsigned i = 0; i < kept; i++)
-		frames[i] = (uint64_t)pcs[first + i];
+	return n;
+}
+
+/* Where pcs[0..n) starts after our own frames, and how many frames from
+ * there are kept (at most depth). */
+static unsigned keep_frames(const uint64_t *pcs, int n, unsigned depth, unsigned *first)
+{
+	unsigned i = 0;
+	while (i < (unsigned)n && in_agent(pcs[i]))
+		i++;
+	*first = i;
+	return (unsigned)n - i < depth ? (unsigned)n - i : depth;
+}
+
+static inline void count_check(uint64_t *counter)
+{
+	if (unwind_mode == CHECK)
+		__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+static void check_against_libunwind(const uint64_t *ours, unsigned n, unsigned depth);
+
+/* The stack's frames in pcs from pcs[*first] on; returns how many.  Both
+ * unwinders are called from this one function, so that they start from
+ * the same frame and hide the same frames of ours. */
+static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first)
+{
+	unsigned max = depth + MAX_AGENT_FRAMES;
+	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, max);
+	if (n == UNWIND_STALE) {
+		count_check(&check_counts.stale);
+		modules_refresh(); /* a dlopen or dlclose since the last */
+		n = unwind_fast(pcs, max);
+	}
+	if (n < 0) {
+		count_check(&check_counts.gave_up);
+		return keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
+	}
+	unsigned kept = keep_frames(pcs, n, depth, first);
+	if (unwind_mode == CHECK)
+		check_against_libunwind(pcs + *first, kept, depth);
 	return kept;
 }
 
 uint32_t stack_capture(void)
 {
 	if (agent_self.unwinding) {
-		COUNT(stacks_nested); /* a signal handler's call during our unwind */
+		COUNT(stacks_nested); /* a signal handler's call while libunwind unwinds */
 		return 0;
 	}
 	if (!unwinder_backtrace)
@@ -131,13 +202,117 @@ uint32_t stack_capture(void)
 		COUNT(stacks_skipped);
 		return 0;
 	}
-	uint64_t frames[HTRACE_MAX_DEPTH];
-	unsigned kept = unwind(frames, htrace_db.stack_depth);
+	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
+	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first);
+	const uint64_t *frames = pcs + first;
 	int is_new = 0;
 	uint32_t id = depot_put(frames, kept, &is_new);
 	if (is_new && !modules_cover(frames, kept))
 		modules_refresh(); /* a new stack reaches into an object loaded since */
 	return id;
+}
+
+/* --- HTRACE_UNWIND=check ------------------------------------------------ */
+
+static char *put_text(char *at, const char *text)
+{
+	while (*text)
+		*at++ = *text++;
+	return at;
+}
+
+static char *put_number(char *at, uint64_t v, unsigned base)
+{
+	char digits[24];
+	unsigned n = 0;
+	do
+		digits[n++] = "0123456789abcdef"[v % base];
+	while ((v /= base));
+	while (n)
+		*at++ = digits[--n];
+	return at;
+}
+
+static char *put_frames(char *at, const uint64_t *frames, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		at = put_number(put_text(at, " 0x"), frames[i], 16);
+	return at;
+}
+
+static void say(const char *text, size_t len)
+{
+	RAW3(SYS_write, 2, text, len);
+}
+
+/* libunwind's stack, step by step from fresh tables; -1 without. */
+static __attribute__((noinline)) int libunwind_walk(uint64_t *pcs, unsigned max)
+{
+	unw_context_t context;
+	unw_cursor_t cursor;
+	unw_word_t ip;
+	int n = 0, cancel_state;
+	if (!walk.flush_cache || !walk.getcontext || !walk.init_local || !walk.step || !walk.get_reg)
+		return -1;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+	agent_self.unwinding = 1;
+	walk.flush_cache(*walk.local, 0, 0);
+	if (walk.getcontext(&context) < 0 || walk.init_local(&cursor, &context) < 0)
+		n = -1;
+	while (n >= 0 && (unsigned)n < max && walk.step(&cursor) > 0 &&
+	       walk.get_reg(&cursor, UNW_REG_IP, &ip) >= 0)
+		pcs[n++] = ip;
+	agent_self.unwinding = 0;
+	pthread_setcancelstate(cancel_state, NULL);
+	return n;
+}
+
+static int same_frames(const uint64_t *a, unsigned n, const uint64_t *b, unsigned m)
+{
+	return n == m && !memcmp(a, b, n * sizeof(uint64_t));
+}
+
+/* libunwind's stack (from a frame of ours more, which it hides) against
+ * ours: said on stderr when they differ, unless libunwind's own cache was
+ * wrong (a rule kept for an unloaded object), as its walk from fresh
+ * tables shows. */
+static __attribute__((noinline)) void check_against_libunwind(const uint64_t *ours, unsigned n,
+							     unsigned depth)
+{
+	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
+	unsigned max = depth + MAX_AGENT_FRAMES, first;
+	unsigned m = keep_frames(pcs, unwind_libunwind(pcs, max), depth, &first);
+	count_check(&check_counts.fast);
+	if (same_frames(ours, n, pcs + first, m))
+		return;
+	char line[128 + 3 * 20 * HTRACE_MAX_DEPTH], *at = put_text(line, "htrace: unwind mismatch: ours");
+	at = put_frames(at, ours, n);
+	at = put_frames(put_text(at, "; libunwind"), pcs + first, m);
+	int walked = libunwind_walk(pcs, max);
+	m = walked < 0 ? 0 : keep_frames(pcs, walked, depth, &first);
+	if (walked >= 0 && same_frames(ours, n, pcs + first, m)) {
+		count_check(&check_counts.libunwind_stale);
+		return;
+	}
+	count_check(&check_counts.mismatches);
+	at = put_frames(put_text(at, "; libunwind step by step"), pcs + first, m);
+	*at++ = '\n';
+	say(line, (size_t)(at - line));
+}
+
+__attribute__((destructor)) static void check_report(void)
+{
+	if (unwind_mode != CHECK)
+		return;
+	char line[256], *at = put_text(line, "htrace: unwind check: pid ");
+	at = put_number(at, (uint64_t)RAW0(SYS_getpid), 10);
+	at = put_number(put_text(at, ": fast "), check_counts.fast, 10);
+	at = put_number(put_text(at, ", gave up "), check_counts.gave_up, 10);
+	at = put_number(put_text(at, ", stale "), check_counts.stale, 10);
+	at = put_number(put_text(at, ", libunwind stale "), check_counts.libunwind_stale, 10);
+	at = put_number(put_text(at, ", mismatches "), check_counts.mismatches, 10);
+	*at++ = '\n';
+	say(line, (size_t)(at - line));
 }
 
 /* --- the depot ----------------------------------------------------------- */
