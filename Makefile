@@ -28,6 +28,7 @@ GDB_COMMAND = $(BUILD)/share/htrace/htrace-gdb.py
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
 DEMO = $(BUILD)/examples/leaky
+PLUGINS = $(BUILD)/tests/plugins/libplugin_fp.so $(BUILD)/tests/plugins/libplugin_nofp.so
 FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
 BENCH = $(BUILD)/bench/bench
 
@@ -67,6 +68,13 @@ $(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(VICTIM_CFLAGS) -o $@ $< -lpthread -lutil
 
+# the same plugin built twice, with and without frame pointers
+$(BUILD)/tests/plugins/libplugin_fp.so: PLUGIN_CFLAGS = -fno-omit-frame-pointer
+$(BUILD)/tests/plugins/libplugin_nofp.so: PLUGIN_CFLAGS = -fomit-frame-pointer
+$(BUILD)/tests/plugins/libplugin_%.so: tests/plugins/plugin.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(PLUGIN_CFLAGS) $(WARN) -fPIC -shared -o $@ $<
+
 $(BUILD)/tests/fakes/%/libhtrace.so: tests/fakes/fakeagent.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -fPIC -shared -D$(shell echo $* | tr a-z A-Z) -o $@ $< src/common/apis.c
@@ -86,7 +94,7 @@ demo: deps
 	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
 
 check: deps
-	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(DEMO) $(FAKE_AGENTS) $(BENCH)
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(PLUGINS) $(DEMO) $(FAKE_AGENTS) $(BENCH)
 	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 

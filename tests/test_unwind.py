@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The agent's own unwinder (src/agent/unwind.c) against libunwind: with
+HTRACE_UNWIND=check the agent takes every stack with both and says at exit
+how many stacks its unwinder took, gave up on, or found stale (objects
+loaded or unloaded), and every stack where the two differ.  Runs the
+unwinder victim's modes (deep recursion, threads on every kind of stack,
+signal handlers, a coroutine, plugins loaded and unloaded at the same
+address by one thread or three, fork) and the benchmark; checks there is no difference and that
+the fast path is taken where it should be.  Also checks that reports are
+the same with HTRACE_UNWIND=libunwind.
+
+Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
+HTRACE_BUILD (the build directory: the agent, the plugins, the benchmark).
+Exit status: 0 all passed, 1 a failure, 77 htrace missing."""
+
+import os
+import re
+import subprocess
+import sys
+
+from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, expect, json_run, only_process, run_tests,
+                     traced_env)
+
+UNWINDER = os.path.join(VICTIMS, "unwinder")
+BENCH = os.path.join(BUILD, "bench", "bench")
+PLUGINS = [os.path.join(BUILD, "tests", "plugins", f"libplugin_{v}.so") for v in ("fp", "nofp")]
+REPORT_RE = re.compile(r"^htrace: unwind check: pid (\d+): fast (\d+), gave up (\d+), stale (\d+), "
+                       r"libunwind stale (\d+), mismatches (\d+)$")
+FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches")
+
+
+def checked_run(args):
+    """Runs args traced with HTRACE_UNWIND=check; returns the counts of
+    every process, added up, after checking that no stack differed."""
+    result = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=TIMEOUT, env=traced_env(HTRACE_UNWIND="check"))
+    expect(result.returncode == 0, f"{args} exited {result.returncode}:\n{result.stderr}")
+    mismatches = [l for l in result.stderr.splitlines() if "unwind mismatch" in l]
+    expect(not mismatches, f"{args}: the two unwinders differ:\n" + "\n".join(mismatches[:5]))
+    reports = [REPORT_RE.match(l) for l in result.stderr.splitlines() if REPORT_RE.match(l)]
+    expect(reports, f"{args}: no unwind check report on stderr:\n{result.stderr}")
+    counts = {f: sum(int(m.group(i + 2)) for m in reports) for i, f in enumerate(FIELDS)}
+    expect(counts["mismatches"] == 0, f"{args}: {counts}")
+    expect(counts["fast"] > 0, f"{args}: the agent's unwinder took no stack: {counts}")
+    return counts, result.stdout
+
+
+def always_fast(args):
+    counts, stdout = checked_run(args)
+    expect(counts["gave_up"] == 0, f"{args}: the agent's unwinder gave up: {counts}")
+    return counts, stdout
+
+
+def test_deep_recursion_beyond_the_frames_kept():
+    always_fast([UNWINDER, "recurse"])
+
+
+def test_threads_on_glibc_small_and_given_stacks():
+    always_fast([UNWINDER, "threads"])
+
+
+def test_fork_children():
+    always_fast([UNWINDER, "fork"])
+
+
+def test_plugins_unloaded_and_loaded_at_the_same_address():
+    counts, stdout = always_fast([UNWINDER, "plugins"] + PLUGINS)
+    expect(counts["stale"] > 0, f"loads and unloads went unnoticed: {counts}")
+    expect("SAME_ADDRESS" in stdout, f"unexpected output: {stdout}")
+
+
+def test_plugins_loaded_and_unloaded_by_three_threads_at_once():
+    # a capture may give up when another thread loads or unloads meanwhile
+    counts, _ = checked_run([UNWINDER, "plugthreads"] + PLUGINS)
+    expect(counts["stale"] > 0, f"loads and unloads went unnoticed: {counts}")
+
+
+def test_signal_handlers_are_left_to_libunwind():
+    counts, _ = checked_run([UNWINDER, "signals"])
+    expect(counts["gave_up"] > 0, f"a signal frame was not given up on: {counts}")
+
+
+def test_coroutine_stack_is_left_to_libunwind():
+    counts, _ = checked_run([UNWINDER, "coroutine"])
+    expect(counts["gave_up"] > 0, f"a stack of unknown bounds was walked: {counts}")
+
+
+def test_benchmark_workloads():
+    for args in (["open"], ["dup"], ["--deep", "open"], ["--threads", "2", "--deep", "dup"]):
+        always_fast([BENCH] + args + ["2000"])
+
+
+def frames_of_leak(unwinder):
+    env = dict(os.environ, HTRACE_UNWIND=unwinder)
+    result, objs = json_run(["--", os.path.join(VICTIMS, "behave"), "deep"], env=env)
+    expect(result.returncode == 0, f"behave deep exited {result.returncode}")
+    handles = only_process(objs)["handles"]
+    expect(len(handles) == 1, f"expected one leak, got {len(handles)}")
+    return [(f["module"], f["function"], f["offset"]) for f in handles[0]["traces"][0]["frames"]]
+
+
+def test_reports_are_the_same_as_with_libunwind_alone():
+    ours, theirs = frames_of_leak("fast"), frames_of_leak("libunwind")
+    expect(ours == theirs, f"frames differ:\n{ours}\n{theirs}")
+    expect(len(ours) >= 22, f"only {len(ours)} frames: {ours}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests(globals(), "unwind", HTRACE,
+                       needs=[("the unwinder victim", UNWINDER), ("the benchmark", BENCH)] +
+                       [("a test plugin", p) for p in PLUGINS]))

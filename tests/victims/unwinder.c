@@ -1,0 +1,235 @@
+/* unwinder MODE: stacks for the agent's own unwinder (src/agent/unwind.c)
+ * to walk, run by tests/test_unwind.py with HTRACE_UNWIND=check, which
+ * takes every stack with it and with libunwind and reports, at exit, how
+ * many stacks it took and where the two differed.  Every mode opens and
+ * closes /dev/null many times:
+ *
+ *   recurse     from 0 to 90 nested calls (beyond the 64 frames kept)
+ *   threads     in threads on glibc's stacks, small ones (setstacksize),
+ *               and stacks the program gives (setstack), all at once
+ *   signals     in a signal handler, on the thread's stack and on an
+ *               alternate stack (sigaltstack)
+ *   coroutine   on a makecontext stack, and back on the main stack
+ *   plugins A B in plugins A and B (tests/plugins), each loaded, called
+ *               and unloaded in turn, often at the same address
+ *   plugthreads A B  the same in three threads at once
+ *   fork        in a threaded process and its fork child
+ *
+ * Prints "DONE <mode>" and exits 0; 1 when a call fails. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline, noclone))
+#define ROUNDS 200
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+static NOINLINE void open_close(void)
+{
+	int fd = open("/dev/null", O_RDONLY);
+	if (fd < 0 || close(fd))
+		die("open /dev/null");
+}
+
+static NOINLINE int nested(int depth)
+{
+	if (!depth) {
+		open_close();
+		return 0;
+	}
+	int r = nested(depth - 1);
+	__asm__ volatile("" : "+r"(r));
+	return r + 1;
+}
+
+static void *thread_work(void *arg)
+{
+	for (int i = 0; i < ROUNDS; i++)
+		nested((i + (int)(long)arg) % 40);
+	return NULL;
+}
+
+static void start(pthread_t *t, pthread_attr_t *attr, long n)
+{
+	if (pthread_create(t, attr, thread_work, (void *)n))
+		die("pthread_create");
+}
+
+static int threads(void)
+{
+	enum { PLAIN = 3, SMALL = 2, GIVEN = 2, ALL = PLAIN + SMALL + GIVEN };
+	pthread_t t[ALL];
+	pthread_attr_t small, given[GIVEN];
+	pthread_attr_init(&small);
+	pthread_attr_setstacksize(&small, 64 * 1024);
+	for (long i = 0; i < PLAIN; i++)
+		start(&t[i], NULL, i);
+	for (long i = 0; i < SMALL; i++)
+		start(&t[PLAIN + i], &small, i);
+	for (long i = 0; i < GIVEN; i++) {
+		size_t size = 256 * 1024;
+		void *stack = aligned_alloc(4096, size);
+		pthread_attr_init(&given[i]);
+		if (!stack || pthread_attr_setstack(&given[i], stack, size))
+			die("pthread_attr_setstack");
+		start(&t[PLAIN + SMALL + i], &given[i], i);
+	}
+	for (int i = 0; i < ALL; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	nested(3);
+}
+
+static int signals(void)
+{
+	static char alt[64 * 1024];
+	stack_t ss = { .ss_sp = alt, .ss_size = sizeof(alt) };
+	struct sigaction on_stack = { .sa_handler = on_signal }, on_alt = on_stack;
+	on_alt.sa_flags = SA_ONSTACK;
+	if (sigaltstack(&ss, NULL) || sigaction(SIGUSR1, &on_stack, NULL) ||
+	    sigaction(SIGUSR2, &on_alt, NULL))
+		die("sigaction");
+	for (int i = 0; i < ROUNDS; i++) {
+		raise(i % 2 ? SIGUSR1 : SIGUSR2);
+		nested(i % 5);
+	}
+	return 0;
+}
+
+static ucontext_t main_context, coroutine_context;
+
+static void coroutine(void)
+{
+	for (int i = 0; i < ROUNDS; i++) {
+		nested(i % 7);
+		swapcontext(&coroutine_context, &main_context);
+	}
+}
+
+static int coroutines(void)
+{
+	size_t size = 128 * 1024;
+	void *stack = malloc(size);
+	if (!stack || getcontext(&coroutine_context))
+		die("getcontext");
+	coroutine_context.uc_stack.ss_sp = stack;
+	coroutine_context.uc_stack.ss_size = size;
+	coroutine_context.uc_link = &main_context;
+	makecontext(&coroutine_context, coroutine, 0);
+	for (int i = 0; i < ROUNDS; i++) {
+		if (swapcontext(&main_context, &coroutine_context))
+			die("swapcontext");
+		nested(i % 3);
+	}
+	return 0;
+}
+
+static const char *call_plugin(const char *path, int depth)
+{
+	void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	int (*plugin_open)(const char *, int) = lib ? (int (*)(const char *, int))dlsym(lib, "plugin_open") : NULL;
+	if (!plugin_open || plugin_open("/dev/null", depth) < 0) {
+		fprintf(stderr, "unwinder: %s: %s\n", path, dlerror());
+		exit(1);
+	}
+	const char *at = (const char *)plugin_open;
+	dlclose(lib);
+	return at;
+}
+
+static const char *plugin_paths[2];
+static int same_address;
+
+static void *plugin_rounds(void *arg)
+{
+	int same = 0;
+	for (int i = 0; i < ROUNDS / 4; i++) {
+		same += call_plugin(plugin_paths[0], i % 6) == call_plugin(plugin_paths[1], i % 5);
+		nested(i % 4);
+	}
+	if (!arg)
+		same_address = same;
+	return NULL;
+}
+
+/* The plugins in turn, in the main thread alone, or in three at once. */
+static int plugins(const char *a, const char *b, int threads)
+{
+	pthread_t t[2];
+	plugin_paths[0] = a;
+	plugin_paths[1] = b;
+	for (long i = 0; i < threads - 1; i++)
+		if (pthread_create(&t[i], NULL, plugin_rounds, (void *)(i + 1)))
+			die("pthread_create");
+	plugin_rounds(NULL);
+	for (int i = 0; i < threads - 1; i++)
+		pthread_join(t[i], NULL);
+	printf("SAME_ADDRESS %d\n", same_address);
+	return 0;
+}
+
+static int forks(void)
+{
+	pthread_t t;
+	start(&t, NULL, 0);
+	for (int i = 0; i < 4; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (!pid) {
+			thread_work((void *)1L);
+			exit(0);
+		}
+		int status;
+		if (waitpid(pid, &status, 0) != pid || status)
+			die("child");
+	}
+	pthread_join(t, NULL);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "";
+	int r;
+	if (!strcmp(mode, "recurse")) {
+		for (int i = 0; i <= 90; i++)
+			nested(i);
+		r = 0;
+	} else if (!strcmp(mode, "threads")) {
+		r = threads();
+	} else if (!strcmp(mode, "signals")) {
+		r = signals();
+	} else if (!strcmp(mode, "coroutine")) {
+		r = coroutines();
+	} else if (!strcmp(mode, "plugins") && argc == 4) {
+		r = plugins(argv[2], argv[3], 1);
+	} else if (!strcmp(mode, "plugthreads") && argc == 4) {
+		r = plugins(argv[2], argv[3], 3);
+	} else if (!strcmp(mode, "fork")) {
+		r = forks();
+	} else {
+		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork\n");
+		return 2;
+	}
+	printf("DONE %s\n", mode);
+	return r;
+}
