@@ -53,22 +53,26 @@ void hooks_exec_init(void)
 		result_;                                                       \
 	})
 
-AGENT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+/* execve and execvpe: the same arguments, the file named by path. */
+static int exec_with_handover(execve_fn real, const char *path, char *const argv[],
+			      char *const envp[])
 {
-	hooks_exec_init(); /* at once when the agent has started */
-	RETURN_IF_MISSING(real_execve, -1);
-#define CALL(env) real_execve(path, argv, env)
+	RETURN_IF_MISSING(real, -1);
+#define CALL(env) real(path, argv, env)
 	return WITH_HANDOVER(path, envp, CALL);
 #undef CALL
 }
 
-AGENT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+AGENT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	hooks_exec_init(); /* at once when the agent has started */
-	RETURN_IF_MISSING(real_execvpe, -1);
-#define CALL(env) real_execvpe(file, argv, env)
-	return WITH_HANDOVER(file, envp, CALL);
-#undef CALL
+	return exec_with_handover(real_execve, path, argv, envp);
+}
+
+AGENT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	hooks_exec_init();
+	return exec_with_handover(real_execvpe, file, argv, envp);
 }
 
 AGENT_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
