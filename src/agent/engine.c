@@ -157,6 +157,13 @@ static void ring_put(const struct htrace_event *ev)
 
 static void mailbox_serve(void);
 
+/* The client's requests are carried out on the next hooked call. */
+static inline void mailbox_check(void)
+{
+	if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
+		mailbox_serve();
+}
+
 #define TAKE_STACK UINT32_MAX /* event_record_stack: capture one now */
 
 /* The part of recording that only tracing needs, kept out of line so that
@@ -181,8 +188,7 @@ static __attribute__((noinline)) void event_trace(struct htrace_event *ev, unsig
 static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned api,
 				      unsigned kind, unsigned flags, uint32_t stack)
 {
-	if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
-		mailbox_serve();
+	mailbox_check();
 	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
 				     .kind = (uint8_t)kind };
 	if (!engine_tracing())
@@ -202,8 +208,22 @@ static void event_record_close(struct htrace_event *ev, int fd, unsigned api, un
 {
 	if (engine_tracing())
 		event_record(ev, fd, api, HTRACE_CLOSE, flags);
-	else if (__builtin_expect(ATOMIC_LOAD(&htrace_db.mailbox_seq) != htrace_db.mailbox_done, 0))
-		mailbox_serve();
+	else
+		mailbox_check();
+}
+
+/* Marks slot open with its OPEN event, owned by owner (0: none) through
+ * owner_api. */
+static inline __attribute__((always_inline)) void
+slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t owner,
+	  unsigned owner_api)
+{
+	slot_begin(slot);
+	slot->open = *open;
+	slot->owner = owner;
+	slot->owner_api = (uint16_t)owner_api;
+	slot->state = HTRACE_FD_OPEN;
+	slot_end(slot);
 }
 
 static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
@@ -211,14 +231,8 @@ static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t sta
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	struct htrace_event ev;
 	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack);
-	if (!slot)
-		return;
-	slot_begin(slot);
-	slot->open = ev;
-	slot->owner = 0;
-	slot->owner_api = 0;
-	slot->state = HTRACE_FD_OPEN;
-	slot_end(slot);
+	if (slot)
+		slot_open(slot, &ev, 0, 0);
 }
 
 void engine_opened(int fd, unsigned api, unsigned flags)
@@ -266,6 +280,18 @@ static int bulk_close(unsigned api)
 	       api == HTRACE_API_daemon || api == HTRACE_API_login_tty || api == HTRACE_API_forkpty;
 }
 
+/* The table's open fd is closing: a BAD REFERENCE first when it belongs to
+ * a FILE or DIR (closed behind its back), then the CLOSE into *ev. */
+static inline __attribute__((always_inline)) void
+close_open_slot(struct htrace_fd_slot *slot, int fd, unsigned api, unsigned flags,
+		struct htrace_event *ev)
+{
+	if (slot->owner_api && !bulk_close(api))
+		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
+	event_record_close(ev, fd, api, flags);
+	slot_close(slot);
+}
+
 void engine_closing(int fd, unsigned api, unsigned flags)
 {
 	if (fd < 0 || htrace_in_vfork)
@@ -277,12 +303,11 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 			engine_bad_reference(fd, api, 0); /* close of what is not open */
 		return;
 	}
-	if (tracked_open && slot->owner_api && !bulk_close(api))
-		engine_bad_reference(fd, api, HTRACE_EV_OWNED); /* behind its FILE or DIR */
-	struct htrace_event ev;
-	event_record_close(&ev, fd, api, flags);
+	struct htrace_event ev; /* the ring has it; not read here */
 	if (tracked_open)
-		slot_close(slot);
+		close_open_slot(slot, fd, api, flags, &ev);
+	else
+		event_record_close(&ev, fd, api, flags); /* open, but never seen opened */
 }
 
 void engine_replaced(int fd, unsigned api)
@@ -292,13 +317,10 @@ void engine_replaced(int fd, unsigned api)
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	uint32_t stack = TAKE_STACK;
 	if (slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN) {
-		if (slot->owner_api)
-			engine_bad_reference(fd, api, HTRACE_EV_OWNED); /* behind its FILE or DIR */
 		struct htrace_event ev = { 0 };
-		event_record_close(&ev, fd, api, HTRACE_EV_IMPLICIT);
+		close_open_slot(slot, fd, api, HTRACE_EV_IMPLICIT, &ev);
 		if (ev.stack)
 			stack = ev.stack; /* one call, one stack for both events */
-		slot_close(slot);
 	}
 	opened_with_stack(fd, api, 0, stack);
 }
@@ -397,12 +419,7 @@ void engine_slot_restore(int fd, const struct htrace_fd_slot *saved)
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	if (!slot || ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN)
 		return;
-	slot_begin(slot);
-	slot->open = saved->open;
-	slot->owner = saved->owner;
-	slot->owner_api = saved->owner_api;
-	slot->state = HTRACE_FD_OPEN;
-	slot_end(slot);
+	slot_open(slot, &saved->open, saved->owner, saved->owner_api);
 }
 
 int engine_adopt(int fd, const struct htrace_event *open)
@@ -410,12 +427,7 @@ int engine_adopt(int fd, const struct htrace_event *open)
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	if (!slot)
 		return -1;
-	slot_begin(slot);
-	slot->open = *open;
-	slot->owner = 0;
-	slot->owner_api = 0;
-	slot->state = HTRACE_FD_OPEN;
-	slot_end(slot);
+	slot_open(slot, open, 0, 0);
 	return 0;
 }
 
