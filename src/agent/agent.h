@@ -97,6 +97,8 @@ int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
 /* The depot id of the stack (0 when dropped); *is_new says it was stored
  * just now. */
 uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN;
+/* The stack of a depot id; NULL for 0 or without a depot. */
+const struct htrace_stack *depot_get(uint32_t id) AGENT_HIDDEN;
 
 /* --- unwind.c: the fast unwinder, tried before libunwind ------------- */
 #define UNWIND_GIVE_UP (-1) /* a frame it does not follow: ask libunwind */
@@ -118,6 +120,8 @@ void modules_refresh(void) AGENT_HIDDEN;
 void modules_fork_child(void) AGENT_HIDDEN;
 /* True when every pc lies in a module of the table. */
 int modules_cover(const uint64_t *pc, unsigned n) AGENT_HIDDEN;
+/* The table entry of the object holding pc, or -1. */
+int modules_index_of(uint64_t pc) AGENT_HIDDEN;
 /* Adds an object of the image before exec at a made-up range (exec.c);
  * -1 when the table is full. */
 int modules_add_previous(uint64_t start, uint64_t end, uint64_t bias, const char *path) AGENT_HIDDEN;

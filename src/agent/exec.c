@@ -79,34 +79,17 @@ static const struct htrace_module *module_table(unsigned *count)
 	return (const struct htrace_module *)htrace_db.modules_addr;
 }
 
-static int module_of(uint64_t pc)
-{
-	unsigned count;
-	const struct htrace_module *m = module_table(&count);
-	for (unsigned i = 0; m && i < count; i++)
-		if (m[i].start <= pc && pc < m[i].end)
-			return (int)i;
-	return -1;
-}
-
-static const struct htrace_stack *stack_of(uint32_t id)
-{
-	return id && htrace_db.depot_addr ? (const struct htrace_stack *)(htrace_db.depot_addr + id)
-					  : NULL;
-}
-
 /* fd passes into the new image: open, no close-on-exec, not 0-2 (meant to
  * pass), and the agent knows the stack that opened it. */
 static int passes_with_stack(int fd, struct htrace_fd_slot *slot, struct stat *st)
 {
-	if (fd <= 2 || !engine_slot_save(fd, slot) || !stack_of(slot->open.stack))
+	if (fd <= 2 || !engine_slot_save(fd, slot) || !depot_get(slot->open.stack))
 		return 0;
 	long fdflags = RAW2(SYS_fcntl, fd, F_GETFD);
 	return fdflags >= 0 && !(fdflags & FD_CLOEXEC) && RAW2(SYS_fstat, fd, st) == 0;
 }
 
 struct handover_build {
-	struct handover *h;
 	struct writer fds;
 	char **vars;
 	size_t nvars, maxvars;
@@ -126,7 +109,7 @@ static void write_fd(int fd, void *arg)
 	struct stat st;
 	if (b->fds.full || !passes_with_stack(fd, &slot, &st))
 		return;
-	const struct htrace_stack *stack = stack_of(slot.open.stack);
+	const struct htrace_stack *stack = depot_get(slot.open.stack);
 	struct writer w = b->fds;
 	char *start = w.p;
 	put_str(&w, "HTRACE_F");
@@ -140,7 +123,7 @@ static void write_fd(int fd, void *arg)
 	}
 	unsigned depth = stack->depth < HTRACE_MAX_DEPTH ? stack->depth : HTRACE_MAX_DEPTH;
 	for (unsigned i = 0; i < depth; i++) {
-		int m = module_of(stack->pc[i]);
+		int m = modules_index_of(stack->pc[i]);
 		if (m >= 0 && (unsigned)m < HANDOVER_MAX_MODULES)
 			b->modules_used[m / 64] |= 1ULL << (m % 64);
 		put_hex(&w, stack->pc[i]);
@@ -152,7 +135,6 @@ static void write_fd(int fd, void *arg)
 	}
 	b->fds = w;
 	add_var(b, start);
-	b->h->descriptors++;
 }
 
 static void write_modules(struct handover_build *b, struct writer *w)
@@ -233,7 +215,7 @@ char *const *exec_handover(char *const envp[], struct handover *h)
 	if (!(h->map = raw_map(h->bytes)))
 		return envp;
 	char *strings = (char *)h->map + table;
-	struct handover_build b = { .h = h, .vars = h->map, .maxvars = maxvars };
+	struct handover_build b = { .vars = h->map, .maxvars = maxvars };
 	b.fds = (struct writer){ strings, strings + HANDOVER_FD_BYTES, 0 };
 	for (size_t i = 0; i < nenv; i++)
 		if (!is_handover_var(envp[i]))

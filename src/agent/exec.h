@@ -12,7 +12,6 @@
 struct handover {
 	void *map;
 	size_t bytes;
-	size_t descriptors; /* handed over with their opening stacks */
 };
 
 /* Under `htrace run`: stops this thread so that htrace reports what passes

@@ -129,16 +129,20 @@ void modules_fork_child(void)
 	refreshing = 0;
 }
 
-int modules_cover(const uint64_t *pc, unsigned n)
+int modules_index_of(uint64_t pc)
 {
 	unsigned count = __atomic_load_n(&htrace_db.module_count, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		unsigned m = 0;
-		while (m < count && (pc[i] < module_table[m].start || pc[i] >= module_table[m].end))
-			m++;
-		if (m == count)
+	for (unsigned m = 0; m < count; m++)
+		if (module_table[m].start <= pc && pc < module_table[m].end)
+			return (int)m;
+	return -1;
+}
+
+int modules_cover(const uint64_t *pc, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (modules_index_of(pc[i]) < 0)
 			return 0;
-	}
 	return 1;
 }
 

@@ -345,9 +345,15 @@ static uint32_t record_new(uint32_t hash, const uint64_t *pc, unsigned depth)
 	return (uint32_t)off;
 }
 
+const struct htrace_stack *depot_get(uint32_t id)
+{
+	return id && htrace_db.depot_addr ? (const struct htrace_stack *)(htrace_db.depot_addr + id)
+					  : NULL;
+}
+
 static int record_equals(uint32_t off, uint32_t hash, const uint64_t *pc, unsigned depth)
 {
-	const struct htrace_stack *rec = (const struct htrace_stack *)(htrace_db.depot_addr + off);
+	const struct htrace_stack *rec = depot_get(off);
 	return rec->hash == hash && rec->depth == depth &&
 	       memcmp(rec->pc, pc, depth * sizeof(uint64_t)) == 0;
 }
