@@ -342,12 +342,7 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 	struct report r;
 	int rc = report_build(snap, ro, running, &r) < 0 ? 1 : 0;
 	if (!rc) {
-		if (o->folded)
-			render_folded(out, &r);
-		else if (o->json)
-			render_json(out, &r, &rend);
-		else
-			render_text(out, &r, &rend);
+		render_report(out, &r, &rend, o->json, o->folded);
 		if (html)
 			render_html(html, &r, &rend);
 		report_free(&r);

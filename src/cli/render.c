@@ -16,6 +16,17 @@
 
 #define MAX_INLINED 16 /* frames shown for one pc: inlined functions and their host */
 
+void render_report(FILE *out, const struct report *r, const struct render_options *opt, int json,
+		   int folded)
+{
+	if (folded)
+		render_folded(out, r);
+	else if (json)
+		render_json(out, r, opt);
+	else
+		render_text(out, r, opt);
+}
+
 struct symbolizer *render_symbolizer(const struct snapshot *s)
 {
 	if (!s->have_db || !s->db.nmodules)

@@ -15,6 +15,9 @@ struct render_options {
 };
 
 void render_text(FILE *out, const struct report *r, const struct render_options *opt);
+/* The report in the format asked for: folded stacks, JSON, or text. */
+void render_report(FILE *out, const struct report *r, const struct render_options *opt, int json,
+		   int folded);
 void render_json(FILE *out, const struct report *r, const struct render_options *opt);
 /* --format=folded: one line per opening stack, "outer;...;inner count",
  * the input of flame-graph tools. */

@@ -281,12 +281,7 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 	}
 	if (r.leaked || r.bad_references)
 		s->leaks_found = 1; /* --error-exitcode fires on both */
-	if (s->opt->folded)
-		render_folded(s->out, &r);
-	else if (s->opt->json)
-		render_json(s->out, &r, &rend);
-	else
-		render_text(s->out, &r, &rend);
+	render_report(s->out, &r, &rend, s->opt->json, s->opt->folded);
 	fflush(s->out);
 	if (s->opt->html) {
 		FILE *html = p->pid == s->child ? s->html : render_html_open(s->opt->html, p->pid);
@@ -379,12 +374,10 @@ static void report_exec(struct supervisor *s, pid_t tid)
 	struct process_status running = { 0, 0, 0 };
 	struct report r;
 	if (report_build(&snap, &ro, running, &r) == 0) {
-		if (r.passing) {
+		if (r.passing)
 			s->leaks_found = 1;
-			if (s->opt->json)
-				render_json(s->out, &r, &rend);
-			else if (!s->opt->folded)
-				render_text(s->out, &r, &rend);
+		if (r.passing && !s->opt->folded) { /* folded output holds the exit's stacks only */
+			render_report(s->out, &r, &rend, s->opt->json, 0);
 			fflush(s->out);
 		}
 		report_free(&r);
