@@ -20,6 +20,7 @@ struct agent_thread {
 	int tid; /* cached gettid(), 0 until first needed */
 	int unwinding; /* inside the unwinder: take no stack, refuse it descriptors */
 	uintptr_t stack_top; /* highest stack address seen on the thread's own stack */
+	unsigned block_searches; /* unwind.c: searches of its stack block that failed */
 };
 extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
 
@@ -91,6 +92,7 @@ const void *forksafe_loader_lock(void) AGENT_HIDDEN;
 
 /* --- stack.c: capture (unwind.c, else libunwind), store in the depot -- */
 void stack_init(void) AGENT_HIDDEN;
+void stack_fork_child(void) AGENT_HIDDEN;
 uint32_t stack_capture(void) AGENT_HIDDEN;
 /* True when addr (a caller's return address) lies in the unwinder. */
 int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
@@ -112,7 +114,11 @@ int unwind_fast(uint64_t *pcs, unsigned max) AGENT_HIDDEN;
  * object from inside it. */
 struct dl_phdr_info;
 void unwind_refresh_begin(void) AGENT_HIDDEN;
-void unwind_refresh_object(const struct dl_phdr_info *info, size_t size) AGENT_HIDDEN;
+/* The object table is not to be trusted (fork child of a refresh under
+ * way): the next capture asks for a new discovery. */
+void unwind_forget_objects(void) AGENT_HIDDEN;
+void unwind_refresh_object(const struct dl_phdr_info *info, size_t size, uint64_t lo,
+			   uint64_t hi) AGENT_HIDDEN;
 void unwind_refresh_end(void) AGENT_HIDDEN;
 
 /* --- modules.c: loaded objects, for the client's symbolizer ----------- */

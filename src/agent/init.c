@@ -36,6 +36,7 @@ void agent_after_fork_child(void)
 	agent_self.unwinding = 0;
 	forksafe_in_child();
 	modules_fork_child();
+	stack_fork_child();
 	htrace_db.pid = (int32_t)RAW0(SYS_getpid);
 	engine_fork_child();
 }

@@ -85,7 +85,7 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
 	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
 	if (r.lo < r.hi && !module_known(r.lo, path))
 		module_add(r.lo, r.hi, info->dlpi_addr, path);
-	unwind_refresh_object(info, size);
+	unwind_refresh_object(info, size, r.lo, r.hi);
 	return 0;
 }
 
@@ -123,9 +123,12 @@ void modules_refresh(void)
 }
 
 /* In a fork child, alone: a refresh that another thread of the parent had
- * under way will never end. */
+ * under way will never end, and left the unwinder's object table half
+ * written: it is made again on the next capture. */
 void modules_fork_child(void)
 {
+	if (refreshing)
+		unwind_forget_objects();
 	refreshing = 0;
 }
 

@@ -89,6 +89,12 @@ static int unwinder_load(void)
 	return 0;
 }
 
+/* In a fork child: HTRACE_UNWIND=check counts the child's own stacks. */
+void stack_fork_child(void)
+{
+	memset(&check_counts, 0, sizeof(check_counts));
+}
+
 void stack_init(void)
 {
 	modules_find_self(&agent_lo, &agent_hi, (const void *)stack_init);

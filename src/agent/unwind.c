@@ -269,21 +269,16 @@ static int object_table(struct object *o)
 	return 0;
 }
 
-static int object_from(const struct dl_phdr_info *info, struct object *o)
+static int object_from(const struct dl_phdr_info *info, uint64_t lo, uint64_t hi,
+		       struct object *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->lo = UINT64_MAX;
+	o->lo = lo;
+	o->hi = hi;
 	const ElfW(Phdr) *eh = NULL;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		uint64_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-		if (ph->p_type == PT_GNU_EH_FRAME)
-			eh = ph;
-		if (ph->p_type != PT_LOAD)
-			continue;
-		o->lo = lo < o->lo ? lo : o->lo;
-		o->hi = hi > o->hi ? hi : o->hi;
-	}
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_GNU_EH_FRAME)
+			eh = &info->dlpi_phdr[i];
 	if (!eh)
 		return -1;
 	o->hdr = info->dlpi_addr + eh->p_vaddr;
@@ -306,7 +301,8 @@ void unwind_refresh_begin(void)
 }
 
 /* With the loader's write lock held (inside dl_iterate_phdr). */
-void unwind_refresh_object(const struct dl_phdr_info *info, size_t size)
+void unwind_refresh_object(const struct dl_phdr_info *info, size_t size, uint64_t lo,
+			   uint64_t hi)
 {
 	if (!pass_count && !pass_objects && dl_adds) {
 		pass_objects = objects_now();
@@ -315,7 +311,7 @@ void unwind_refresh_object(const struct dl_phdr_info *info, size_t size)
 				    : 0;
 	}
 	struct object o;
-	if (pass_count < OBJECT_CAPACITY && object_from(info, &o) == 0)
+	if (pass_count < OBJECT_CAPACITY && lo < hi && object_from(info, lo, hi, &o) == 0)
 		object_write(&objects[pass_count++], &o);
 }
 
@@ -325,6 +321,11 @@ static void cache_clear(void)
 {
 	for (unsigned i = 0; i < 2 * CACHE_SETS; i++)
 		STORE_RELAXED(&rule_cache[i], 0);
+}
+
+void unwind_forget_objects(void)
+{
+	STORE(&seen_objects, 0);
 }
 
 void unwind_refresh_end(void)
@@ -350,7 +351,6 @@ void unwind_refresh_end(void)
 static uint64_t main_stack_end, main_stack_size, main_thread;
 static size_t descriptor_size; /* sizeof(struct pthread) */
 static long block_field; /* offset of (stackblock, stackblock_size); 0 unknown, -1 none */
-static unsigned block_searches; /* that found nothing (sp off the thread's stack) */
 
 /* (stackblock, stackblock_size) of glibc's struct pthread: a mapped block
  * holding sp and, at its top, the descriptor (and no less) */
@@ -374,12 +374,12 @@ static void find_block_field(uint64_t sp, uint64_t self)
 			matches++;
 		}
 	}
-	unsigned searches = LOAD_RELAXED(&block_searches) + 1;
-	STORE_RELAXED(&block_searches, searches);
 	if (matches == 1)
 		STORE_RELAXED(&block_field, found);
-	else if (matches > 1 || searches >= MAX_BLOCK_SEARCHES)
+	else if (matches > 1) /* the layout is not what we think */
 		STORE_RELAXED(&block_field, -1);
+	else /* this thread runs off its own stack (a coroutine): its business */
+		agent_self.block_searches++;
 }
 
 /* The end of the stack sp lies on, or 0 when it is not known. */
@@ -391,7 +391,8 @@ static uint64_t stack_end(uint64_t sp)
 		return 0;
 	uint64_t self = (uint64_t)pthread_self();
 	long off = LOAD_RELAXED(&block_field);
-	if (!off && self != main_thread) { /* the main thread's has no block */
+	if (!off && self != main_thread && agent_self.block_searches < MAX_BLOCK_SEARCHES) {
+		/* the main thread's has no block */
 		find_block_field(sp, self);
 		off = LOAD_RELAXED(&block_field);
 	}
@@ -674,7 +675,7 @@ static int rule_of_row(const struct row *row, struct rule *rule)
 		return -1;
 	if (row->how[0] == AT_CFA && (row->at[0] > -8 || row->at[0] <= -(1 << 14)))
 		return -1;
-	if (row->how[1] == AT_CFA && (row->at[1] == -1 || row->at[1] <= -(1 << 14) || row->at[1] >= 1 << 14))
+	if (row->how[1] != SAME) /* step() takes sp = CFA: no other rule for rsp */
 		return -1;
 	rule->cfa_rbp = row->cfa_reg == REG_RBP;
 	rule->cfa_off = row->cfa_off;
