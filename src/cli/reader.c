@@ -382,6 +382,8 @@ enum reader_error reader_attach(pid_t pid, struct target_db *t, char *why, size_
 		return err;
 	t->db.exe[sizeof(t->db.exe) - 1] = '\0';
 	t->db.failure[sizeof(t->db.failure) - 1] = '\0';
+	t->db.exec_path[sizeof(t->db.exec_path) - 1] = '\0';
+	t->db.exec_from[sizeof(t->db.exec_from) - 1] = '\0';
 	return READER_OK;
 }
 
