@@ -315,7 +315,7 @@ void render_json_trace_fields(FILE *out, const struct htrace_event *ev, int html
 	fprintf(out, ",\"inherited\":%s,\"previous_image\":%s,\"implicit\":%s,\"owned\":%s,"
 		     "\"stale\":%s",
 		ev->flags & (HTRACE_EV_INHERITED_EXEC | HTRACE_EV_INHERITED_FORK) ? "true" : "false",
-		(ev->flags & HTRACE_EV_INHERITED_EXEC) && ev->stack ? "true" : "false",
+		report_from_previous_image(ev) ? "true" : "false",
 		ev->flags & HTRACE_EV_IMPLICIT ? "true" : "false",
 		ev->flags & HTRACE_EV_OWNED ? "true" : "false",
 		ev->flags & HTRACE_EV_STALE ? "true" : "false");

@@ -98,7 +98,7 @@ static void print_trace(struct text_ctx *c, const struct report_handle *h,
 		print_object(c->out, c->r, h);
 	fprintf(c->out, " [%s, thread %d", api ? api : "?", ev->tid);
 	const struct htrace_db *db = &c->r->snap->db.db;
-	if ((ev->flags & HTRACE_EV_INHERITED_EXEC) && ev->stack && db->exec_from_pid)
+	if (report_from_previous_image(ev) && db->exec_from_pid)
 		fprintf(c->out, ", opened by %s (pid %d) before it executed this program",
 			db->exec_from[0] ? db->exec_from : "the previous program", db->exec_from_pid);
 	else if (ev->flags & HTRACE_EV_INHERITED_EXEC)

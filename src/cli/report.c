@@ -266,20 +266,13 @@ static int shown_live(const struct report *r, const struct report_handle *h,
 	return opt->only_fd < 0 || h->fd == opt->only_fd;
 }
 
-/* Inherited through exec with the stack that opened it in the previous
- * image: the leak into this program, shown without --verbose. */
-static int handed_over(const struct htrace_fd_slot *slot)
-{
-	return slot && (slot->open.flags & HTRACE_EV_INHERITED_EXEC) && slot->open.stack;
-}
-
 static int shown(enum handle_state state, const struct htrace_fd_slot *slot,
 		 const struct report_options *opt)
 {
 	if (opt->mode != REPORT_EXIT)
 		return 1; /* decided by shown_live */
-	if (state == HANDLE_INHERITED)
-		return opt->verbose || handed_over(slot);
+	if (state == HANDLE_INHERITED) /* a leak into this program is shown without -v */
+		return opt->verbose || (slot && report_from_previous_image(&slot->open));
 	if (state == HANDLE_CLOSED)
 		return opt->history;
 	return 1;
@@ -454,6 +447,8 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		if (!misused && (!shown(h->state, h->slot, opt) ||
 				 (opt->mode != REPORT_EXIT && !shown_live(r, h, opt))))
 			continue;
+		if (opt->mode == REPORT_EXEC)
+			r->passing++; /* listed or not: the filters choose what is shown */
 		int rc;
 		if (opt->mode == REPORT_DIFF) {
 			if (opened_since(h, opt->since_seq))
@@ -470,8 +465,6 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 			free(h->traces);
 			continue;
 		}
-		if (opt->mode == REPORT_EXEC)
-			r->passing++;
 		r->nhandles++;
 	}
 	free(fds);

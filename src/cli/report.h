@@ -47,6 +47,13 @@ enum handle_state {
 
 const char *handle_state_name(enum handle_state state);
 
+/* An OPEN inherited through exec with the stack that opened it in the
+ * previous program, handed over by it (src/agent/exec.c). */
+static inline int report_from_previous_image(const struct htrace_event *open)
+{
+	return (open->flags & HTRACE_EV_INHERITED_EXEC) && open->stack;
+}
+
 struct report_handle {
 	int fd;
 	enum handle_state state;
@@ -86,7 +93,7 @@ struct report {
 	struct report_handle *handles; /* ascending by descriptor */
 	size_t nhandles;
 	size_t leaked, inherited, untracked, inconsistent;
-	size_t passing; /* REPORT_EXEC: descriptors above 2 without O_CLOEXEC */
+	size_t passing; /* REPORT_EXEC: descriptors above 2 without O_CLOEXEC, before filters */
 	unsigned long long bad_references; /* all the agent saw, listed or not */
 	unsigned long long events, events_overwritten;
 	const struct report_options *opt;
