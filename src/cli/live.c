@@ -346,6 +346,10 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 		if (html)
 			render_html(html, &r, &rend);
 		report_free(&r);
+	} else {
+		fputs("htrace: out of memory building the report\n", stderr);
+		if (html)
+			render_html_no_report(html, "out of memory building the report");
 	}
 	if (out != stdout)
 		fclose(out);

@@ -449,8 +449,11 @@ int run_command(const struct run_options *opt, const char *agent_path)
 	struct supervisor s = { .opt = opt };
 	if (!(s.out = open_output(opt->output)))
 		return EXIT_USAGE;
-	if (opt->html && !(s.html = render_html_open(opt->html, 0)))
+	if (opt->html && !(s.html = render_html_open(opt->html, 0))) {
+		if (s.out != stderr)
+			fclose(s.out);
 		return EXIT_USAGE;
+	}
 	char **env = child_environment(opt, agent_path);
 	int error_fd = -1;
 	if (!env || (s.child = start_child(opt, env, &error_fd)) < 0) {
