@@ -37,13 +37,23 @@ static struct object_range range_of(const struct dl_phdr_info *info)
 	return r;
 }
 
+/* Entries seen loaded by the refresh under way (one refresh at a time). */
+static uint64_t seen_now[MODULE_CAPACITY / 64];
+
+/* The loaded entry of the object at start, or -1. */
 static int module_known(uint64_t start, const char *path)
 {
 	for (unsigned i = 0; i < htrace_db.module_count; i++)
 		if (module_table[i].start == start && strcmp(module_table[i].path, path) == 0 &&
 		    !(module_table[i].flags & HTRACE_MOD_UNLOADED))
-			return 1;
-	return 0;
+			return (int)i;
+	return -1;
+}
+
+static void mark_seen(int i)
+{
+	if (i >= 0 && (unsigned)i < MODULE_CAPACITY)
+		seen_now[i / 64] |= 1ULL << (i % 64);
 }
 
 static void module_add(uint64_t start, uint64_t end, uint64_t bias, const char *path)
@@ -83,28 +93,22 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
 	}
 	struct object_range r = range_of(info);
 	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
-	if (r.lo < r.hi && !module_known(r.lo, path))
+	int known = r.lo < r.hi ? module_known(r.lo, path) : -1;
+	if (r.lo < r.hi && known < 0) {
+		known = (int)htrace_db.module_count;
 		module_add(r.lo, r.hi, info->dlpi_addr, path);
+	}
+	mark_seen(known);
 	unwind_refresh_object(info, size, r.lo, r.hi);
 	return 0;
 }
 
-static int mark_if_loaded(struct dl_phdr_info *info, size_t size, void *data)
-{
-	(void)size;
-	struct htrace_module *m = data;
-	struct object_range r = range_of(info);
-	const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : htrace_db.exe;
-	return r.lo == m->start && strcmp(path, m->path) == 0;
-}
-
+/* After a pass that saw an object go: the entries it did not see. */
 static void mark_unloaded(void)
 {
-	for (unsigned i = 0; i < htrace_db.module_count; i++) {
-		struct htrace_module *m = &module_table[i];
-		if (!(m->flags & HTRACE_MOD_UNLOADED) && !dl_iterate_phdr(mark_if_loaded, m))
-			m->flags |= HTRACE_MOD_UNLOADED;
-	}
+	for (unsigned i = 0; i < htrace_db.module_count; i++)
+		if (!(seen_now[i / 64] & (1ULL << (i % 64))))
+			module_table[i].flags |= HTRACE_MOD_UNLOADED;
 }
 
 void modules_refresh(void)
@@ -114,6 +118,7 @@ void modules_refresh(void)
 	unsigned long long subs_before = seen_subs;
 	htrace_db.modules_addr = (uint64_t)module_table;
 	htrace_db.module_capacity = MODULE_CAPACITY;
+	memset(seen_now, 0, sizeof(seen_now));
 	unwind_refresh_begin();
 	dl_iterate_phdr(add_object, NULL);
 	unwind_refresh_end();
