@@ -105,10 +105,12 @@ const struct htrace_stack *depot_get(uint32_t id) AGENT_HIDDEN;
 /* --- unwind.c: the fast unwinder, tried before libunwind ------------- */
 #define UNWIND_GIVE_UP (-1) /* a frame it does not follow: ask libunwind */
 #define UNWIND_STALE (-2) /* objects came or went since the last modules_refresh */
-void unwind_init(uint64_t stack_limit, const void *loader_lock) AGENT_HIDDEN;
-/* Fills pcs with at most max return addresses of the caller's stack,
- * innermost first, as libunwind's unw_backtrace would from the same call
- * site; returns their number, or UNWIND_GIVE_UP or UNWIND_STALE. */
+void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo,
+		 uint64_t own_hi) AGENT_HIDDEN;
+/* Fills pcs with at most max return addresses of the stack that called
+ * the agent (its first is the return address of the hook), innermost
+ * first, as libunwind's unw_backtrace gives them after the agent's own
+ * frames; returns their number, or UNWIND_GIVE_UP or UNWIND_STALE. */
 int unwind_fast(uint64_t *pcs, unsigned max) AGENT_HIDDEN;
 /* Called by modules_refresh around its dl_iterate_phdr, and for each
  * object from inside it. */

@@ -226,13 +226,44 @@ slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t
 	slot_end(slot);
 }
 
-static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
+static __attribute__((noinline)) void opened_traced(struct htrace_fd_slot *slot, int fd,
+						     unsigned api, unsigned flags, uint32_t stack)
 {
-	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	struct htrace_event ev;
 	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack);
 	if (slot)
 		slot_open(slot, &ev, 0, 0);
+}
+
+/* While tracing is off an OPEN only marks the slot open, field by field:
+ * no event, no stack, no copy. */
+static inline void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
+				      unsigned flags)
+{
+	slot_begin(slot);
+	slot->open.seq = 0;
+	slot->open.time_ns = 0;
+	slot->open.fd = fd;
+	slot->open.tid = current_tid();
+	slot->open.stack = 0;
+	slot->open.api = (uint16_t)api;
+	slot->open.kind = HTRACE_OPEN;
+	slot->open.flags = (uint8_t)(flags | HTRACE_EV_NO_STACK);
+	slot->open.seq_end = 0;
+	slot->owner = 0;
+	slot->owner_api = 0;
+	slot->state = HTRACE_FD_OPEN;
+	slot_end(slot);
+}
+
+static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 1);
+	mailbox_check();
+	if (engine_tracing())
+		opened_traced(slot, fd, api, flags, stack);
+	else if (slot)
+		slot_open_untraced(slot, fd, api, flags);
 }
 
 void engine_opened(int fd, unsigned api, unsigned flags)

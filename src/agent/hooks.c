@@ -18,6 +18,8 @@ static const char *const hook_symbol[HTRACE_API_COUNT] = {
 };
 
 static void *real_functions[HTRACE_API_COUNT];
+static int (*real_pthread_cancel)(pthread_t); /* see close_guarded */
+static int cancel_called; /* pthread_cancel has been called */
 
 void *real_function(unsigned api)
 {
@@ -31,6 +33,7 @@ void *real_function(unsigned api)
 
 int hooks_resolve(void)
 {
+	real_pthread_cancel = (int (*)(pthread_t))dlsym(RTLD_NEXT, "pthread_cancel");
 	int missing = 0;
 	for (unsigned api = 1; api < HTRACE_API_COUNT; api++)
 		if (hook_symbol[api] && !real_function(api))
@@ -144,7 +147,23 @@ static int own_file_descriptor(FILE *fp)
  * thread cancelled there leaves through the hook with the descriptor still
  * open, and the cleanup handler puts the descriptor's slot back.  (glibc's
  * own pthread_cleanup_push: a cleanup attribute would need -fexceptions
- * and so libgcc_s in the program's scope.) */
+ * and so libgcc_s in the program's scope.)  The guard's sigsetjmp and
+ * copy of the slot cost more than the rest of the hook, so a close only
+ * takes them once the process has called pthread_cancel: before that no
+ * thread can be cancelled.  (A close that has already looked, when the
+ * process's first pthread_cancel names its thread a few instructions
+ * before the system call, goes unguarded.) */
+AGENT_EXPORT int pthread_cancel(pthread_t thread)
+{
+	__atomic_store_n(&cancel_called, 1, __ATOMIC_SEQ_CST);
+	int (*real)(pthread_t) = __atomic_load_n(&real_pthread_cancel, __ATOMIC_ACQUIRE);
+	if (!real) {
+		real = (int (*)(pthread_t))dlsym(RTLD_NEXT, "pthread_cancel");
+		__atomic_store_n(&real_pthread_cancel, real, __ATOMIC_RELEASE);
+	}
+	return real ? real(thread) : ESRCH;
+}
+
 struct close_guard {
 	int fd;
 	int was_open;
@@ -158,7 +177,7 @@ static void close_cancelled(void *arg)
 		engine_slot_restore(g->fd, &g->saved);
 }
 
-static int close_guarded(int (*real)(int), int fd, unsigned api)
+static __attribute__((noinline)) int close_with_guard(int (*real)(int), int fd, unsigned api)
 {
 	struct close_guard guard = { .fd = fd };
 	KEEP_ERRNO({
@@ -170,6 +189,14 @@ static int close_guarded(int (*real)(int), int fd, unsigned api)
 	result = real(guard.fd);
 	pthread_cleanup_pop(0);
 	return result;
+}
+
+static inline int close_guarded(int (*real)(int), int fd, unsigned api)
+{
+	if (__atomic_load_n(&cancel_called, __ATOMIC_SEQ_CST))
+		return close_with_guard(real, fd, api);
+	KEEP_ERRNO(engine_closing(fd, api, 0));
+	return real(fd);
 }
 
 /* CLOSE_FD rows (close, __close, mq_close) take one descriptor named fd. */

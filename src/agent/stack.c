@@ -112,7 +112,7 @@ void stack_init(void)
 		unwind_mode = LIBUNWIND_ONLY;
 	else if (mode && !strcmp(mode, "check"))
 		unwind_mode = CHECK;
-	unwind_init(stack_limit, forksafe_loader_lock());
+	unwind_init(stack_limit, forksafe_loader_lock(), agent_lo, agent_hi);
 	modules_refresh(); /* the objects' unwind tables, now that unwind.c can follow changes */
 }
 
@@ -180,11 +180,11 @@ static void check_against_libunwind(const uint64_t *ours, unsigned n, unsigned d
 static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
-	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, max);
+	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth);
 	if (n == UNWIND_STALE) {
 		count_check(&check_counts.stale);
 		modules_refresh(); /* a dlopen or dlclose since the last */
-		n = unwind_fast(pcs, max);
+		n = unwind_fast(pcs, depth);
 	}
 	if (n < 0) {
 		count_check(&check_counts.gave_up);
@@ -357,11 +357,17 @@ const struct htrace_stack *depot_get(uint32_t id)
 					  : NULL;
 }
 
+/* Compared word by word in line: a stack is a few words, too short for
+ * memcmp's call to pay. */
 static int record_equals(uint32_t off, uint32_t hash, const uint64_t *pc, unsigned depth)
 {
 	const struct htrace_stack *rec = depot_get(off);
-	return rec->hash == hash && rec->depth == depth &&
-	       memcmp(rec->pc, pc, depth * sizeof(uint64_t)) == 0;
+	if (rec->hash != hash || rec->depth != depth)
+		return 0;
+	for (unsigned i = 0; i < depth; i++)
+		if (rec->pc[i] != pc[i])
+			return 0;
+	return 1;
 }
 
 /* Publishes our record in an empty bucket; returns the bucket's record

@@ -20,6 +20,7 @@
 
 #define OBJECT_CAPACITY 512u
 #define CACHE_SETS 4096u /* of two rules each */
+#define MAX_AGENT_FRAMES 16u /* between a hook and the unwinder */
 #define MIN_PC 0x4000u /* a smaller return address ends the stack, as in libunwind */
 #define MAX_STATES 8u /* DW_CFA_remember_state nesting */
 #define REG_RBP 6u
@@ -42,6 +43,8 @@
  * capture without a lock: a change since the last discovery makes the
  * capture give up and ask for a new discovery, so no rule or table of an
  * unloaded object is ever used for another one mapped at its place. */
+
+static uint64_t agent_lo, agent_hi; /* our own code: its frames are not the stack */
 
 static const uint64_t *dl_adds;
 static const unsigned *dl_loaded; /* of the base namespace */
@@ -798,33 +801,64 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi)
 	return 0;
 }
 
+/* The frame of the first caller outside the agent.  The agent is built
+ * with frame pointers, so its own frames are skipped along the rbp chain,
+ * a few instructions each, instead of by their CFI; the chain is checked
+ * to climb (from this frame, above sp) below hi, and a break in it makes
+ * the caller give up. */
+static int first_outside_agent(struct frame *f, uint64_t hi)
+{
+	uint64_t at = (uint64_t)__builtin_frame_address(0); /* above sp */
+	for (unsigned n = 0; n < MAX_AGENT_FRAMES; n++) {
+		if (at > hi - 16)
+			return -1;
+		const uint64_t *fp = (const uint64_t *)at;
+		uint64_t ret = fp[1], next = fp[0];
+		if (ret - agent_lo >= agent_hi - agent_lo) {
+			f->pc = ret;
+			f->sp = f->lo = at + 16;
+			f->bp = next;
+			return 0;
+		}
+		if (next <= at)
+			return -1;
+		at = next;
+	}
+	return -1;
+}
+
 __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max)
 {
-	struct frame f;
-	__asm__ volatile("0: mov %%rbp, %2\n\tmov %%rsp, %1\n\tlea 0b(%%rip), %0"
-			 : "=&r"(f.pc), "=&r"(f.sp), "=&r"(f.bp));
 	uint64_t now = objects_now();
 	if (!now || now != LOAD(&seen_objects))
 		return now ? UNWIND_STALE : UNWIND_GIVE_UP;
-	uint64_t hi = stack_end(f.sp);
-	if (!hi)
+	uint64_t hi = stack_end((uint64_t)__builtin_frame_address(0));
+	struct frame f;
+	if (!hi || first_outside_agent(&f, hi) < 0)
 		return UNWIND_GIVE_UP;
-	f.lo = f.sp;
-	uint64_t *out = pcs, *end = pcs + max, w = rule_of(f.pc);
+	uint64_t *out = pcs, *end = pcs + max;
+	if (f.pc < MIN_PC || !max)
+		return 0;
+	*out++ = f.pc;
 	while (out < end) {
-		if (!(w & W_FOLLOWED) || (!(w & W_END) && step(&f, w, hi) < 0))
+		uint64_t w = rule_of(f.pc - 1); /* a return address is looked up in its call */
+		if (!(w & W_FOLLOWED))
 			return UNWIND_GIVE_UP;
-		if (w & W_END || f.pc < MIN_PC)
+		if (w & W_END)
+			break;
+		if (step(&f, w, hi) < 0)
+			return UNWIND_GIVE_UP;
+		if (f.pc < MIN_PC)
 			break;
 		*out++ = f.pc;
-		if (out < end)
-			w = rule_of(f.pc - 1); /* a return address is looked up in its call */
 	}
 	return (int)(out - pcs);
 }
 
-void unwind_init(uint64_t stack_limit, const void *loader_lock)
+void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo, uint64_t own_hi)
 {
+	agent_lo = own_lo;
+	agent_hi = own_hi;
 	const uint64_t *end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
 	const uint32_t *size = dlsym(RTLD_DEFAULT, "_thread_db_sizeof_pthread");
 	main_stack_end = end ? *end : 0;
