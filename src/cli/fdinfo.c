@@ -47,6 +47,8 @@ struct peer_table {
 struct fdinfo_ctx {
 	pid_t pid;
 	char dir[32]; /* "/proc/PID" */
+	int fd_dir, fdinfo_dir; /* /proc/PID/fd and /proc/PID/fdinfo, O_PATH: each
+				   descriptor is then looked up without the path */
 	bool sockets_loaded; /* cleared by fdinfo_list: a new snapshot */
 	struct sock_table sockets;
 };
@@ -451,22 +453,27 @@ static bool fdinfo_complete(const struct fdinfo_fields *info, bool want_pid)
 	return info->flags >= 0 && info->has_inode && (!want_pid || info->has_pid);
 }
 
-/* Stops early: an epoll's or inotify's fdinfo can run to many lines. */
-static void read_fdinfo(const struct fdinfo_ctx *ctx, int fd, bool want_pid,
+/* One read: the fields wanted come first (an epoll's or inotify's fdinfo
+ * may go on for many lines after them).  No stdio: its buffer would cost a
+ * stat of every file, a system call per descriptor. */
+static void read_fdinfo(const struct fdinfo_ctx *ctx, const char *name, bool want_pid,
 			struct fdinfo_fields *info)
 {
-	char path[64];
+	char text[4096];
 	*info = (struct fdinfo_fields){ .flags = -1 };
-	snprintf(path, sizeof path, "%s/fdinfo/%d", ctx->dir, fd);
-	FILE *file = fopen(path, "re");
-	if (!file)
+	int file = openat(ctx->fdinfo_dir, name, O_RDONLY | O_CLOEXEC);
+	if (file < 0)
 		return;
-	char *line = NULL;
-	size_t cap = 0;
-	while (!fdinfo_complete(info, want_pid) && getline(&line, &cap, file) > 0)
+	ssize_t len = read(file, text, sizeof text - 1);
+	close(file);
+	if (len <= 0)
+		return;
+	text[len] = '\0';
+	for (char *line = text, *next; line && !fdinfo_complete(info, want_pid); line = next) {
+		if ((next = strchr(line, '\n')))
+			*next++ = '\0';
 		parse_fdinfo_line(line, info);
-	free(line);
-	fclose(file);
+	}
 }
 
 /* ---- classification ---- */
@@ -602,10 +609,11 @@ static const char *file_type(mode_t mode)
 }
 
 /* stat() on /proc/PID/fd/N follows the link to the open object itself. */
-static void describe_path(const char *link_path, const char *link, struct fd_details *out)
+static void describe_path(const struct fdinfo_ctx *ctx, const char *name, const char *link,
+			  struct fd_details *out)
 {
 	struct stat st;
-	if (stat(link_path, &st) < 0) {
+	if (fstatat(ctx->fd_dir, name, &st, 0) < 0) {
 		set_result(out, "unknown", link);
 		return;
 	}
@@ -614,9 +622,11 @@ static void describe_path(const char *link_path, const char *link, struct fd_det
 		out->inode = st.st_ino;
 }
 
-static void classify(struct fdinfo_ctx *ctx, const char *link_path, const char *link,
+static void classify(struct fdinfo_ctx *ctx, const char *name, const char *link,
 		     const struct fdinfo_fields *info, struct fd_details *out)
 {
+	char link_path[64];
+	snprintf(link_path, sizeof link_path, "%s/fd/%s", ctx->dir, name);
 	uint64_t inode = 0;
 	if (bracketed_inode(link, "socket:", &inode))
 		describe_socket(ctx, link_path, link, inode, out);
@@ -627,7 +637,7 @@ static void classify(struct fdinfo_ctx *ctx, const char *link_path, const char *
 	else if (is_memfd(link))
 		describe_memfd(link, out);
 	else if (link[0] == '/')
-		describe_path(link_path, link, out);
+		describe_path(ctx, name, link, out);
 	else
 		set_result(out, "unknown", link);
 	if (out->inode == 0)
@@ -643,16 +653,17 @@ struct fdinfo_ctx *fdinfo_open(pid_t pid)
 		return NULL;
 	ctx->pid = pid;
 	snprintf(ctx->dir, sizeof ctx->dir, "/proc/%d", (int)pid);
-	char fd_dir[64];
-	snprintf(fd_dir, sizeof fd_dir, "%s/fd", ctx->dir);
-	int probe = open(fd_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (probe < 0) {
+	char path[64];
+	snprintf(path, sizeof path, "%s/fd", ctx->dir);
+	ctx->fd_dir = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	snprintf(path, sizeof path, "%s/fdinfo", ctx->dir);
+	ctx->fdinfo_dir = ctx->fd_dir < 0 ? -1 : open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->fdinfo_dir < 0) {
 		int saved = errno;
-		free(ctx);
+		fdinfo_close(ctx);
 		errno = saved;
 		return NULL;
 	}
-	close(probe);
 	return ctx;
 }
 
@@ -727,17 +738,17 @@ int fdinfo_describe(struct fdinfo_ctx *ctx, int fd, struct fd_details *out)
 	memset(out, 0, sizeof *out);
 	out->fd = fd;
 	out->flags = -1;
-	char link_path[64], link[PATH_MAX];
-	snprintf(link_path, sizeof link_path, "%s/fd/%d", ctx->dir, fd);
-	ssize_t len = readlink(link_path, link, sizeof link - 1);
+	char name[16], link[PATH_MAX];
+	snprintf(name, sizeof name, "%d", fd);
+	ssize_t len = readlinkat(ctx->fd_dir, name, link, sizeof link - 1);
 	if (len < 0)
 		return -errno;
 	link[len] = '\0';
 	struct fdinfo_fields info;
-	read_fdinfo(ctx, fd, starts_with(link, "anon_inode:[pidfd]"), &info);
+	read_fdinfo(ctx, name, starts_with(link, "anon_inode:[pidfd]"), &info);
 	out->flags = info.flags;
 	out->inode = info.has_inode ? info.inode : 0;
-	classify(ctx, link_path, link, &info, out);
+	classify(ctx, name, link, &info, out);
 	return 0;
 }
 
@@ -746,5 +757,9 @@ void fdinfo_close(struct fdinfo_ctx *ctx)
 	if (!ctx)
 		return;
 	sock_table_clear(&ctx->sockets);
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
+	if (ctx->fdinfo_dir >= 0)
+		close(ctx->fdinfo_dir);
 	free(ctx);
 }
