@@ -25,8 +25,8 @@ UNWINDER = os.path.join(VICTIMS, "unwinder")
 BENCH = os.path.join(BUILD, "bench", "bench")
 PLUGINS = [os.path.join(BUILD, "tests", "plugins", f"libplugin_{v}.so") for v in ("fp", "nofp")]
 REPORT_RE = re.compile(r"^htrace: unwind check: pid (\d+): fast (\d+), gave up (\d+), stale (\d+), "
-                       r"libunwind stale (\d+), mismatches (\d+)$")
-FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches")
+                       r"libunwind stale (\d+), mismatches (\d+), joined (\d+)$")
+FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches", "joined")
 
 
 def checked_run(args, each=None):
@@ -68,6 +68,11 @@ def test_fork_children():
     always_fast([UNWINDER, "fork"], each)
     expect(len(each) == 5 and all(p["fast"] > 0 for p in each),
            f"the parent and its 4 children must each take stacks themselves: {each}")
+
+
+def test_memo_of_the_last_walk_notices_a_different_caller_above_the_same_frames():
+    counts, _ = always_fast([UNWINDER, "outer"])
+    expect(counts["joined"] > 0, f"no stack took its outer frames from the memo: {counts}")
 
 
 def test_plugins_unloaded_and_loaded_at_the_same_address():

@@ -102,6 +102,23 @@ uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN
 /* The stack of a depot id; NULL for 0 or without a depot. */
 const struct htrace_stack *depot_get(uint32_t id) AGENT_HIDDEN;
 
+/* The depot's hash of a stack, folded from its outermost frame inwards, so
+ * that a stack sharing its outer frames with the last one (unwind.c) only
+ * hashes its own inner frames. */
+#define STACK_HASH_SEED 0xcbf29ce484222325ULL
+static inline uint64_t stack_hash_step(uint64_t outer, uint64_t pc)
+{
+	return (outer ^ pc) * 0x100000001b3ULL;
+}
+
+static inline uint64_t stack_hash(const uint64_t *pc, unsigned depth)
+{
+	uint64_t h = STACK_HASH_SEED;
+	for (unsigned i = depth; i-- > 0;)
+		h = stack_hash_step(h, pc[i]);
+	return h;
+}
+
 /* --- unwind.c: the fast unwinder, tried before libunwind ------------- */
 #define UNWIND_GIVE_UP (-1) /* a frame it does not follow: ask libunwind */
 #define UNWIND_STALE (-2) /* objects came or went since the last modules_refresh */
@@ -110,8 +127,12 @@ void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo,
 /* Fills pcs with at most max return addresses of the stack that called
  * the agent (its first is the return address of the hook), innermost
  * first, as libunwind's unw_backtrace gives them after the agent's own
- * frames; returns their number, or UNWIND_GIVE_UP or UNWIND_STALE. */
-int unwind_fast(uint64_t *pcs, unsigned max) AGENT_HIDDEN;
+ * frames, and their stack_hash in *hash; returns their number, or
+ * UNWIND_GIVE_UP or UNWIND_STALE. */
+int unwind_fast(uint64_t *pcs, unsigned max, uint64_t *hash) AGENT_HIDDEN;
+/* Whether the thread's last unwind_fast took frames from its memo of the
+ * walk before (for HTRACE_UNWIND=check). */
+int unwind_memo_joined(void) AGENT_HIDDEN;
 /* Called by modules_refresh around its dl_iterate_phdr, and for each
  * object from inside it. */
 struct dl_phdr_info;

@@ -40,7 +40,7 @@ static int (*unwinder_backtrace)(void **pcs, int size);
 enum { FAST, LIBUNWIND_ONLY, CHECK };
 static int unwind_mode;
 static struct {
-	uint64_t fast, gave_up, stale, libunwind_stale, mismatches;
+	uint64_t fast, gave_up, stale, libunwind_stale, mismatches, joined;
 } check_counts;
 /* HTRACE_UNWIND=check: libunwind's step by step walk, without the cache of
  * unw_backtrace, which outlives a dlclose */
@@ -173,26 +173,39 @@ static inline void count_check(uint64_t *counter)
 }
 
 static void check_against_libunwind(const uint64_t *ours, unsigned n, unsigned depth);
+static void say(const char *text, size_t len);
+static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wide_hash,
+				 int *is_new);
 
 /* The stack's frames in pcs from pcs[*first] on; returns how many.  Both
  * unwinders are called from this one function, so that they start from
  * the same frame and hide the same frames of ours. */
-static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first)
+static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, uint64_t *hash)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
-	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth);
+	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, hash);
 	if (n == UNWIND_STALE) {
 		count_check(&check_counts.stale);
 		modules_refresh(); /* a dlopen or dlclose since the last */
-		n = unwind_fast(pcs, depth);
+		n = unwind_fast(pcs, depth, hash);
 	}
 	if (n < 0) {
 		count_check(&check_counts.gave_up);
-		return keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
+		unsigned kept = keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
+		*hash = stack_hash(pcs + *first, kept);
+		return kept;
 	}
-	unsigned kept = keep_frames(pcs, n, depth, first);
-	if (unwind_mode == CHECK)
+	unsigned kept = keep_frames(pcs, n, depth, first); /* ours has none of the agent's */
+	if (unwind_mode == CHECK) {
+		if (unwind_memo_joined())
+			count_check(&check_counts.joined);
+		if (*hash != stack_hash(pcs + *first, kept)) {
+			static const char wrong[] = "htrace: unwind mismatch: the stack's hash\n";
+			count_check(&check_counts.mismatches);
+			say(wrong, sizeof wrong - 1);
+		}
 		check_against_libunwind(pcs + *first, kept, depth);
+	}
 	return kept;
 }
 
@@ -209,10 +222,11 @@ uint32_t stack_capture(void)
 		return 0;
 	}
 	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
-	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first);
+	uint64_t hash;
+	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &hash);
 	const uint64_t *frames = pcs + first;
 	int is_new = 0;
-	uint32_t id = depot_put(frames, kept, &is_new);
+	uint32_t id = depot_put_hashed(frames, kept, hash, &is_new);
 	if (is_new && !modules_cover(frames, kept))
 		modules_refresh(); /* a new stack reaches into an object loaded since */
 	return id;
@@ -317,19 +331,12 @@ __attribute__((destructor)) static void check_report(void)
 	at = put_number(put_text(at, ", stale "), check_counts.stale, 10);
 	at = put_number(put_text(at, ", libunwind stale "), check_counts.libunwind_stale, 10);
 	at = put_number(put_text(at, ", mismatches "), check_counts.mismatches, 10);
+	at = put_number(put_text(at, ", joined "), check_counts.joined, 10);
 	*at++ = '\n';
 	say(line, (size_t)(at - line));
 }
 
 /* --- the depot ----------------------------------------------------------- */
-
-static uint32_t stack_hash(const uint64_t *pc, unsigned depth)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (unsigned i = 0; i < depth; i++)
-		h = (h ^ pc[i]) * 0x100000001b3ULL;
-	return (uint32_t)(h ^ (h >> 32));
-}
 
 static size_t record_bytes(unsigned depth)
 {
@@ -381,11 +388,12 @@ static uint32_t bucket_claim(uint32_t *bucket, uint32_t mine)
 	return expected;
 }
 
-uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new)
+static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wide_hash,
+				 int *is_new)
 {
 	if (!depth || !htrace_db.depot_addr)
 		return 0;
-	uint32_t hash = stack_hash(pc, depth), pending = 0;
+	uint32_t hash = (uint32_t)(wide_hash ^ (wide_hash >> 32)), pending = 0;
 	uint32_t *buckets = (uint32_t *)htrace_db.buckets_addr;
 	uint32_t mask = htrace_db.nbuckets - 1;
 	for (uint32_t probe = 0, i = hash & mask; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
@@ -404,4 +412,9 @@ uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new)
 	}
 	COUNT(stacks_dropped);
 	return 0;
+}
+
+uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new)
+{
+	return depot_put_hashed(pc, depth, stack_hash(pc, depth), is_new);
 }

@@ -787,16 +787,20 @@ struct frame {
 	uint64_t pc, sp, bp, lo;
 };
 
-/* Steps from frame f to its caller by rule w, reading within [f->lo, hi). */
-static inline int step(struct frame *f, uint64_t w, uint64_t hi)
+/* Steps from frame f to its caller by rule w, reading within [f->lo, hi);
+ * *bp_at is where it read rbp (0: it did not). */
+static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at)
 {
 	uint64_t cfa = (w & W_CFA_RBP ? f->bp : f->sp) + (w & W_OFF_MASK);
 	uint64_t below = w >> (W_K_SHIFT - 3) & W_K_MASK << 3; /* 8k */
 	if (cfa < f->lo + below || cfa > hi) /* also when the sum wrapped */
 		return -1;
 	f->pc = *(const uint64_t *)(cfa - 8);
-	if (w & W_RBP_SAVED)
-		f->bp = *(const uint64_t *)(cfa - below);
+	*bp_at = 0;
+	if (w & W_RBP_SAVED) {
+		*bp_at = cfa - below;
+		f->bp = *(const uint64_t *)*bp_at;
+	}
 	f->sp = f->lo = cfa;
 	return 0;
 }
@@ -827,7 +831,134 @@ static int first_outside_agent(struct frame *f, uint64_t hi)
 	return -1;
 }
 
-__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max)
+/* --- the memo of the thread's last walk ----------------------------------
+ * A program takes its descriptors in loops, so a thread's consecutive
+ * stacks share their outer frames.  A walk is a function of a frame's
+ * registers (pc, sp, rbp), of the rules (fixed while the objects are, which
+ * the memo's objects key checks) and of the words it reads on the stack
+ * (return addresses and saved rbp).  So when a walk reaches the registers
+ * that the thread's last walk had at the same frame, and every word that
+ * walk read above it still holds the value it read, the rest of the walk
+ * is the last one's: its frames are taken without their rules.  Those
+ * words are compared independently of each other instead of being loaded
+ * one after the other through the rules, which makes the outer frames of a
+ * deep stack several times cheaper.  The memo also keeps, for each frame,
+ * the hash of the stack from it outwards (stack_hash in agent.h), so that
+ * only the new inner frames are hashed again. */
+#define MEMO_FRAMES 32u
+
+/* Arrays by field: the frames it gives are one copy, and its checks are
+ * loads at a stride of one word. */
+struct walk_memo {
+	uint64_t objects; /* objects_now() of the walk */
+	unsigned n, max; /* frames recorded (0: none), and the most it was asked for */
+	uint64_t end_at, end_pc; /* a return address below MIN_PC that ended it, and where */
+	int busy; /* in use: a signal handler's capture leaves it alone */
+	int joined; /* the last walk joined it (HTRACE_UNWIND=check counts them) */
+	uint64_t pc[MEMO_FRAMES], sp[MEMO_FRAMES], bp[MEMO_FRAMES]; /* each frame's registers */
+	/* where the step to each frame read rbp (when it did not: bp[j]
+	 * itself, a check that always holds) */
+	const uint64_t *bp_at[MEMO_FRAMES];
+	uint64_t hash[MEMO_FRAMES]; /* of the frame and those outside it */
+};
+
+static AGENT_TLS struct walk_memo memo;
+
+static int same_registers(const struct walk_memo *m, unsigned j, const struct frame *f)
+{
+	return m->sp[j] == f->sp && m->pc[j] == f->pc && m->bp[j] == f->bp;
+}
+
+/* 0 when every word that the memo's walk of n frames read above frame
+ * `from` still holds; else the highest frame whose words changed (n: the
+ * word that ended the walk), below which no frame can join the memo. */
+static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
+{
+	if (m->end_at && *(const uint64_t *)m->end_at != m->end_pc)
+		return n;
+	for (unsigned j = n; --j > from;)
+		if ((*(const uint64_t *)(m->sp[j] - 8) != m->pc[j]) | (*m->bp_at[j] != m->bp[j]))
+			return j;
+	return 0;
+}
+
+/* The hashes of frames [0, from), now that frame `from` has its own
+ * (seed: none outside the last). */
+static void memo_hash_inner(struct walk_memo *m, unsigned from, uint64_t outer)
+{
+	for (unsigned j = from; j-- > 0;)
+		outer = m->hash[j] = stack_hash_step(outer, m->pc[j]);
+}
+
+static void memo_record(struct walk_memo *m, unsigned j, const struct frame *f, uint64_t bp_at)
+{
+	m->pc[j] = f->pc;
+	m->sp[j] = f->sp;
+	m->bp[j] = f->bp;
+	m->bp_at[j] = bp_at ? (const uint64_t *)bp_at : &m->bp[j];
+}
+
+/* The walk has joined the memo's at frame n: the frames from there on,
+ * and the hashes of the new ones inside. */
+static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *pcs,
+		     uint64_t *hash)
+{
+	memcpy(pcs + n, m->pc + n, (old_n - n) * sizeof(*pcs));
+	memo_hash_inner(m, n, m->hash[n]);
+	m->n = old_n;
+	m->joined = 1;
+	*hash = m->hash[0];
+	return (int)old_n;
+}
+
+/* Walks from f into pcs (at most max frames), recording the walk in m
+ * (NULL: no memo) and taking the frames of m's last walk where it joins
+ * it.  Returns the number of frames, or UNWIND_GIVE_UP. */
+static int walk(struct frame f, uint64_t *pcs, unsigned max, uint64_t hi, struct walk_memo *m,
+		uint64_t *hash)
+{
+	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
+	uint64_t end_at = 0, end_pc = 0, bp_at = 0;
+	if (m)
+		m->n = m->joined = 0; /* a walk that gives up leaves no memo */
+	for (;;) {
+		if (m) {
+			if (n < old_n && n >= join_from && same_registers(m, n, &f)) {
+				join_from = memo_changed_above(m, n, old_n);
+				if (!join_from)
+					return memo_join(m, n, old_n, pcs, hash);
+			}
+			memo_record(m, n, &f, bp_at);
+		}
+		pcs[n++] = f.pc;
+		if (n == max)
+			break;
+		uint64_t w = rule_of(f.pc - 1); /* a return address is looked up in its call */
+		if (!(w & W_FOLLOWED))
+			return UNWIND_GIVE_UP;
+		if (w & W_END)
+			break;
+		if (step(&f, w, hi, &bp_at) < 0)
+			return UNWIND_GIVE_UP;
+		if (f.pc < MIN_PC) {
+			end_at = f.sp - 8;
+			end_pc = f.pc;
+			break;
+		}
+	}
+	if (m) {
+		memo_hash_inner(m, n, STACK_HASH_SEED);
+		*hash = m->hash[0];
+		m->n = n;
+		m->end_at = end_at;
+		m->end_pc = end_pc;
+	} else {
+		*hash = stack_hash(pcs, n);
+	}
+	return (int)n;
+}
+
+__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t *hash)
 {
 	uint64_t now = objects_now();
 	if (!now || now != LOAD(&seen_objects))
@@ -836,23 +967,29 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max)
 	struct frame f;
 	if (!hi || first_outside_agent(&f, hi) < 0)
 		return UNWIND_GIVE_UP;
-	uint64_t *out = pcs, *end = pcs + max;
-	if (f.pc < MIN_PC || !max)
+	if (f.pc < MIN_PC || !max) {
+		*hash = stack_hash(pcs, 0);
 		return 0;
-	*out++ = f.pc;
-	while (out < end) {
-		uint64_t w = rule_of(f.pc - 1); /* a return address is looked up in its call */
-		if (!(w & W_FOLLOWED))
-			return UNWIND_GIVE_UP;
-		if (w & W_END)
-			break;
-		if (step(&f, w, hi) < 0)
-			return UNWIND_GIVE_UP;
-		if (f.pc < MIN_PC)
-			break;
-		*out++ = f.pc;
 	}
-	return (int)(out - pcs);
+	struct walk_memo *m = max <= MEMO_FRAMES && !memo.busy ? &memo : NULL;
+	if (!m)
+		return walk(f, pcs, max, hi, NULL, hash);
+	m->busy = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (m->objects != now || m->max != max) {
+		m->n = 0;
+		m->objects = now;
+		m->max = max;
+	}
+	int n = walk(f, pcs, max, hi, m, hash);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	m->busy = 0;
+	return n;
+}
+
+int unwind_memo_joined(void)
+{
+	return memo.joined;
 }
 
 void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo, uint64_t own_hi)

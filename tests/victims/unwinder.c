@@ -14,6 +14,11 @@
  *               and unloaded in turn, often at the same address
  *   plugthreads A B  the same in three threads at once
  *   fork        in a threaded process and its fork child
+ *   outer       12 calls deep, under two callers in turn whose frames are
+ *               at the same place: the inner frames of consecutive stacks
+ *               are the same, registers and all, and only the return
+ *               address into the caller differs (the unwinder's memo of
+ *               its last walk must notice)
  *
  * Prints "DONE <mode>" and exits 0; 1 when a call fails. */
 #define _GNU_SOURCE
@@ -206,6 +211,29 @@ static int forks(void)
 	return 0;
 }
 
+/* Not folded into one function (their code differs); the same frame. */
+static NOINLINE int outer_a(void)
+{
+	int r = nested(12);
+	__asm__ volatile("" : "+r"(r));
+	return r;
+}
+
+static NOINLINE int outer_b(void)
+{
+	int r = nested(12);
+	__asm__ volatile("nop" : "+r"(r));
+	return r + 1;
+}
+
+static int outers(void)
+{
+	for (int i = 0; i < ROUNDS; i++)
+		if ((i & 1 ? outer_a() : outer_b()) < 0)
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -226,8 +254,10 @@ int main(int argc, char **argv)
 		r = plugins(argv[2], argv[3], 3);
 	} else if (!strcmp(mode, "fork")) {
 		r = forks();
+	} else if (!strcmp(mode, "outer")) {
+		r = outers();
 	} else {
-		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork\n");
+		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork|outer\n");
 		return 2;
 	}
 	printf("DONE %s\n", mode);
