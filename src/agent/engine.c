@@ -125,7 +125,9 @@ static struct htrace_event *ring_claim(uint64_t seq)
 	uint32_t capacity = htrace_db.ring_capacity;
 	if (!ring || !capacity)
 		return NULL;
-	struct htrace_event *rec = &ring[(seq - 1) % capacity];
+	uint64_t index = capacity & (capacity - 1) ? (seq - 1) % capacity /* a divide: slow */
+						   : (seq - 1) & (capacity - 1);
+	struct htrace_event *rec = &ring[index];
 	uint64_t current = ATOMIC_LOAD(&rec->seq_end);
 	do {
 		if (current == RECORD_BUSY || current >= seq) {
