@@ -24,8 +24,9 @@ import threading
 import time
 
 from harness import (AGENT, BUILD, DUMPED_RE, FRAME_RE, HEADER_RE, HTRACE, INLINED_RE, PARSED_RE,
-                     TIMEOUT, VICTIMS, Failure, Skip, closing_counts, expect, functions, has_frame,
-                     json_objects, parse_traces, parsed_dumped, run_htrace, run_tests)
+                     TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement, closing_counts, expect,
+                     functions, has_frame, json_objects, parse_traces, parsed_dumped, run_htrace,
+                     run_tests)
 
 SERVER = os.path.join(VICTIMS, "server")
 BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
@@ -278,6 +279,30 @@ def test_diff_gives_exactly_the_leaked_handles_while_workers_run():
         expect(summary["still_open"] == 4 and summary["opened_since_snapshot"] >= 4 + 200
                and summary["closed_since_snapshot"] >= 200, f"summary {summary}")
         s.check_alive()
+
+
+def test_open_set_is_kept_while_tracing_is_off():
+    """Tracing off, the agent still keeps the open set: after opens, closes
+    and dup2 onto open descriptors, every descriptor the kernel has open is
+    listed, with the call that opened it last, and none is untracked or
+    inconsistent."""
+    with Server() as s:
+        s.ask("quiet")
+        fds = s.leak(6)
+        replaced = fds[:3]
+        for fd in replaced:
+            expect(s.ask(f"replace {fd}") == [str(fd)], f"replace {fd}")
+        s.ask("clean 40")
+        p = one_json(ok(["--json", "--group", "-p", s.pid]))
+        check_kernel_agreement(p)
+        handles = {h["handle"]: h for h in p["handles"]}
+        kernel = sorted(int(n) for n in os.listdir(f"/proc/{s.pid}/fd"))
+        expect(sorted(handles) == kernel, f"listed {sorted(handles)}, the kernel has {kernel}")
+        for fd in fds:
+            h = handles[fd]
+            api = h["traces"][0]["api"]
+            expect(h["state"] == "leaked" and (api == "dup2") == (fd in replaced),
+                   f"fd {fd} ({'replaced' if fd in replaced else 'kept'}): {h['state']}, opened by {api}")
 
 
 def test_group_of_diff_and_of_all_open_handles():
@@ -682,11 +707,11 @@ def test_malformed_handles_and_counts():
 
 def test_tracing_not_enabled_and_diff_before_any_snapshot():
     with Server() as s:
+        s.ask("quiet")  # the workers' own /dev/null comes and goes otherwise
         fds = descriptors(s.pid)
         check_error(["-p", s.pid, "-snapshot"], 1, ["not enabled"])
         check_error(["-p", s.pid, "-diff"], 1, ["not enabled"])
         check_error(["--json", "-p", s.pid, "-diff"], 1, ["not enabled"])
-        s.ask("quiet")
         expect(descriptors(s.pid) == fds, "the refused commands changed the target's descriptors")
         s.check_alive()
     # tracing on from the start (HTRACE_TRACE=1), but no snapshot yet

@@ -26,7 +26,7 @@ static uint64_t fdtab_top[HTRACE_FDTAB_TOP];
 #define FDTAB_LIMIT ((uint64_t)HTRACE_FDTAB_TOP * HTRACE_FDTAB_CHUNK)
 #define CHUNK_BYTES (HTRACE_FDTAB_CHUNK * sizeof(struct htrace_fd_slot))
 
-static struct htrace_fd_slot *chunk_create(unsigned index)
+static __attribute__((cold, noinline)) struct htrace_fd_slot *chunk_create(unsigned index)
 {
 	void *chunk = raw_map(CHUNK_BYTES);
 	if (!chunk) {
@@ -157,7 +157,7 @@ static void ring_put(const struct htrace_event *ev)
 	ATOMIC_STORE(&rec->seq_end, ev->seq);
 }
 
-static void mailbox_serve(void);
+static __attribute__((cold, noinline)) void mailbox_serve(void);
 
 /* The client's requests are carried out on the next hooked call. */
 static inline void mailbox_check(void)
@@ -343,10 +343,27 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 		event_record_close(&ev, fd, api, flags); /* open, but never seen opened */
 }
 
+/* While tracing is off a replacement is one pass over the slot: the old
+ * descriptor's owner checked, the new one marked open. */
+static void replaced_untraced(int fd, unsigned api)
+{
+	struct htrace_fd_slot *slot = slot_of(fd, 1);
+	if (!slot)
+		return;
+	if (ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN && slot->owner_api && !bulk_close(api))
+		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
+	slot_open_untraced(slot, fd, api, 0);
+}
+
 void engine_replaced(int fd, unsigned api)
 {
 	if (fd < 0 || htrace_in_vfork)
 		return;
+	mailbox_check();
+	if (!engine_tracing()) {
+		replaced_untraced(fd, api);
+		return;
+	}
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	uint32_t stack = TAKE_STACK;
 	if (slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN) {

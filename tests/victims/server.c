@@ -24,6 +24,9 @@
  *               /dev/null again as the same number (dup2 if need be), so
  *               that a number open at a snapshot is closed and reused after
  *               it; answers "OK FD"
+ *   replace FD  scenario_replace(): opens /dev/null and dup2()s it onto the
+ *               open descriptor FD, which the kernel closes and reuses in
+ *               one call, then closes the one it opened; answers "OK FD"
  *   quiet       parks the workers and answers "OK quiet" only once every
  *               worker is parked, holding no descriptor: from then on the
  *               only hooked calls are the commands' own, so -diff sees only
@@ -153,6 +156,19 @@ static NOINLINE int scenario_reopen(int fd)
 	return r;
 }
 
+static NOINLINE int scenario_replace(int fd)
+{
+	if (fd < 3 || fcntl(fd, F_GETFD) < 0)
+		return -1;
+	int other = open("/dev/null", O_RDONLY);
+	if (other < 0)
+		return -1;
+	int r = dup2(other, fd);
+	close(other);
+	__asm__ volatile("" ::: "memory");
+	return r;
+}
+
 static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void answer(const char *fmt, ...)
 {
@@ -207,6 +223,12 @@ int main(void)
 			int fd = scenario_reopen((int)n);
 			if (fd < 0)
 				answer("ERR cannot reopen %ld", n);
+			else
+				answer("OK %d", fd);
+		} else if (!strcmp(word, "replace") && args == 2) {
+			int fd = scenario_replace((int)n);
+			if (fd < 0)
+				answer("ERR cannot replace %ld", n);
 			else
 				answer("OK %d", fd);
 		} else if (!strcmp(word, "quiet")) {
