@@ -118,7 +118,7 @@ struct htrace_db {
 	uint32_t stack_depth; /* frames kept per stack */
 	uint32_t ring_capacity; /* Max_Traces: events kept in the ring */
 	uint64_t ring_addr; /* struct htrace_event[ring_capacity], 0 if none */
-	uint64_t next_seq; /* sequence number of the last event taken */
+	uint64_t reserved2; /* (next_seq was here; see below) */
 
 	uint64_t depot_addr; /* start of the stack depot, 0 if none */
 	uint64_t depot_bytes; /* its size */
@@ -170,6 +170,13 @@ struct htrace_db {
 	uint64_t exec_inherited; /* descriptors whose opening stack the old image handed over */
 	char exec_path[256]; /* the file being executed (for the stop) */
 	char exec_from[256]; /* the previous image's /proc/self/exe */
+
+	/* Sequence number of the last event taken, incremented by every event
+	 * of every thread: on a cache line of its own, so that the fields
+	 * above that every call reads are not taken from the other threads'
+	 * caches at each event. */
+	uint64_t next_seq __attribute__((aligned(64)));
+	char next_seq_line[56];
 };
 
 /* How the new program is being started (exec_pending). */
