@@ -54,12 +54,14 @@ void *real_function(unsigned api) AGENT_HIDDEN;
 		}                               \
 	} while (0)
 
-/* Recording around a real call must leave errno as the real call set it. */
-#define KEEP_ERRNO(stmt)                        \
-	do {                                    \
-		int saved_errno_ = errno;       \
-		stmt;                           \
-		errno = saved_errno_;           \
+/* Recording around a real call must leave errno as the real call set it.
+ * (errno's address is asked for once: __errno_location is a call.) */
+#define KEEP_ERRNO(stmt)                                \
+	do {                                            \
+		int *errno_at_ = &errno;                \
+		int saved_errno_ = *errno_at_;          \
+		stmt;                                   \
+		*errno_at_ = saved_errno_;              \
 	} while (0)
 
 /* True (errno EMFILE) when this call comes from the unwinder while this

@@ -812,7 +812,9 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at
  * the caller give up. */
 static int first_outside_agent(struct frame *f, uint64_t hi)
 {
-	uint64_t at = (uint64_t)__builtin_frame_address(0); /* above sp */
+	/* above sp, and not this frame: its return address is ours whether
+	 * this is unwind_fast's frame (called from stack.c) or its own */
+	uint64_t at = *(const uint64_t *)__builtin_frame_address(0);
 	for (unsigned n = 0; n < MAX_AGENT_FRAMES; n++) {
 		if (at > hi - 16)
 			return -1;
