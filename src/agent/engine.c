@@ -7,6 +7,7 @@
  * one atomic increment. */
 #include "agent.h"
 #include "htrace.h"
+#include "table.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -21,9 +22,8 @@
 #define ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
 #define COUNT(field) __atomic_add_fetch(&htrace_db.field, 1, __ATOMIC_RELAXED)
 
-static uint64_t fdtab_top[HTRACE_FDTAB_TOP];
+uint64_t table_chunks[HTRACE_FDTAB_TOP];
 
-#define FDTAB_LIMIT ((uint64_t)HTRACE_FDTAB_TOP * HTRACE_FDTAB_CHUNK)
 #define CHUNK_BYTES (HTRACE_FDTAB_CHUNK * sizeof(struct htrace_fd_slot))
 
 static __attribute__((cold, noinline)) struct htrace_fd_slot *chunk_create(unsigned index)
@@ -34,7 +34,7 @@ static __attribute__((cold, noinline)) struct htrace_fd_slot *chunk_create(unsig
 		return NULL;
 	}
 	uint64_t expected = 0;
-	if (!__atomic_compare_exchange_n(&fdtab_top[index], &expected, (uint64_t)chunk, 0,
+	if (!__atomic_compare_exchange_n(&table_chunks[index], &expected, (uint64_t)chunk, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		raw_unmap(chunk, CHUNK_BYTES);
 		return (struct htrace_fd_slot *)expected;
@@ -51,27 +51,11 @@ static inline __attribute__((always_inline)) struct htrace_fd_slot *slot_of(int 
 			COUNT(fds_beyond_table);
 		return NULL;
 	}
-	unsigned index = (unsigned)fd / HTRACE_FDTAB_CHUNK;
-	struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&fdtab_top[index]);
-	if (!chunk && create)
-		chunk = chunk_create(index);
+	struct htrace_fd_slot *slot = table_slot(fd);
+	if (slot || !create)
+		return slot;
+	struct htrace_fd_slot *chunk = chunk_create((unsigned)fd / HTRACE_FDTAB_CHUNK);
 	return chunk ? &chunk[(unsigned)fd % HTRACE_FDTAB_CHUNK] : NULL;
-}
-
-/* A slot has one writer at a time (a number is closed before it can be
- * opened again), so its generation moves with plain ordered stores, no
- * locked instruction: odd while the fields change. */
-static void slot_begin(struct htrace_fd_slot *slot)
-{
-	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE); /* odd before any field changes */
-}
-
-static void slot_end(struct htrace_fd_slot *slot)
-{
-	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELEASE);
 }
 
 /* A consistent copy of fd's slot; returns 0 when the slot does not exist. */
@@ -93,17 +77,15 @@ static int slot_read(int fd, struct htrace_fd_slot *out)
 	return 1;
 }
 
+__attribute__((cold, noinline)) int thread_id_first_time(void)
+{
+	return agent_self.tid = (int)RAW0(SYS_gettid);
+}
+
 int engine_tracing(void)
 {
 	return (ATOMIC_LOAD(&htrace_db.state) & (HTRACE_STATE_TRACING | HTRACE_STATE_FAILED)) ==
 	       HTRACE_STATE_TRACING;
-}
-
-static int current_tid(void)
-{
-	if (!agent_self.tid)
-		agent_self.tid = (int)RAW0(SYS_gettid);
-	return agent_self.tid;
 }
 
 static uint64_t now_ns(void)
@@ -237,27 +219,6 @@ static __attribute__((noinline)) void opened_traced(struct htrace_fd_slot *slot,
 		slot_open(slot, &ev, 0, 0);
 }
 
-/* While tracing is off an OPEN only marks the slot open, field by field:
- * no event, no stack, no copy. */
-static inline void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
-				      unsigned flags)
-{
-	slot_begin(slot);
-	slot->open.seq = 0;
-	slot->open.time_ns = 0;
-	slot->open.fd = fd;
-	slot->open.tid = current_tid();
-	slot->open.stack = 0;
-	slot->open.api = (uint16_t)api;
-	slot->open.kind = HTRACE_OPEN;
-	slot->open.flags = (uint8_t)(flags | HTRACE_EV_NO_STACK);
-	slot->open.seq_end = 0;
-	slot->owner = 0;
-	slot->owner_api = 0;
-	slot->state = HTRACE_FD_OPEN;
-	slot_end(slot);
-}
-
 static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
@@ -292,16 +253,6 @@ void engine_bad_reference(int fd, unsigned api, unsigned flags)
 	event_record(&ev, fd, api, HTRACE_BAD_REFERENCE, flags);
 	if (htrace_db.on_error_abort && engine_tracing())
 		abort_here();
-}
-
-static void slot_close(struct htrace_fd_slot *slot)
-{
-	slot_begin(slot);
-	slot->state = HTRACE_FD_CLOSED;
-	slot->owner = 0;
-	slot->owner_api = 0;
-	slot->stale_owner = 0;
-	slot_end(slot);
 }
 
 /* Closes that are deliberate about what they close: not a bad reference
@@ -443,7 +394,7 @@ void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *
 	if (hi >= FDTAB_LIMIT)
 		hi = (unsigned)(FDTAB_LIMIT - 1);
 	for (unsigned index = lo / HTRACE_FDTAB_CHUNK; index <= hi / HTRACE_FDTAB_CHUNK; index++) {
-		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&fdtab_top[index]);
+		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)ATOMIC_LOAD(&table_chunks[index]);
 		if (!chunk)
 			continue;
 		unsigned first = index * HTRACE_FDTAB_CHUNK;
@@ -494,7 +445,7 @@ static void mark_inherited(int fd, void *arg)
 static void repair_generations(void)
 {
 	for (unsigned index = 0; index < HTRACE_FDTAB_TOP; index++) {
-		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)fdtab_top[index];
+		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)table_chunks[index];
 		for (unsigned i = 0; chunk && i < HTRACE_FDTAB_CHUNK; i++)
 			if (chunk[i].gen & 1)
 				chunk[i].gen++;
@@ -680,7 +631,7 @@ static void mailbox_serve(void)
 
 void engine_init(void)
 {
-	htrace_db.fdtab_addr = (uint64_t)fdtab_top;
+	htrace_db.fdtab_addr = (uint64_t)table_chunks;
 }
 
 /* --- the public API of htrace.h ---------------------------------------- */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "hooks.h"
+#include "table.h"
 
 static const char *const hook_symbol[HTRACE_API_COUNT] = {
 #define HOOK(name, shape, ret, params, args, what) [HTRACE_API_##name] = #name,
@@ -65,7 +66,11 @@ int refuse_unwinder(const void *caller)
 		return result;                                              \
 	}
 
-#define RECORD_OPENED(name) KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0))
+#define RECORD_OPENED(name)                                                 \
+	do {                                                                \
+		if (!quietly_opened((int)result, HTRACE_API_##name))        \
+			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
+	} while (0)
 #define RECORD_BAD(name, fd) KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0))
 
 #define HOOK_FD_RESULT(name, ret, params, args) \
@@ -195,7 +200,8 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 {
 	if (__atomic_load_n(&cancel_called, __ATOMIC_SEQ_CST))
 		return close_with_guard(real, fd, api);
-	KEEP_ERRNO(engine_closing(fd, api, 0));
+	if (!quietly_closing(fd))
+		KEEP_ERRNO(engine_closing(fd, api, 0));
 	return real(fd);
 }
 

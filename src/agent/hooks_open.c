@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "hooks.h"
+#include "table.h"
 
 static int needs_mode(int flags)
 {
@@ -139,7 +140,8 @@ AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
  * call fails and newfd stays open). */
 void record_dup_onto(int newfd, unsigned api)
 {
-	KEEP_ERRNO(engine_replaced(newfd, api));
+	if (!quietly_replaced(newfd, api))
+		KEEP_ERRNO(engine_replaced(newfd, api));
 }
 
 #define HOOK_DUP2(name)                                                     \
