@@ -916,9 +916,10 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
 /* Walks from f into pcs (at most max frames), recording the walk in m
  * (NULL: no memo) and taking the frames of m's last walk where it joins
  * it.  Returns the number of frames, or UNWIND_GIVE_UP. */
-static int walk(struct frame f, uint64_t *pcs, unsigned max, uint64_t hi, struct walk_memo *m,
-		uint64_t *hash)
+static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
+		struct walk_memo *m, uint64_t *hash)
 {
+	struct frame f = *start;
 	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
 	uint64_t end_at = 0, end_pc = 0, bp_at = 0;
 	if (m)
@@ -975,7 +976,7 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t 
 	}
 	struct walk_memo *m = max <= MEMO_FRAMES && !memo.busy ? &memo : NULL;
 	if (!m)
-		return walk(f, pcs, max, hi, NULL, hash);
+		return walk(&f, pcs, max, hi, NULL, hash);
 	m->busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (m->objects != now || m->max != max) {
@@ -983,7 +984,7 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t 
 		m->objects = now;
 		m->max = max;
 	}
-	int n = walk(f, pcs, max, hi, m, hash);
+	int n = walk(&f, pcs, max, hi, m, hash);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	m->busy = 0;
 	return n;
