@@ -8,7 +8,6 @@
 #include <stdio.h>
 
 #include "hooks.h"
-#include "table.h"
 
 static const char *const hook_symbol[HTRACE_API_COUNT] = {
 #define HOOK(name, shape, ret, params, args, what) [HTRACE_API_##name] = #name,
@@ -66,11 +65,7 @@ int refuse_unwinder(const void *caller)
 		return result;                                              \
 	}
 
-#define RECORD_OPENED(name)                                                 \
-	do {                                                                \
-		if (!quietly_opened((int)result, HTRACE_API_##name))        \
-			KEEP_ERRNO(engine_opened((int)result, HTRACE_API_##name, 0)); \
-	} while (0)
+#define RECORD_OPENED(name) record_opened((int)result, HTRACE_API_##name)
 #define RECORD_BAD(name, fd) KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0))
 
 #define HOOK_FD_RESULT(name, ret, params, args) \

@@ -28,6 +28,7 @@
 #include <termios.h>
 
 #include "agent.h"
+#include "table.h"
 
 struct file_handle;
 struct winsize;
@@ -63,6 +64,14 @@ void *real_function(unsigned api) AGENT_HIDDEN;
 		stmt;                                   \
 		*errno_at_ = saved_errno_;              \
 	} while (0)
+
+/* A call returned the new descriptor fd: its OPEN, in line while tracing
+ * is off (table.h), else by the engine. */
+static inline void record_opened(int fd, unsigned api)
+{
+	if (!quietly_opened(fd, api))
+		KEEP_ERRNO(engine_opened(fd, api, 0));
+}
 
 /* True (errno EMFILE) when this call comes from the unwinder while this
  * thread unwinds: it must not create a descriptor (nor deadlock in us). */

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 
 #include "hooks.h"
-#include "table.h"
 
 static int needs_mode(int flags)
 {
@@ -36,7 +35,7 @@ static mode_t mode_argument(int flags, va_list ap)
 			return -1;                                          \
 		int fd = real(path, flags, mode);                           \
 		if (fd >= 0)                                                \
-			KEEP_ERRNO(engine_opened(fd, HTRACE_API_##name, 0)); \
+			record_opened(fd, HTRACE_API_##name);               \
 		return fd;                                                  \
 	}
 
@@ -53,7 +52,7 @@ static mode_t mode_argument(int flags, va_list ap)
 			return -1;                                          \
 		int fd = real(dirfd, path, flags, mode);                    \
 		if (fd >= 0)                                                \
-			KEEP_ERRNO(engine_opened(fd, HTRACE_API_##name, 0)); \
+			record_opened(fd, HTRACE_API_##name);               \
 		else if (errno == EBADF)                                    \
 			KEEP_ERRNO(engine_bad_reference(dirfd, HTRACE_API_##name, 0)); \
 		return fd;                                                  \
@@ -89,10 +88,8 @@ AGENT_EXPORT mqd_t mq_open(const char *name, int flags, ...)
 
 static void record_pair(const int fds[2], unsigned api)
 {
-	KEEP_ERRNO({
-		engine_opened(fds[0], api, 0);
-		engine_opened(fds[1], api, 0);
-	});
+	record_opened(fds[0], api);
+	record_opened(fds[1], api);
 }
 
 #define HOOK_PIPE(name)                                                     \
