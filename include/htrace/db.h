@@ -24,6 +24,9 @@
 
 #define HTRACE_DB_MAGIC 0x3162647472636874ULL /* "htrcdb1" little-endian */
 #define HTRACE_DB_VERSION 1
+/* Padding that puts next_seq at a multiple of 64 bytes from the start of
+ * struct htrace_db (checked below; the agent aligns its instance to 64). */
+#define HTRACE_NEXT_SEQ_GAP 56u
 #define HTRACE_DB_SYMBOL "htrace_db"
 
 /* The live descriptor table: a fixed top array of chunk addresses, each
@@ -172,12 +175,18 @@ struct htrace_db {
 	char exec_from[256]; /* the previous image's /proc/self/exe */
 
 	/* Sequence number of the last event taken, incremented by every event
-	 * of every thread: on a cache line of its own, so that the fields
-	 * above that every call reads are not taken from the other threads'
-	 * caches at each event. */
-	uint64_t next_seq __attribute__((aligned(64)));
-	char next_seq_line[56];
+	 * of every thread: on a cache line of its own (the agent's instance is
+	 * aligned to 64 bytes; the type is not, so that copies of it in the
+	 * client's memory need no special alignment), so that the fields above
+	 * that every call reads are not taken from the other threads' caches
+	 * at each event. */
+	uint8_t before_next_seq[HTRACE_NEXT_SEQ_GAP];
+	uint64_t next_seq;
+	uint8_t after_next_seq[56];
 };
+
+_Static_assert(__builtin_offsetof(struct htrace_db, next_seq) % 64 == 0,
+	       "next_seq must start a cache line: adjust HTRACE_NEXT_SEQ_GAP");
 
 /* How the new program is being started (exec_pending). */
 #define HTRACE_EXEC_BY_EXEC 1 /* the exec family: this process becomes it */

@@ -16,7 +16,7 @@
 #define MAX_MAX_TRACES (64u << 20)
 #define DEFAULT_STACK_DEPTH 24u
 
-AGENT_EXPORT struct htrace_db htrace_db = {
+AGENT_EXPORT struct htrace_db htrace_db __attribute__((aligned(64))) = {
 	.version = HTRACE_DB_VERSION,
 	.size = sizeof(struct htrace_db),
 };
