@@ -32,7 +32,7 @@ PLUGINS = $(BUILD)/tests/plugins/libplugin_fp.so $(BUILD)/tests/plugins/libplugi
 FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
 BENCH = $(BUILD)/bench/bench
 
-.PHONY: all deps demo check test bench install clean
+.PHONY: all deps demo check test sanitize bench install clean
 
 all: $(HTRACE) $(AGENT) $(GDB_COMMAND)
 
@@ -99,6 +99,12 @@ check: deps
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 
 test: check
+
+# the tests again with the agent, the client and the unit tests built with
+# UBSan (in $(BUILD)/ubsan), stopping at the first undefined behaviour
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/ubsan HTRACE_SANITIZED=1 \
+		CFLAGS="-O1 -g -fsanitize=undefined -fno-sanitize-recover=all" check
 
 # the benchmark suite (bench/run.py): one table and the overhead budget;
 # QUICK=1 for a short run.  Never fails on a timing.
