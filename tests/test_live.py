@@ -305,6 +305,30 @@ def test_open_set_is_kept_while_tracing_is_off():
                    f"fd {fd} ({'replaced' if fd in replaced else 'kept'}): {h['state']}, opened by {api}")
 
 
+def bad_references(server):
+    return one_json(ok(["--json", "-p", server.pid]))["summary"]["bad_references"]
+
+
+def test_dup2_while_tracing_is_off_makes_a_stale_file_reported_again():
+    """A FILE whose descriptor was closed behind its back is reported at
+    its first stale use, once; a dup2 onto that number while tracing is
+    off puts a new descriptor there, and the next use is reported again."""
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fd = int(s.ask("stale")[0])
+        reported = bad_references(s)
+        s.ask("staleuse")
+        expect(bad_references(s) == reported, "a second use of the same stale FILE was reported again")
+        ok(["-p", s.pid, "-disable"])
+        expect(s.ask(f"replace {fd}") == [str(fd)], f"replace {fd}")
+        enable(s)
+        s.ask("staleuse")
+        expect(bad_references(s) == reported + 1,
+               f"the use after a dup2 onto {fd} while tracing was off: bad references "
+               f"{reported} -> {bad_references(s)}, expected one more")
+
+
 def test_group_of_diff_and_of_all_open_handles():
     with Server() as s:
         enable(s)

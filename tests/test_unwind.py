@@ -16,10 +16,11 @@ Exit status: 0 all passed, 1 a failure, 77 htrace missing."""
 import os
 import re
 import subprocess
+import shutil
 import sys
 
-from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, expect, json_run, only_process, run_tests,
-                     traced_env)
+from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, Skip, expect, json_run, only_process,
+                     run_tests, traced_env)
 
 UNWINDER = os.path.join(VICTIMS, "unwinder")
 BENCH = os.path.join(BUILD, "bench", "bench")
@@ -53,6 +54,31 @@ def always_fast(args, each=None):
     counts, stdout = checked_run(args, each)
     expect(counts["gave_up"] == 0, f"{args}: the agent's unwinder gave up: {counts}")
     return counts, stdout
+
+
+def test_agent_frames_are_plain_frame_pointer_frames():
+    """The unwinder skips the agent's own frames along the rbp chain, which
+    holds only while every agent function that calls another sets up rbp
+    as its frame pointer and none realigns its stack (an `and $-N, %rsp`
+    prologue)."""
+    if not shutil.which("objdump"):
+        raise Skip("objdump (binutils) is not installed")
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", AGENT], capture_output=True,
+                          text=True, timeout=TIMEOUT).stdout
+    functions = re.split(r"\n(?=[0-9a-f]+ <[^>]+>:\n)", text)
+    expect(len(functions) > 100, f"only {len(functions)} functions found in {AGENT}")
+    realign, no_frame = [], []
+    for body in functions:
+        name = re.match(r"[0-9a-f]+ <([^>]+)>:", body)
+        if (not name or "@plt" in name.group(1) or name.group(1).endswith(".cold")
+                or name.group(1).startswith((".plt", "_init"))):  # .cold: a part of a function
+            continue
+        if re.search(r"\sand\s+\$0x[0-9a-f]+,%rsp$", body, re.M):
+            realign.append(name.group(1))
+        if re.search(r"\scall\s", body) and not re.search(r"\smov\s+%rsp,%rbp$", body, re.M):
+            no_frame.append(name.group(1))
+    expect(not realign, f"agent functions that realign the stack: {realign[:10]}")
+    expect(not no_frame, f"agent functions that call without a frame pointer: {no_frame[:10]}")
 
 
 def test_deep_recursion_beyond_the_frames_kept():

@@ -303,7 +303,7 @@ static void replaced_untraced(int fd, unsigned api)
 		return;
 	if (ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN && slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	slot_open_untraced(slot, fd, api, 0);
+	slot_replace_untraced(slot, fd, api);
 }
 
 void engine_replaced(int fd, unsigned api)

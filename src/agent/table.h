@@ -52,10 +52,9 @@ static inline int current_tid(void)
 
 /* While tracing is off an OPEN only marks the slot open, field by field:
  * no event, no stack, no copy. */
-static inline void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
+static inline void slot_fill_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
 				      unsigned flags)
 {
-	slot_begin(slot);
 	slot->open.seq = 0;
 	slot->open.time_ns = 0;
 	slot->open.fd = fd;
@@ -68,6 +67,24 @@ static inline void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsig
 	slot->owner = 0;
 	slot->owner_api = 0;
 	slot->state = HTRACE_FD_OPEN;
+}
+
+static inline void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
+				      unsigned flags)
+{
+	slot_begin(slot);
+	slot_fill_untraced(slot, fd, api, flags);
+	slot_end(slot);
+}
+
+/* dup2 or dup3 onto fd, tracing off: a new descriptor behind the number,
+ * so that a FILE or DIR still using it is reported again (stale_owner
+ * forgotten, as a close would). */
+static inline void slot_replace_untraced(struct htrace_fd_slot *slot, int fd, unsigned api)
+{
+	slot_begin(slot);
+	slot_fill_untraced(slot, fd, api, 0);
+	slot->stale_owner = 0;
 	slot_end(slot);
 }
 
@@ -117,7 +134,7 @@ static inline int quietly_replaced(int fd, unsigned api)
 	struct htrace_fd_slot *slot;
 	if (!table_quiet() || !(slot = table_slot(fd)) || slot->owner_api)
 		return 0;
-	slot_open_untraced(slot, fd, api, 0);
+	slot_replace_untraced(slot, fd, api);
 	return 1;
 }
 

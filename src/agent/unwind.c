@@ -809,7 +809,10 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at
  * with frame pointers, so its own frames are skipped along the rbp chain,
  * a few instructions each, instead of by their CFI; the chain is checked
  * to climb (from this frame, above sp) below hi, and a break in it makes
- * the caller give up. */
+ * the caller give up.  This needs every agent function that calls another
+ * to save rbp at CFA-16 and never realign its stack: no assembly and no
+ * over-aligned local on the way from a hook to here (test_unwind checks
+ * the agent's code for it). */
 static int first_outside_agent(struct frame *f, uint64_t hi)
 {
 	/* above sp, and not this frame: its return address is ours whether
@@ -975,8 +978,10 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t 
 		return 0;
 	}
 	struct walk_memo *m = max <= MEMO_FRAMES && !memo.busy ? &memo : NULL;
-	if (!m)
+	if (!m) {
+		memo.joined = 0;
 		return walk(&f, pcs, max, hi, NULL, hash);
+	}
 	m->busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (m->objects != now || m->max != max) {

@@ -47,8 +47,8 @@ struct peer_table {
 struct fdinfo_ctx {
 	pid_t pid;
 	char dir[32]; /* "/proc/PID" */
-	int fd_dir, fdinfo_dir; /* /proc/PID/fd and /proc/PID/fdinfo, O_PATH: each
-				   descriptor is then looked up without the path */
+	int fd_dir, fdinfo_dir; /* /proc/PID/fd and /proc/PID/fdinfo: each descriptor
+				   is looked up from them, without the path */
 	bool sockets_loaded; /* cleared by fdinfo_list: a new snapshot */
 	struct sock_table sockets;
 };
@@ -655,7 +655,8 @@ struct fdinfo_ctx *fdinfo_open(pid_t pid)
 	snprintf(ctx->dir, sizeof ctx->dir, "/proc/%d", (int)pid);
 	char path[64];
 	snprintf(path, sizeof path, "%s/fd", ctx->dir);
-	ctx->fd_dir = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	ctx->fd_dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* not O_PATH: refused
+									  here when not ours */
 	snprintf(path, sizeof path, "%s/fdinfo", ctx->dir);
 	ctx->fdinfo_dir = ctx->fd_dir < 0 ? -1 : open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (ctx->fdinfo_dir < 0) {

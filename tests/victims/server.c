@@ -27,6 +27,11 @@
  *   replace FD  scenario_replace(): opens /dev/null and dup2()s it onto the
  *               open descriptor FD, which the kernel closes and reuses in
  *               one call, then closes the one it opened; answers "OK FD"
+ *   stale       scenario_stale(): fopen()s /dev/null, closes its descriptor
+ *               behind the FILE's back, opens /dev/null again as the same
+ *               number and reads through the FILE (a stale use); keeps
+ *               the FILE; answers "OK FD"
+ *   staleuse    reads through that FILE again; answers "OK"
  *   quiet       parks the workers and answers "OK quiet" only once every
  *               worker is parked, holding no descriptor: from then on the
  *               only hooked calls are the commands' own, so -diff sees only
@@ -169,6 +174,28 @@ static NOINLINE int scenario_replace(int fd)
 	return r;
 }
 
+static FILE *stale_file;
+
+static NOINLINE int scenario_stale(void)
+{
+	if (stale_file || !(stale_file = fopen("/dev/null", "r")))
+		return -1;
+	int fd = fileno(stale_file);
+	if (close(fd) < 0 || open_as(fd) != fd)
+		return -1;
+	char c;
+	if (fread(&c, 1, 1, stale_file) != 0) /* /dev/null: end of file at once */
+		return -1;
+	return fd;
+}
+
+static NOINLINE int scenario_stale_use(void)
+{
+	char c;
+	clearerr(stale_file);
+	return stale_file && fread(&c, 1, 1, stale_file) == 0 ? 0 : -1;
+}
+
 static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void answer(const char *fmt, ...)
 {
@@ -231,6 +258,17 @@ int main(void)
 				answer("ERR cannot replace %ld", n);
 			else
 				answer("OK %d", fd);
+		} else if (!strcmp(word, "stale")) {
+			int fd = scenario_stale();
+			if (fd < 0)
+				answer("ERR stale failed");
+			else
+				answer("OK %d", fd);
+		} else if (!strcmp(word, "staleuse")) {
+			if (scenario_stale_use() < 0)
+				answer("ERR no stale FILE");
+			else
+				answer("OK");
 		} else if (!strcmp(word, "quiet")) {
 			set_parked(1);
 			answer("OK quiet");
