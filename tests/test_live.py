@@ -618,6 +618,25 @@ def test_disable_releases_the_trace_memory():
         s.check_alive()
 
 
+def test_stack_taken_again_after_disable_and_enable_is_stored_again():
+    """-disable empties the stack depot; the same stack taken again after
+    -enable must be stored again, not named by the id it had before (each
+    thread remembers its last few stacks' ids)."""
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        s.leak(1)
+        ok(["-p", s.pid, "-disable"])
+        s.ask("clean 10")  # hooked calls: the agent empties the depot
+        enable(s)
+        fd = s.leak(1)[0]
+        p = one_json(ok(["--json", "-p", s.pid]))
+        traces = [h["traces"] for h in p["handles"] if h["handle"] == fd]
+        functions = [f["function"] for f in traces[0][0]["frames"]] if traces else []
+        expect("scenario_leak" in functions and "main" in functions,
+               f"fd {fd}, leaked after -disable and -enable: frames {functions}")
+
+
 # ---- nothing added to the target ----
 
 def test_agent_and_commands_add_no_thread_or_descriptor():

@@ -99,6 +99,9 @@ int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
 /* The depot id of the stack (0 when dropped); *is_new says it was stored
  * just now. */
 uint32_t depot_put(const uint64_t *pc, unsigned depth, int *is_new) AGENT_HIDDEN;
+/* The depot was emptied (-disable): the threads' recent stacks' ids are
+ * no longer good. */
+void depot_forget_recent(void) AGENT_HIDDEN;
 /* The stack of a depot id; NULL for 0 or without a depot. */
 const struct htrace_stack *depot_get(uint32_t id) AGENT_HIDDEN;
 
@@ -124,12 +127,22 @@ static inline uint64_t stack_hash(const uint64_t *pc, unsigned depth)
 #define UNWIND_STALE (-2) /* objects came or went since the last modules_refresh */
 void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo,
 		 uint64_t own_hi) AGENT_HIDDEN;
+/* What unwind_fast tells of a stack besides its frames. */
+struct unwind_info {
+	uint64_t hash; /* stack_hash of the frames */
+	/* Not 0: a number that this thread gives to the frames after the
+	 * first, the same for each of its stacks with the same such frames
+	 * (while it keeps them in its memo), so that (tail, first frame)
+	 * names the whole stack.  0: not known. */
+	uint64_t tail;
+};
+
 /* Fills pcs with at most max return addresses of the stack that called
  * the agent (its first is the return address of the hook), innermost
  * first, as libunwind's unw_backtrace gives them after the agent's own
- * frames, and their stack_hash in *hash; returns their number, or
- * UNWIND_GIVE_UP or UNWIND_STALE. */
-int unwind_fast(uint64_t *pcs, unsigned max, uint64_t *hash) AGENT_HIDDEN;
+ * frames, and *info; returns their number, or UNWIND_GIVE_UP or
+ * UNWIND_STALE. */
+int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;
 /* Whether the thread's last unwind_fast took frames from its memo of the
  * walk before (for HTRACE_UNWIND=check). */
 int unwind_memo_joined(void) AGENT_HIDDEN;

@@ -612,6 +612,7 @@ static void release_trace_memory(void)
 	raw_release((void *)htrace_db.depot_addr, htrace_db.depot_bytes);
 	raw_release((void *)htrace_db.buckets_addr, htrace_db.nbuckets * sizeof(uint32_t));
 	__atomic_store_n(&htrace_db.depot_used, 8, __ATOMIC_RELEASE);
+	depot_forget_recent();
 	engine_for_each_open(forget_stack, NULL);
 }
 

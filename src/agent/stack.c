@@ -180,26 +180,26 @@ static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wi
 /* The stack's frames in pcs from pcs[*first] on; returns how many.  Both
  * unwinders are called from this one function, so that they start from
  * the same frame and hide the same frames of ours. */
-static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, uint64_t *hash)
+static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
-	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, hash);
+	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, info);
 	if (n == UNWIND_STALE) {
 		count_check(&check_counts.stale);
 		modules_refresh(); /* a dlopen or dlclose since the last */
-		n = unwind_fast(pcs, depth, hash);
+		n = unwind_fast(pcs, depth, info);
 	}
 	if (n < 0) {
 		count_check(&check_counts.gave_up);
 		unsigned kept = keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
-		*hash = stack_hash(pcs + *first, kept);
+		*info = (struct unwind_info){ .hash = stack_hash(pcs + *first, kept) };
 		return kept;
 	}
 	unsigned kept = keep_frames(pcs, n, depth, first); /* ours has none of the agent's */
 	if (unwind_mode == CHECK) {
 		if (unwind_memo_joined())
 			count_check(&check_counts.joined);
-		if (*hash != stack_hash(pcs + *first, kept)) {
+		if (info->hash != stack_hash(pcs + *first, kept)) {
 			static const char wrong[] = "htrace: unwind mismatch: the stack's hash\n";
 			count_check(&check_counts.mismatches);
 			say(wrong, sizeof wrong - 1);
@@ -207,6 +207,83 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, uint64_t 
 		check_against_libunwind(pcs + *first, kept, depth);
 	}
 	return kept;
+}
+
+/* --- the thread's recent stacks -----------------------------------------
+ * A thread's consecutive stacks mostly differ in their first frame only
+ * (the call site in the same function), and the fast unwinder numbers the
+ * frames after the first (unwind_info.tail): so a few (tail, first frame)
+ * pairs remembered with their depot ids spare the depot's hash probe and
+ * word-by-word compare.  The ids are forgotten with the depot (-disable:
+ * depot_forget_recent).  A signal handler's capture while the thread is
+ * at it leaves them alone. */
+#define RECENT_STACKS 4u
+
+struct recent_stack {
+	uint64_t tail, first_pc, generation;
+	uint32_t id;
+};
+
+static AGENT_TLS struct {
+	struct recent_stack stack[RECENT_STACKS];
+	unsigned next; /* the place the next one takes, in turn */
+	int busy;
+} recent;
+
+static uint64_t depot_generation = 1;
+
+static uint64_t depot_generation_now(void)
+{
+	return __atomic_load_n(&depot_generation, __ATOMIC_ACQUIRE);
+}
+
+void depot_forget_recent(void)
+{
+	__atomic_add_fetch(&depot_generation, 1, __ATOMIC_ACQ_REL);
+}
+
+static uint32_t depot_id(const uint64_t *frames, unsigned kept, uint64_t hash)
+{
+	int is_new = 0;
+	uint32_t id = depot_put_hashed(frames, kept, hash, &is_new);
+	if (is_new && !modules_cover(frames, kept))
+		modules_refresh(); /* a new stack reaches into an object loaded since */
+	return id;
+}
+
+static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generation)
+{
+	for (unsigned i = 0; i < RECENT_STACKS; i++) {
+		const struct recent_stack *r = &recent.stack[i];
+		if (r->first_pc == first_pc && r->tail == tail && r->generation == generation)
+			return r->id;
+	}
+	return 0;
+}
+
+static __attribute__((noinline)) uint32_t depot_id_of_recent(const uint64_t *frames, unsigned kept,
+							    const struct unwind_info *info,
+							    uint64_t generation)
+{
+	if (recent.busy)
+		return depot_id(frames, kept, info->hash);
+	recent.busy = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	uint32_t id = recent_find(info->tail, frames[0], generation);
+	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash)) {
+		static const char wrong[] = "htrace: unwind mismatch: a recent stack's depot id\n";
+		count_check(&check_counts.mismatches);
+		say(wrong, sizeof wrong - 1);
+	}
+	if (!id && (id = depot_id(frames, kept, info->hash))) {
+		recent.stack[recent.next] = (struct recent_stack){
+			.tail = info->tail, .first_pc = frames[0], .generation = generation, .id = id
+		};
+		recent.next = (recent.next + 1) % RECENT_STACKS;
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	recent.busy = 0;
+	return id;
 }
 
 uint32_t stack_capture(void)
@@ -221,15 +298,13 @@ uint32_t stack_capture(void)
 		COUNT(stacks_skipped);
 		return 0;
 	}
-	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
-	uint64_t hash;
-	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &hash);
+	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES], generation = depot_generation_now();
+	struct unwind_info info;
+	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &info);
 	const uint64_t *frames = pcs + first;
-	int is_new = 0;
-	uint32_t id = depot_put_hashed(frames, kept, hash, &is_new);
-	if (is_new && !modules_cover(frames, kept))
-		modules_refresh(); /* a new stack reaches into an object loaded since */
-	return id;
+	if (kept && info.tail)
+		return depot_id_of_recent(frames, kept, &info, generation);
+	return depot_id(frames, kept, info.hash);
 }
 
 /* --- HTRACE_UNWIND=check ------------------------------------------------ */

@@ -860,6 +860,7 @@ struct walk_memo {
 	uint64_t end_at, end_pc; /* a return address below MIN_PC that ended it, and where */
 	int busy; /* in use: a signal handler's capture leaves it alone */
 	int joined; /* the last walk joined it (HTRACE_UNWIND=check counts them) */
+	uint64_t tail; /* the number of its frames after the first (unwind_info) */
 	uint64_t pc[MEMO_FRAMES], sp[MEMO_FRAMES], bp[MEMO_FRAMES]; /* each frame's registers */
 	/* where the step to each frame read rbp (when it did not: bp[j]
 	 * itself, a check that always holds) */
@@ -904,15 +905,19 @@ static void memo_record(struct walk_memo *m, unsigned j, const struct frame *f, 
 }
 
 /* The walk has joined the memo's at frame n: the frames from there on,
- * and the hashes of the new ones inside. */
+ * and the hashes of the new ones inside.  Frames after the first that
+ * are new give the memo's tail a new number. */
 static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *pcs,
-		     uint64_t *hash)
+		     struct unwind_info *info)
 {
 	memcpy(pcs + n, m->pc + n, (old_n - n) * sizeof(*pcs));
 	memo_hash_inner(m, n, m->hash[n]);
 	m->n = old_n;
 	m->joined = 1;
-	*hash = m->hash[0];
+	if (n > 1)
+		m->tail++;
+	info->hash = m->hash[0];
+	info->tail = m->tail;
 	return (int)old_n;
 }
 
@@ -920,7 +925,7 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
  * (NULL: no memo) and taking the frames of m's last walk where it joins
  * it.  Returns the number of frames, or UNWIND_GIVE_UP. */
 static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
-		struct walk_memo *m, uint64_t *hash)
+		struct walk_memo *m, struct unwind_info *info)
 {
 	struct frame f = *start;
 	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
@@ -932,7 +937,7 @@ static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t
 			if (n < old_n && n >= join_from && same_registers(m, n, &f)) {
 				join_from = memo_changed_above(m, n, old_n);
 				if (!join_from)
-					return memo_join(m, n, old_n, pcs, hash);
+					return memo_join(m, n, old_n, pcs, info);
 			}
 			memo_record(m, n, &f, bp_at);
 		}
@@ -954,17 +959,19 @@ static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t
 	}
 	if (m) {
 		memo_hash_inner(m, n, STACK_HASH_SEED);
-		*hash = m->hash[0];
 		m->n = n;
 		m->end_at = end_at;
 		m->end_pc = end_pc;
+		info->hash = m->hash[0];
+		info->tail = ++m->tail; /* every frame walked: a tail of its own */
 	} else {
-		*hash = stack_hash(pcs, n);
+		info->hash = stack_hash(pcs, n);
+		info->tail = 0;
 	}
 	return (int)n;
 }
 
-__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t *hash)
+__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info)
 {
 	uint64_t now = objects_now();
 	if (!now || now != LOAD(&seen_objects))
@@ -974,13 +981,13 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t 
 	if (!hi || first_outside_agent(&f, hi) < 0)
 		return UNWIND_GIVE_UP;
 	if (f.pc < MIN_PC || !max) {
-		*hash = stack_hash(pcs, 0);
+		*info = (struct unwind_info){ .hash = stack_hash(pcs, 0) };
 		return 0;
 	}
 	struct walk_memo *m = max <= MEMO_FRAMES && !memo.busy ? &memo : NULL;
 	if (!m) {
 		memo.joined = 0;
-		return walk(&f, pcs, max, hi, NULL, hash);
+		return walk(&f, pcs, max, hi, NULL, info);
 	}
 	m->busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -989,7 +996,7 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, uint64_t 
 		m->objects = now;
 		m->max = max;
 	}
-	int n = walk(&f, pcs, max, hi, m, hash);
+	int n = walk(&f, pcs, max, hi, m, info);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	m->busy = 0;
 	return n;
