@@ -230,6 +230,22 @@ def test_folded_stacks_for_flame_graphs():
                       "leaky!spawn_helper_pipe": 1}, f"leaf counts {counts}")
 
 
+def test_threads_writing_the_ring_at_once_lose_no_event():
+    """Each thread writes its events into blocks of the ring of its own: 4
+    threads making 24,000 events at once into a ring that holds them all
+    must leave every one of them there, none dropped or overwritten; into a
+    ring of 512 events (8 blocks), about the last 512 stay."""
+    bench = os.path.join(BUILD, "bench", "bench")
+    _, objs = json_run(["--", bench, "--threads", "4", "open", "3000"])
+    s = only_process(objs)["summary"]
+    expect(s["events"] >= 24000 and s["events_overwritten"] == 0 and s["events_dropped"] == 0,
+           f"a ring of 65536 events: {s}")
+    _, objs = json_run(["--max-traces=512", "--", bench, "--threads", "4", "open", "3000"])
+    s = only_process(objs)["summary"]
+    kept = s["events"] - s["events_overwritten"]
+    expect(512 - 4 * 64 <= kept <= 512 and s["events_dropped"] == 0, f"a ring of 512 events: {s}")
+
+
 def test_leaks_survive_a_ring_smaller_than_the_events():
     result, objs = json_run(["--max-traces=4", "--", BEHAVE, "many", "50"])
     p = only_process(objs)

@@ -370,20 +370,21 @@ static void count(struct report *r, enum handle_state state)
 }
 
 /* OPEN and CLOSE events since seq, from the ring (complete when the ring
- * still holds the first event after seq). */
+ * still holds every event after seq). */
 static void count_since(const struct snapshot *s, uint64_t seq, struct report *r)
 {
+	uint64_t held = 0;
 	for (size_t i = 0; i < s->db.nevents; i++) {
 		const struct htrace_event *e = &s->db.events[i];
 		if (e->seq <= seq)
 			continue;
+		held++;
 		if (e->kind == HTRACE_OPEN)
 			r->opened_since++;
 		else if (e->kind == HTRACE_CLOSE)
 			r->closed_since++;
 	}
-	r->since_complete = s->db.db.next_seq <= seq ||
-			    (s->db.nevents && s->db.events[0].seq <= seq + 1);
+	r->since_complete = s->db.db.next_seq <= seq || held == s->db.db.next_seq - seq;
 }
 
 /* --stack: whether a frame of the trace's stack matches. */
@@ -472,8 +473,8 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 		sym_close(sym);
 	r->bad_references = s->db.db.bad_references;
 	r->events = s->db.db.next_seq;
-	if (r->events > s->db.db.ring_capacity)
-		r->events_overwritten = r->events - s->db.db.ring_capacity;
+	if (r->events > s->db.nevents) /* the ring keeps about the last Max_Traces */
+		r->events_overwritten = r->events - s->db.nevents;
 	if (opt->mode == REPORT_DIFF)
 		count_since(s, opt->since_seq, r);
 	return 0;
