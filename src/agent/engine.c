@@ -129,8 +129,10 @@ static uint64_t ring_index(uint64_t seq, uint32_t capacity)
 		self->ring_capacity = capacity;
 		self->ring_used = 0;
 	}
-	/* one instruction, so that a signal handler's event takes the next */
-	uint32_t used = __atomic_fetch_add(&self->ring_used, 1, __ATOMIC_RELAXED);
+	/* one instruction, not locked: the thread's own, and a signal
+	 * handler's event (between instructions) takes the next record */
+	uint32_t used = 1;
+	__asm__ volatile("xaddl %0, %1" : "+r"(used), "+m"(self->ring_used));
 	if (used >= RING_BLOCK) /* a handler filled it meanwhile */
 		return (seq - 1) % capacity;
 	return (self->ring_block - 1) % nblocks * RING_BLOCK + used;
