@@ -97,45 +97,75 @@ static uint64_t now_ns(void)
 
 #define RECORD_BUSY UINT64_MAX /* seq_end of a ring record being written */
 
-/* --- the ring's blocks ---------------------------------------------------
- * Each thread writes its events into a block of RING_BLOCK records of its
- * own, taken in turn around the ring, so that a record's cache line is
- * not moved between CPUs at each event (measured: with 2 threads, most of
- * what tracing cost dup+dup2+close).  The ring then keeps about the last
- * Max_Traces events: a block that a thread has not filled keeps older
- * ones.  A thread takes another block when its own is full, or when the
- * blocks taken since have gone round the ring (it was away that long);
- * the claim of each record below still keeps two writers apart.  A ring
- * of fewer than RING_MIN_BLOCKS blocks keeps the events in their order,
- * each at the place of its number. */
-#define RING_BLOCK 64u
-#define RING_MIN_BLOCKS 4u
+/* --- the threads' runs of records ----------------------------------------
+ * Each thread writes its events into a run of consecutive records of its
+ * own, taken from a cursor that goes round the ring, so that a record's
+ * cache line is not moved between CPUs at each event (measured: with 2
+ * threads, most of what tracing cost dup+dup2+close).  A thread's first
+ * run is RUN_FIRST records (5 cache lines), each next one twice as long up
+ * to RUN_MOST, so that a short-lived thread leaves few records unused and
+ * a busy one takes the cursor's line rarely.  The ring then keeps about
+ * the last Max_Traces events: a run that a thread left before filling it
+ * (the thread ended, or made no event for a whole turn of the ring) keeps
+ * older events in the rest of its records.  A thread takes another run
+ * when its own is full, or when the cursor has gone round the ring since
+ * it took it; the claim of each record (ring_claim) still keeps two
+ * writers apart.  A ring of fewer than RUN_MIN_RING records keeps the
+ * events in their order, each at the place of its number. */
+#define RUN_FIRST 8u
+#define RUN_MOST 64u
+#define RUN_MIN_RING (16u * RUN_MOST)
 
 static struct {
-	uint64_t taken; /* blocks handed out so far */
+	uint64_t taken; /* records handed out so far, all runs together */
 	uint8_t line[56];
-} ring_blocks __attribute__((aligned(64)));
+} ring_runs __attribute__((aligned(64)));
+
+static uint64_t ring_place(uint64_t at, uint32_t capacity)
+{
+	return capacity & (capacity - 1) ? at % capacity : at & (capacity - 1);
+}
+
+/* The next record of the thread's run (a count from the cursor's start),
+ * taken with one unlocked xadd of the thread's own word: a signal
+ * handler's event, which comes between two instructions, takes another.
+ * -1 when the run is full or the cursor went round since. */
+static int64_t run_next(struct agent_thread *self, uint32_t capacity)
+{
+	uint64_t at = 1;
+	__asm__ volatile("xaddq %0, %1" : "+r"(at), "+m"(self->ring_next) : : "memory");
+	uint64_t end = self->ring_end; /* read again: a handler may have taken a run */
+	return at < end && ATOMIC_LOAD(&ring_runs.taken) - at < capacity ? (int64_t)at : -1;
+}
+
+static void run_take(struct agent_thread *self, uint32_t capacity)
+{
+	uint32_t length = self->ring_capacity == capacity && self->ring_run ? self->ring_run * 2
+									       : RUN_FIRST;
+	if (length > RUN_MOST)
+		length = RUN_MOST;
+	uint64_t start = ATOMIC_ADD(&ring_runs.taken, length) - length;
+	self->ring_capacity = capacity;
+	self->ring_run = length;
+	self->ring_end = start + length;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	self->ring_next = start;
+}
 
 static uint64_t ring_index(uint64_t seq, uint32_t capacity)
 {
-	uint32_t nblocks = capacity / RING_BLOCK;
-	if (nblocks < RING_MIN_BLOCKS)
-		return (seq - 1) % capacity;
+	if (capacity < RUN_MIN_RING)
+		return ring_place(seq - 1, capacity);
 	struct agent_thread *self = &agent_self;
-	uint64_t taken = ATOMIC_LOAD(&ring_blocks.taken);
-	if (!self->ring_block || self->ring_used >= RING_BLOCK || self->ring_capacity != capacity ||
-	    taken - self->ring_block >= nblocks) {
-		self->ring_block = ATOMIC_ADD(&ring_blocks.taken, 1);
-		self->ring_capacity = capacity;
-		self->ring_used = 0;
+	for (int tries = 0; tries < 3; tries++) {
+		if (self->ring_capacity == capacity && self->ring_run) {
+			int64_t at = run_next(self, capacity);
+			if (at >= 0)
+				return ring_place((uint64_t)at, capacity);
+		}
+		run_take(self, capacity);
 	}
-	/* one instruction, not locked: the thread's own, and a signal
-	 * handler's event (between instructions) takes the next record */
-	uint32_t used = 1;
-	__asm__ volatile("xaddl %0, %1" : "+r"(used), "+m"(self->ring_used));
-	if (used >= RING_BLOCK) /* a handler filled it meanwhile */
-		return (seq - 1) % capacity;
-	return (self->ring_block - 1) % nblocks * RING_BLOCK + used;
+	return ring_place(seq - 1, capacity); /* handlers took three runs meanwhile */
 }
 
 /* Claims seq's ring record by swapping its seq_end to RECORD_BUSY.
@@ -646,12 +676,12 @@ static void release_trace_memory(void)
 {
 	if (engine_tracing())
 		return; /* enabled again meanwhile */
+	depot_forget_recent(); /* first: a capture under way checks it again */
 	raw_release((void *)htrace_db.ring_addr,
 		    (size_t)htrace_db.ring_reserved * sizeof(struct htrace_event));
 	raw_release((void *)htrace_db.depot_addr, htrace_db.depot_bytes);
 	raw_release((void *)htrace_db.buckets_addr, htrace_db.nbuckets * sizeof(uint32_t));
 	__atomic_store_n(&htrace_db.depot_used, 8, __ATOMIC_RELEASE);
-	depot_forget_recent();
 	engine_for_each_open(forget_stack, NULL);
 }
 

@@ -270,6 +270,8 @@ static __attribute__((noinline)) uint32_t depot_id_of_recent(const uint64_t *fra
 	recent.busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	uint32_t id = recent_find(info->tail, frames[0], generation);
+	if (id && depot_generation_now() != generation)
+		id = 0; /* the depot was emptied while this stack was taken */
 	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash)) {
 		static const char wrong[] = "htrace: unwind mismatch: a recent stack's depot id\n";
 		count_check(&check_counts.mismatches);

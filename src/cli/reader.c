@@ -277,8 +277,8 @@ static int read_ring(struct target_db *t)
 		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES; tries++)
 			if (read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
 				return -1;
-		if (event_is_whole(e) && e->seq <= t->db.next_seq) /* threads write their own
-									     blocks: any place */
+		if (event_is_whole(e) && e->seq <= t->db.next_seq) /* at any place: threads
+									     write runs of their own */
 			t->events[kept++] = *e;
 	}
 	t->nevents = kept;

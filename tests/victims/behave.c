@@ -27,6 +27,8 @@
  *   aged        leaks one descriptor, waits 1.5 s, leaks another
  *   scope       prints which objects define _Unwind_RaiseException and
  *               backtrace for the program ("SCOPE lib lib")
+ *   churn N     N threads one after the other, each opening and closing
+ *               /dev/null once (2 events each), none leaked
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -262,6 +264,25 @@ static int raw_open_devnull(void)
 	return (int)ret;
 }
 
+static void *open_close_once(void *arg)
+{
+	(void)arg;
+	int fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int churn(int n)
+{
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, open_close_once, NULL) || pthread_join(t, NULL))
+			return 1;
+	}
+	return 0;
+}
+
 static void *idle_thread(void *arg)
 {
 	return arg;
@@ -288,6 +309,8 @@ int main(int argc, char **argv)
 		return errno_checks();
 	if (!strcmp(mode, "deep"))
 		return deep_1(0) < 0;
+	if (!strcmp(mode, "churn"))
+		return churn(n);
 	if (!strcmp(mode, "many")) {
 		for (int i = 0; i < n; i++)
 			leak_here();
