@@ -1,10 +1,11 @@
 /* The engine of the agent: the live descriptor table (each open descriptor
- * with its OPEN event), the ring of the last Max_Traces events, and the
- * recording of OPEN and CLOSE events into both.  Lock-free and
- * allocation-free on the hot path: a descriptor's slot is two array steps
- * away whatever the number of open descriptors, a slot is written under a
- * generation counter (odd while writing), and ring records are claimed with
- * one atomic increment. */
+ * with its OPEN event; its slot primitives are in table.h), the ring of
+ * about the last Max_Traces events, and the recording of OPEN and CLOSE
+ * events into both.  Lock-free and allocation-free on the hot path: a
+ * descriptor's slot is two array steps away whatever the number of open
+ * descriptors, a slot is written under a generation counter (odd while
+ * writing), an event is numbered with one atomic increment, and each
+ * thread writes the ring's records in runs of its own. */
 #include "agent.h"
 #include "htrace.h"
 #include "table.h"

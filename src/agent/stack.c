@@ -3,8 +3,8 @@
  * unwind tables and so are correct through code built without frame
  * pointers, and both give the same frames.  A stack is then stored once
  * per distinct stack in the depot, a lock-free open-addressing hash over a
- * bump-allocated region.  An event holds only the stack's offset in the
- * depot.
+ * bump-allocated region (each thread remembers its last few stacks' places
+ * there).  An event holds only the stack's offset in the depot.
  *
  * libunwind is loaded with dlopen(RTLD_LOCAL), not linked: linked to a
  * preloaded library it would join the program's global scope, where its

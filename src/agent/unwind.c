@@ -1,10 +1,12 @@
 /* A fast unwinder for the common case, tried before libunwind (stack.c):
- * it walks the caller's stack with each object's DWARF CFI, found through
- * the search table of .eh_frame_hdr at module discovery, knows only the
- * plain rules (CFA = rsp or rbp + offset, return address at CFA-8, rbp
- * saved at CFA+k or unchanged, an undefined return address ends the
- * stack), and keeps the rule of every pc in a lock-free cache, so that a
- * warm capture costs a few instructions a frame.  Anything else (an
+ * it skips the agent's own frames along their frame pointers, walks the
+ * program's stack with each object's DWARF CFI, found through the search
+ * table of .eh_frame_hdr at module discovery, knows only the plain rules
+ * (CFA = rsp or rbp + offset, return address at CFA-8, rbp saved at CFA+k
+ * or unchanged, an undefined return address ends the stack), keeps the
+ * rule of every pc in a lock-free cache, so that a warm capture costs a
+ * few instructions a frame, and takes the outer frames of a thread's
+ * stack from its memo of the last walk when they are provably the same.  Anything else (an
  * expression, a signal frame, a pc outside the known objects, a read that
  * would leave the thread's stack, objects loaded or unloaded since the
  * last discovery) makes it give up, and the caller takes the whole stack
