@@ -140,6 +140,7 @@ struct unwind_info {
 	 * (while it keeps them in its memo), so that (tail, first frame)
 	 * names the whole stack.  0: not known. */
 	uint64_t tail;
+	int joined; /* the outer frames came from the memo (HTRACE_UNWIND=check counts it) */
 };
 
 /* Fills pcs with at most max return addresses of the stack that called
@@ -148,9 +149,6 @@ struct unwind_info {
  * frames, and *info; returns their number, or UNWIND_GIVE_UP or
  * UNWIND_STALE. */
 int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;
-/* Whether the thread's last unwind_fast took frames from its memo of the
- * walk before (for HTRACE_UNWIND=check). */
-int unwind_memo_joined(void) AGENT_HIDDEN;
 /* Called by modules_refresh around its dl_iterate_phdr, and for each
  * object from inside it. */
 struct dl_phdr_info;

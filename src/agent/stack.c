@@ -173,7 +173,7 @@ static inline void count_check(uint64_t *counter)
 }
 
 static void check_against_libunwind(const uint64_t *ours, unsigned n, unsigned depth);
-static void say(const char *text, size_t len);
+static void check_mismatch(const char *what);
 static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wide_hash,
 				 int *is_new);
 
@@ -197,13 +197,10 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct un
 	}
 	unsigned kept = keep_frames(pcs, n, depth, first); /* ours has none of the agent's */
 	if (unwind_mode == CHECK) {
-		if (unwind_memo_joined())
+		if (info->joined)
 			count_check(&check_counts.joined);
-		if (info->hash != stack_hash(pcs + *first, kept)) {
-			static const char wrong[] = "htrace: unwind mismatch: the stack's hash\n";
-			count_check(&check_counts.mismatches);
-			say(wrong, sizeof wrong - 1);
-		}
+		if (info->hash != stack_hash(pcs + *first, kept))
+			check_mismatch("the stack's hash");
 		check_against_libunwind(pcs + *first, kept, depth);
 	}
 	return kept;
@@ -272,11 +269,8 @@ static __attribute__((noinline)) uint32_t depot_id_of_recent(const uint64_t *fra
 	uint32_t id = recent_find(info->tail, frames[0], generation);
 	if (id && depot_generation_now() != generation)
 		id = 0; /* the depot was emptied while this stack was taken */
-	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash)) {
-		static const char wrong[] = "htrace: unwind mismatch: a recent stack's depot id\n";
-		count_check(&check_counts.mismatches);
-		say(wrong, sizeof wrong - 1);
-	}
+	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash))
+		check_mismatch("a recent stack's depot id");
 	if (!id && (id = depot_id(frames, kept, info->hash))) {
 		recent.stack[recent.next] = (struct recent_stack){
 			.tail = info->tail, .first_pc = frames[0], .generation = generation, .id = id
@@ -340,6 +334,17 @@ static char *put_frames(char *at, const uint64_t *frames, unsigned n)
 static void say(const char *text, size_t len)
 {
 	RAW3(SYS_write, 2, text, len);
+}
+
+/* A difference HTRACE_UNWIND=check found in something else than the
+ * frames: counted, and said in one line. */
+static void check_mismatch(const char *what)
+{
+	char line[128], *at = put_text(line, "htrace: unwind mismatch: ");
+	at = put_text(at, what);
+	*at++ = '\n';
+	count_check(&check_counts.mismatches);
+	say(line, (size_t)(at - line));
 }
 
 /* libunwind's stack, step by step from fresh tables; -1 without. */

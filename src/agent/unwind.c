@@ -22,7 +22,7 @@
 
 #define OBJECT_CAPACITY 512u
 #define CACHE_SETS 4096u /* of two rules each */
-#define MAX_AGENT_FRAMES 16u /* between a hook and the unwinder */
+#define OWN_FRAMES_MOST 16u /* the agent's, between a hook and the unwinder */
 #define MIN_PC 0x4000u /* a smaller return address ends the stack, as in libunwind */
 #define MAX_STATES 8u /* DW_CFA_remember_state nesting */
 #define REG_RBP 6u
@@ -820,7 +820,7 @@ static int first_outside_agent(struct frame *f, uint64_t hi)
 	/* above sp, and not this frame: its return address is ours whether
 	 * this is unwind_fast's frame (called from stack.c) or its own */
 	uint64_t at = *(const uint64_t *)__builtin_frame_address(0);
-	for (unsigned n = 0; n < MAX_AGENT_FRAMES; n++) {
+	for (unsigned n = 0; n < OWN_FRAMES_MOST; n++) {
 		if (at > hi - 16)
 			return -1;
 		const uint64_t *fp = (const uint64_t *)at;
@@ -861,7 +861,6 @@ struct walk_memo {
 	unsigned n, max; /* frames recorded (0: none), and the most it was asked for */
 	uint64_t end_at, end_pc; /* a return address below MIN_PC that ended it, and where */
 	int busy; /* in use: a signal handler's capture leaves it alone */
-	int joined; /* the last walk joined it (HTRACE_UNWIND=check counts them) */
 	uint64_t tail; /* the number of its frames after the first (unwind_info) */
 	uint64_t pc[MEMO_FRAMES], sp[MEMO_FRAMES], bp[MEMO_FRAMES]; /* each frame's registers */
 	/* where the step to each frame read rbp (when it did not: bp[j]
@@ -915,11 +914,9 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
 	memcpy(pcs + n, m->pc + n, (old_n - n) * sizeof(*pcs));
 	memo_hash_inner(m, n, m->hash[n]);
 	m->n = old_n;
-	m->joined = 1;
 	if (n > 1)
 		m->tail++;
-	info->hash = m->hash[0];
-	info->tail = m->tail;
+	*info = (struct unwind_info){ .hash = m->hash[0], .tail = m->tail, .joined = 1 };
 	return (int)old_n;
 }
 
@@ -933,7 +930,7 @@ static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t
 	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
 	uint64_t end_at = 0, end_pc = 0, bp_at = 0;
 	if (m)
-		m->n = m->joined = 0; /* a walk that gives up leaves no memo */
+		m->n = 0; /* a walk that gives up leaves no memo */
 	for (;;) {
 		if (m) {
 			if (n < old_n && n >= join_from && same_registers(m, n, &f)) {
@@ -964,11 +961,10 @@ static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t
 		m->n = n;
 		m->end_at = end_at;
 		m->end_pc = end_pc;
-		info->hash = m->hash[0];
-		info->tail = ++m->tail; /* every frame walked: a tail of its own */
+		/* every frame walked: a tail of its own */
+		*info = (struct unwind_info){ .hash = m->hash[0], .tail = ++m->tail };
 	} else {
-		info->hash = stack_hash(pcs, n);
-		info->tail = 0;
+		*info = (struct unwind_info){ .hash = stack_hash(pcs, n) };
 	}
 	return (int)n;
 }
@@ -987,10 +983,8 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct un
 		return 0;
 	}
 	struct walk_memo *m = max <= MEMO_FRAMES && !memo.busy ? &memo : NULL;
-	if (!m) {
-		memo.joined = 0;
+	if (!m)
 		return walk(&f, pcs, max, hi, NULL, info);
-	}
 	m->busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (m->objects != now || m->max != max) {
@@ -1002,11 +996,6 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct un
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	m->busy = 0;
 	return n;
-}
-
-int unwind_memo_joined(void)
-{
-	return memo.joined;
 }
 
 void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo, uint64_t own_hi)
