@@ -499,9 +499,10 @@ static bool bracketed_inode(const char *link, const char *prefix, uint64_t *inod
 	return parse_u64(digits, 10, inode);
 }
 
-static bool is_netlink_socket(const char *link_path)
+static bool is_netlink_socket(const struct fdinfo_ctx *ctx, const char *name)
 {
-	char protocol[32];
+	char link_path[64], protocol[32];
+	snprintf(link_path, sizeof link_path, "%s/fd/%s", ctx->dir, name);
 	ssize_t len = getxattr(link_path, "system.sockprotoname", protocol, sizeof protocol - 1);
 	if (len <= 0)
 		return false;
@@ -509,12 +510,12 @@ static bool is_netlink_socket(const char *link_path)
 	return strcmp(protocol, "NETLINK") == 0;
 }
 
-static void describe_socket(struct fdinfo_ctx *ctx, const char *link_path, const char *link,
+static void describe_socket(struct fdinfo_ctx *ctx, const char *name, const char *link,
 			    uint64_t inode, struct fd_details *out)
 {
 	const char *text = find_socket(ctx, inode);
 	if (!text)
-		text = is_netlink_socket(link_path) ? "NETLINK" : link;
+		text = is_netlink_socket(ctx, name) ? "NETLINK" : link;
 	set_result(out, "socket", text);
 }
 
@@ -625,11 +626,9 @@ static void describe_path(const struct fdinfo_ctx *ctx, const char *name, const 
 static void classify(struct fdinfo_ctx *ctx, const char *name, const char *link,
 		     const struct fdinfo_fields *info, struct fd_details *out)
 {
-	char link_path[64];
-	snprintf(link_path, sizeof link_path, "%s/fd/%s", ctx->dir, name);
 	uint64_t inode = 0;
 	if (bracketed_inode(link, "socket:", &inode))
-		describe_socket(ctx, link_path, link, inode, out);
+		describe_socket(ctx, name, link, inode, out);
 	else if (bracketed_inode(link, "pipe:", &inode))
 		describe_pipe(link, info->flags, out);
 	else if (starts_with(link, "anon_inode:"))
