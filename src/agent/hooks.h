@@ -65,12 +65,27 @@ void *real_function(unsigned api) AGENT_HIDDEN;
 		*errno_at_ = saved_errno_;              \
 	} while (0)
 
+/* The engine's part of record_opened and record_dup_onto, out of line so
+ * that the quiet path in the hooks saves no register. */
+void opened_by_engine(int fd, unsigned api) AGENT_HIDDEN __attribute__((noinline, cold));
+void replaced_by_engine(int newfd, unsigned api) AGENT_HIDDEN __attribute__((noinline, cold));
+
 /* A call returned the new descriptor fd: its OPEN, in line while tracing
  * is off (table.h), else by the engine. */
-static inline void record_opened(int fd, unsigned api)
+static inline __attribute__((always_inline)) void record_opened(int fd, unsigned api)
 {
 	if (!quietly_opened(fd, api))
-		KEEP_ERRNO(engine_opened(fd, api, 0));
+		opened_by_engine(fd, api);
+}
+
+/* dup2, dup3 (or a syscall doing their work) succeeded onto newfd: its old
+ * descriptor was closed, a new one is there.  Its close can only be
+ * recorded once the call has succeeded (recording it before would be wrong
+ * when the call fails and newfd stays open). */
+static inline __attribute__((always_inline)) void record_dup_onto(int newfd, unsigned api)
+{
+	if (!quietly_replaced(newfd, api))
+		replaced_by_engine(newfd, api);
 }
 
 /* True (errno EMFILE) when this call comes from the unwinder while this
@@ -93,9 +108,6 @@ void bad_reference_among(int fd, int fd2, unsigned api) AGENT_HIDDEN;
 
 /* Descriptors carried by SCM_RIGHTS in a received message. */
 void record_received_fds(const struct msghdr *msg, unsigned api) AGENT_HIDDEN;
-/* dup2/dup3 succeeded onto newfd: its old descriptor was closed, a new one
- * is there. */
-void record_dup_onto(int newfd, unsigned api) AGENT_HIDDEN;
 /* close_range: records the tracked descriptors in [lo, hi] as closing. */
 void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api) AGENT_HIDDEN;
 /* close_range with CLOSE_RANGE_UNSHARE succeeded: see hooks_range.c. */

@@ -132,13 +132,15 @@ AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 
 /* --- descriptors created only in some modes ----------------------------- */
 
-/* dup2 and dup3 replace newfd atomically, so its close can only be recorded
- * once the call has succeeded (recording it before would be wrong when the
- * call fails and newfd stays open). */
-void record_dup_onto(int newfd, unsigned api)
+void opened_by_engine(int fd, unsigned api)
 {
-	if (!quietly_replaced(newfd, api))
-		KEEP_ERRNO(engine_replaced(newfd, api));
+	KEEP_ERRNO(engine_opened(fd, api, 0));
+}
+
+/* dup2 and dup3 replace newfd atomically (record_dup_onto). */
+void replaced_by_engine(int newfd, unsigned api)
+{
+	KEEP_ERRNO(engine_replaced(newfd, api));
 }
 
 #define HOOK_DUP2(name)                                                     \
