@@ -67,8 +67,8 @@ void *real_function(unsigned api) AGENT_HIDDEN;
 
 /* The engine's part of record_opened and record_dup_onto, out of line so
  * that the quiet path in the hooks saves no register. */
-void opened_by_engine(int fd, unsigned api) AGENT_HIDDEN __attribute__((noinline, cold));
-void replaced_by_engine(int newfd, unsigned api) AGENT_HIDDEN __attribute__((noinline, cold));
+void opened_by_engine(int fd, unsigned api) AGENT_HIDDEN __attribute__((noinline));
+void replaced_by_engine(int newfd, unsigned api) AGENT_HIDDEN __attribute__((noinline));
 
 /* A call returned the new descriptor fd: its OPEN, in line while tracing
  * is off (table.h), else by the engine. */
