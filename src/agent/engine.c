@@ -223,7 +223,7 @@ static inline void mailbox_check(void)
 /* The part of recording that only tracing needs, kept out of line so that
  * the path with tracing off stays short: time, stack (stack, or one taken
  * now), number, ring. */
-static __attribute__((noinline)) void event_trace(struct htrace_event *ev, unsigned flags,
+static inline void event_trace(struct htrace_event *ev, unsigned flags,
 						  uint32_t stack)
 {
 	ev->time_ns = now_ns();
@@ -280,7 +280,7 @@ slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t
 	slot_end(slot);
 }
 
-static __attribute__((noinline)) void opened_traced(struct htrace_fd_slot *slot, int fd,
+static inline void opened_traced(struct htrace_fd_slot *slot, int fd,
 						     unsigned api, unsigned flags, uint32_t stack)
 {
 	struct htrace_event ev;

@@ -258,7 +258,7 @@ static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generatio
 	return 0;
 }
 
-static __attribute__((noinline)) uint32_t depot_id_of_recent(const uint64_t *frames, unsigned kept,
+static inline uint32_t depot_id_of_recent(const uint64_t *frames, unsigned kept,
 							    const struct unwind_info *info,
 							    uint64_t generation)
 {

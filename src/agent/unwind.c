@@ -923,7 +923,7 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
 /* Walks from f into pcs (at most max frames), recording the walk in m
  * (NULL: no memo) and taking the frames of m's last walk where it joins
  * it.  Returns the number of frames, or UNWIND_GIVE_UP. */
-static int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
+static inline __attribute__((always_inline)) int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
 		struct walk_memo *m, struct unwind_info *info)
 {
 	struct frame f = *start;
