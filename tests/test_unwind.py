@@ -101,6 +101,14 @@ def test_memo_of_the_last_walk_notices_a_different_caller_above_the_same_frames(
     expect(counts["joined"] > 0, f"no stack took its outer frames from the memo: {counts}")
 
 
+def test_memo_of_the_last_walk_notices_frames_that_moved_above_the_same_frames():
+    # the other caller's return addresses are still on the stack, unwritten:
+    # only a saved rbp read on the way out tells the frames apart
+    counts, stdout = always_fast([UNWINDER, "moved"])
+    expect("DONE moved" in stdout, f"the victim did not run its rounds: {stdout}")
+    expect(counts["joined"] > 0, f"no stack took its outer frames from the memo: {counts}")
+
+
 def test_plugins_unloaded_and_loaded_at_the_same_address():
     counts, stdout = always_fast([UNWINDER, "plugins"] + PLUGINS)
     expect(counts["stale"] > 0, f"loads and unloads went unnoticed: {counts}")

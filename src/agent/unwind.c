@@ -866,6 +866,7 @@ struct walk_memo {
 	/* where the step to each frame read rbp (when it did not: bp[j]
 	 * itself, a check that always holds) */
 	const uint64_t *bp_at[MEMO_FRAMES];
+	uint64_t bp_read; /* bit j: the step to frame j read rbp (j < n only) */
 	uint64_t hash[MEMO_FRAMES]; /* of the frame and those outside it */
 };
 
@@ -876,10 +877,10 @@ static int same_registers(const struct walk_memo *m, unsigned j, const struct fr
 	return m->sp[j] == f->sp && m->pc[j] == f->pc && m->bp[j] == f->bp;
 }
 
-/* 0 when every word that the memo's walk of n frames read above frame
- * `from` still holds; else the highest frame whose words changed (n: the
- * word that ended the walk), below which no frame can join the memo. */
-static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
+/* The highest frame above `from` whose words changed (n: the word that
+ * ended the walk), or 0 when none did: frame by frame, from the top. */
+static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_memo *m,
+							     unsigned from, unsigned n)
 {
 	if (m->end_at && *(const uint64_t *)m->end_at != m->end_pc)
 		return n;
@@ -887,6 +888,24 @@ static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, uns
 		if ((*(const uint64_t *)(m->sp[j] - 8) != m->pc[j]) | (*m->bp_at[j] != m->bp[j]))
 			return j;
 	return 0;
+}
+
+/* 0 when every word that the memo's walk of n frames read above frame
+ * `from` still holds; else the highest frame whose words changed (n: the
+ * word that ended the walk), below which no frame can join the memo.
+ * Words usually hold, so they are first compared all together, without a
+ * branch a frame: each return address, then rbp only where a step read it
+ * (code without frame pointers seldom saves it). */
+static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
+{
+	uint64_t diff = m->end_at ? *(const uint64_t *)m->end_at ^ m->end_pc : 0;
+	for (unsigned j = n; --j > from;)
+		diff |= *(const uint64_t *)(m->sp[j] - 8) ^ m->pc[j];
+	for (uint64_t bits = m->bp_read & ~1ull << from; bits; bits &= bits - 1) {
+		unsigned j = (unsigned)__builtin_ctzll(bits);
+		diff |= *m->bp_at[j] ^ m->bp[j];
+	}
+	return diff ? memo_which_changed(m, from, n) : 0;
 }
 
 /* The hashes of frames [0, from), now that frame `from` has its own
@@ -903,6 +922,7 @@ static void memo_record(struct walk_memo *m, unsigned j, const struct frame *f, 
 	m->sp[j] = f->sp;
 	m->bp[j] = f->bp;
 	m->bp_at[j] = bp_at ? (const uint64_t *)bp_at : &m->bp[j];
+	m->bp_read = (m->bp_read & ~(1ull << j)) | (uint64_t)(bp_at != 0) << j;
 }
 
 /* The walk has joined the memo's at frame n: the frames from there on,
@@ -958,6 +978,7 @@ static inline __attribute__((always_inline)) int walk(const struct frame *start,
 	}
 	if (m) {
 		memo_hash_inner(m, n, STACK_HASH_SEED);
+		m->bp_read &= ~(~0ull << n); /* n <= MEMO_FRAMES < 64 */
 		m->n = n;
 		m->end_at = end_at;
 		m->end_pc = end_pc;

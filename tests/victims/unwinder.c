@@ -19,13 +19,21 @@
  *               are the same, registers and all, and only the return
  *               address into the caller differs (the unwinder's memo of
  *               its last walk must notice)
+ *   moved       under two callers in turn whose frames are not at the
+ *               same place, but whose callees' are (alloca makes up the
+ *               difference): the inner frames are the same, registers and
+ *               all, the words of the other caller's frames are still on
+ *               the stack, unwritten, and only a saved rbp tells that the
+ *               frames above moved (the memo must compare it)
  *
  * Prints "DONE <mode>" and exits 0; 1 when a call fails. */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +242,93 @@ static int outers(void)
 	return 0;
 }
 
+/* --- moved --------------------------------------------------------- */
+
+static int measuring; /* the calls only measure where moved_leaf's frame is */
+static uintptr_t leaf_at;
+
+/* Saves rbp and clears it, as code without frame pointers may use it: the
+ * frames inside it then have the same registers wherever its caller is,
+ * and the step out of it reads the caller's rbp from the stack. */
+static NOINLINE __attribute__((optimize("omit-frame-pointer"))) int moved_leaf(void)
+{
+	volatile char mark = 0;
+	leaf_at = (uintptr_t)&mark;
+	if (measuring)
+		return mark;
+	__asm__ volatile("xor %%ebp, %%ebp" : : : "rbp");
+	return nested(2) + mark;
+}
+
+/* alloca: its frame is addressed from rbp, saved at CFA-16 */
+static NOINLINE int moved_middle(size_t pad)
+{
+	char *p = alloca(pad);
+	__asm__ volatile("" : : "r"(p) : "memory");
+	return moved_leaf() + 1;
+}
+
+/* Two callers, not folded into one, over alloca areas that nothing
+ * writes: the other caller's frames stay there as they were. */
+static NOINLINE int moved_x(size_t shift, size_t pad)
+{
+	char *p = alloca(shift);
+	__asm__ volatile("" : : "r"(p) : "memory");
+	return moved_middle(pad) + 2;
+}
+
+static NOINLINE int moved_y(size_t shift, size_t pad)
+{
+	char *p = alloca(shift);
+	__asm__ volatile("" : : "r"(p) : "memory");
+	return moved_middle(pad) + 3;
+}
+
+#define MOVED_X_SHIFT 512u
+#define MOVED_Y_SHIFT 1536u
+#define MOVED_X_PAD 2048u
+
+/* Called through one pointer from one call site, so that both callers
+ * have the same return address and the same frame above them. */
+static NOINLINE int moved_call(int (*volatile caller)(size_t, size_t), size_t shift, size_t pad)
+{
+	int r = caller(shift, pad);
+	__asm__ volatile("" : "+r"(r)); /* not a tail call */
+	return r;
+}
+
+/* The pad that puts moved_y's leaf where moved_x's is, or 0. */
+static size_t moved_y_pad(void)
+{
+	measuring = 1;
+	moved_call(moved_x, MOVED_X_SHIFT, MOVED_X_PAD);
+	uintptr_t want = leaf_at;
+	size_t found = 0;
+	for (size_t pad = 16; pad <= 2 * MOVED_X_PAD && !found; pad += 16) {
+		moved_call(moved_y, MOVED_Y_SHIFT, pad);
+		if (leaf_at == want)
+			found = pad;
+	}
+	measuring = 0;
+	return found;
+}
+
+static int moveds(void)
+{
+	size_t y_pad = moved_y_pad();
+	if (!y_pad) {
+		fprintf(stderr, "unwinder: no alloca size puts both leaves at one place\n");
+		return 1;
+	}
+	for (int i = 0; i < ROUNDS; i++) {
+		int y = i & 1;
+		if (moved_call(y ? moved_y : moved_x, y ? MOVED_Y_SHIFT : MOVED_X_SHIFT,
+			       y ? y_pad : MOVED_X_PAD) < 0)
+			return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -256,8 +351,10 @@ int main(int argc, char **argv)
 		r = forks();
 	} else if (!strcmp(mode, "outer")) {
 		r = outers();
+	} else if (!strcmp(mode, "moved")) {
+		r = moveds();
 	} else {
-		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork|outer\n");
+		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork|outer|moved\n");
 		return 2;
 	}
 	printf("DONE %s\n", mode);
