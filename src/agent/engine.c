@@ -289,7 +289,7 @@ static inline void opened_traced(struct htrace_fd_slot *slot, int fd,
 		slot_open(slot, &ev, 0, 0);
 }
 
-static void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
+static inline __attribute__((always_inline)) void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	mailbox_check();
