@@ -141,14 +141,22 @@ struct unwind_info {
 	 * names the whole stack.  0: not known. */
 	uint64_t tail;
 	int joined; /* the outer frames came from the memo (HTRACE_UNWIND=check counts it) */
+	/* Not 0: only pcs[0, filled) are written, the rest is still in the
+	 * thread's memo, held for it until unwind_fast_finish. */
+	unsigned filled;
 };
 
 /* Fills pcs with at most max return addresses of the stack that called
  * the agent (its first is the return address of the hook), innermost
  * first, as libunwind's unw_backtrace gives them after the agent's own
  * frames, and *info; returns their number, or UNWIND_GIVE_UP or
- * UNWIND_STALE. */
+ * UNWIND_STALE.  When info->filled is not 0, the frames from there on are
+ * not written yet (often nobody needs them: a thread's recent stack is
+ * named by its first frame and info->tail), and unwind_fast_finish must
+ * follow, before the thread's next capture. */
 int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;
+/* Writes the rest of the frames (copy) or not, and lets the memo go. */
+void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info, int copy) AGENT_HIDDEN;
 /* Called by modules_refresh around its dl_iterate_phdr, and for each
  * object from inside it. */
 struct dl_phdr_info;

@@ -195,7 +195,10 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct un
 		*info = (struct unwind_info){ .hash = stack_hash(pcs + *first, kept) };
 		return kept;
 	}
-	unsigned kept = keep_frames(pcs, n, depth, first); /* ours has none of the agent's */
+	if (unwind_mode == CHECK)
+		unwind_fast_finish(pcs, (unsigned)n, info, 1);
+	/* ours has none of the agent's: this reads pcs[0] only */
+	unsigned kept = keep_frames(pcs, n, depth, first);
 	if (unwind_mode == CHECK) {
 		if (info->joined)
 			count_check(&check_counts.joined);
@@ -258,12 +261,19 @@ static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generatio
 	return 0;
 }
 
-static inline uint32_t depot_id_of_recent(const uint64_t *frames, unsigned kept,
-							    const struct unwind_info *info,
-							    uint64_t generation)
+/* frames[0, kept) of pcs, all written now (unwind_fast_finish) */
+static uint32_t depot_id_of_all(uint64_t *pcs, const uint64_t *frames, unsigned kept,
+				struct unwind_info *info)
+{
+	unwind_fast_finish(pcs, (unsigned)(frames - pcs) + kept, info, 1);
+	return depot_id(frames, kept, info->hash);
+}
+
+static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames, unsigned kept,
+					  struct unwind_info *info, uint64_t generation)
 {
 	if (recent.busy)
-		return depot_id(frames, kept, info->hash);
+		return depot_id_of_all(pcs, frames, kept, info);
 	recent.busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	uint32_t id = recent_find(info->tail, frames[0], generation);
@@ -271,7 +281,9 @@ static inline uint32_t depot_id_of_recent(const uint64_t *frames, unsigned kept,
 		id = 0; /* the depot was emptied while this stack was taken */
 	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash))
 		check_mismatch("a recent stack's depot id");
-	if (!id && (id = depot_id(frames, kept, info->hash))) {
+	if (id)
+		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
+	else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
 		recent.stack[recent.next] = (struct recent_stack){
 			.tail = info->tail, .first_pc = frames[0], .generation = generation, .id = id
 		};
@@ -299,8 +311,8 @@ uint32_t stack_capture(void)
 	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &info);
 	const uint64_t *frames = pcs + first;
 	if (kept && info.tail)
-		return depot_id_of_recent(frames, kept, &info, generation);
-	return depot_id(frames, kept, info.hash);
+		return depot_id_of_recent(pcs, frames, kept, &info, generation);
+	return depot_id_of_all(pcs, frames, kept, &info);
 }
 
 /* --- HTRACE_UNWIND=check ------------------------------------------------ */

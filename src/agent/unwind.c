@@ -925,18 +925,21 @@ static void memo_record(struct walk_memo *m, unsigned j, const struct frame *f, 
 	m->bp_read = (m->bp_read & ~(1ull << j)) | (uint64_t)(bp_at != 0) << j;
 }
 
-/* The walk has joined the memo's at frame n: the frames from there on,
- * and the hashes of the new ones inside.  Frames after the first that
- * are new give the memo's tail a new number. */
+/* The walk has joined the memo's at frame n: the hashes of the new
+ * frames inside, and the first frame if it is the memo's too; the other
+ * frames from there on are copied by unwind_fast_finish, if asked for.
+ * Frames after the first that are new give the memo's tail a new number. */
 static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *pcs,
 		     struct unwind_info *info)
 {
-	memcpy(pcs + n, m->pc + n, (old_n - n) * sizeof(*pcs));
 	memo_hash_inner(m, n, m->hash[n]);
 	m->n = old_n;
 	if (n > 1)
 		m->tail++;
-	*info = (struct unwind_info){ .hash = m->hash[0], .tail = m->tail, .joined = 1 };
+	if (!n)
+		pcs[n++] = m->pc[0];
+	*info = (struct unwind_info){ .hash = m->hash[0], .tail = m->tail, .joined = 1,
+				      .filled = n < old_n ? n : 0 };
 	return (int)old_n;
 }
 
@@ -1014,9 +1017,22 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct un
 		m->max = max;
 	}
 	int n = walk(&f, pcs, max, hi, m, info);
+	if (n > 0 && info->filled)
+		return n; /* the memo stays busy until unwind_fast_finish */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	m->busy = 0;
 	return n;
+}
+
+void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info, int copy)
+{
+	if (!info->filled)
+		return;
+	if (copy)
+		memcpy(pcs + info->filled, memo.pc + info->filled, (n - info->filled) * sizeof(*pcs));
+	info->filled = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	memo.busy = 0;
 }
 
 void unwind_init(uint64_t stack_limit, const void *loader_lock, uint64_t own_lo, uint64_t own_hi)
