@@ -899,6 +899,7 @@ static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_m
 static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
 {
 	uint64_t diff = m->end_at ? *(const uint64_t *)m->end_at ^ m->end_pc : 0;
+#pragma GCC unroll 2
 	for (unsigned j = n; --j > from;)
 		diff |= *(const uint64_t *)(m->sp[j] - 8) ^ m->pc[j];
 	for (uint64_t bits = m->bp_read & ~1ull << from; bits; bits &= bits - 1) {
