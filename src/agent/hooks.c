@@ -41,9 +41,9 @@ int hooks_resolve(void)
 	return missing;
 }
 
-int refuse_unwinder(const void *caller)
+int unwinder_refused(const void *caller)
 {
-	if (!agent_self.unwinding || !stack_caller_is_unwinder(caller))
+	if (!stack_caller_is_unwinder(caller))
 		return 0;
 	__atomic_add_fetch(&htrace_db.unwinder_refusals, 1, __ATOMIC_RELAXED);
 	errno = EMFILE;

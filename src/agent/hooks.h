@@ -88,9 +88,15 @@ static inline __attribute__((always_inline)) void record_dup_onto(int newfd, uns
 		replaced_by_engine(newfd, api);
 }
 
+/* refuse_unwinder's part while this thread unwinds (out of line). */
+int unwinder_refused(const void *caller) AGENT_HIDDEN;
+
 /* True (errno EMFILE) when this call comes from the unwinder while this
  * thread unwinds: it must not create a descriptor (nor deadlock in us). */
-int refuse_unwinder(const void *caller) AGENT_HIDDEN;
+static inline int refuse_unwinder(const void *caller)
+{
+	return __builtin_expect(agent_self.unwinding, 0) && unwinder_refused(caller);
+}
 
 /* stdin, stdout, stderr: FILEs over inherited descriptors, never recorded
  * as their owners (a program may dup2 over 1 and keep printing). */
