@@ -11,10 +11,16 @@ Max_Traces); `valgrind --track-fds=yes`; `strace -f -k -e trace=%desc -o
 figures compare).
 
 Every figure is a median over repetitions.  Within a repetition the
-configurations of a workload run one after the other (in an order rotated
-at each repetition), so drift of the machine hits all of them alike; each
-ratio is the median of the per-repetition ratios to the untraced run of
-the same repetition.
+configurations of a workload run one after the other, in an order shuffled
+at each repetition (a fixed seed, so a run can be repeated): drift of the
+machine hits all of them alike, and no configuration always follows the
+same other one (in trials on the 2-CPU machine of the README, with four
+configurations in an order merely rotated, the untraced run made again
+came out 3-6% slower than the first in 11 of 12 trials); each ratio is the
+median of the per-repetition ratios to the untraced run of the same
+repetition.  Many short runs (21 of about 0.13 s) rather than a few long
+ones (7 of 0.4 s): in those trials the traced ratio of dup+dup2+close
+spread over 1.27-1.35 across five runs instead of 1.22-1.39 across four.
 
 Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
   --quick   (or QUICK=1 in the environment) few iterations and repetitions,
@@ -22,7 +28,7 @@ Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
   --smoke   each configuration once with tiny iteration counts, runs in
             parallel: proves that everything builds and runs, measures
             nothing (used by tests/test_bench_quick.py)
-  --reps N  repetitions of the native configurations (default 7; quick 2)
+  --reps N  repetitions of the native configurations (default 21; quick 2)
   --json FILE  also write every sample to FILE
 
 Env: HTRACE (the client), HTRACE_AGENT (libhtrace.so), HTRACE_BENCH (the
@@ -39,6 +45,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -63,6 +70,7 @@ AGENT_DESC = ""
 WORKLOADS = [("open", "open+close /dev/null"), ("socket", "socket+close (AF_INET TCP)"),
              ("pipe", "pipe+close both ends"), ("dup", "dup+dup2+close"), ("fopen", "fopen+fclose /dev/null")]
 HOLD = 10000
+NATIVE_SECONDS = 0.13  # an untraced run of a full bench, about
 
 
 class Row:
@@ -242,17 +250,24 @@ def calibrate(rows, mode, errors):
         for r in rows:
             r.iterations = {"untraced": 200, "again": 200, "off": 200, "on": 200, "valgrind": 50, "strace": 5}
         return
-    target, probe, strace_iters = (0.4, 20000, 100) if mode == "full" else (0.04, 3000, 15)
+    # seconds of an untraced run: native configurations, valgrind's (which
+    # then makes a tenth of those iterations)
+    target, tool_target = (NATIVE_SECONDS, 0.4) if mode == "full" else (0.04, 0.04)
+    probe, strace_iters = (20000, 100) if mode == "full" else (3000, 15)
+
+    def iterations(seconds, value):
+        return int(min(max(seconds * 1e9 / value, probe), 5_000_000))
+
     for r in rows:
         status, value = run_once("untraced", r.args + [r.workload, str(probe)], 120)
         if status == "ok":
-            iters = int(min(max(target * 1e9 / value, probe), 5_000_000))
+            iters, tool_iters = iterations(target, value), iterations(tool_target, value)
         else:
             if status == "error":
                 errors.append(f"{r.label}: calibration: {value}")
-            iters = probe
+            iters = tool_iters = probe
         r.iterations = {"untraced": iters, "again": iters, "off": iters, "on": iters,
-                        "valgrind": max(iters // 10, 200), "strace": strace_iters}
+                        "valgrind": max(tool_iters // 10, 200), "strace": strace_iters}
 
 
 def measure(rows, configs, reps, tool_reps, mode, errors):
@@ -289,9 +304,9 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
     for rep in range(reps):
         for r in rows:
             todo = [c for c in configs if c not in TOOLS or rep < tool_reps]
-            k = rep % len(todo)
+            random.Random(f"{rep}/{r.label}").shuffle(todo)
             samples = {}
-            for config in todo[k:] + todo[:k]:
+            for config in todo:
                 if config in r.notes:
                     continue
                 record(*job(r, config), samples)
@@ -591,10 +606,11 @@ def print_report(rows, configs, notes, memory, client, client_note, args, mode, 
               "the figures mean nothing")
     else:
         print(f"- {reps} repetitions (valgrind and strace: {tool_reps}), configurations interleaved within each "
-              "repetition; ns/op is the median untraced time per operation, each ratio the median of the "
-              "per-repetition ratios to the untraced run of the same repetition")
-        print(f"- iterations per run: untraced, tracing off and on the same, {'~0.4 s' if mode == 'full' else '~0.04 s'} "
-              "untraced; valgrind a tenth of them; strace "
+              "repetition in a shuffled order; ns/op is the median untraced time per operation, each ratio the "
+              "median of the per-repetition ratios to the untraced run of the same repetition")
+        print(f"- iterations per run: untraced, tracing off and on the same, "
+              f"{f'~{NATIVE_SECONDS} s' if mode == 'full' else '~0.04 s'} untraced; valgrind a tenth of "
+              f"{'~0.4 s' if mode == 'full' else 'those'}; strace "
               f"{rows[0].iterations.get('strace', '?')} (all report time per operation)")
     print(f"- wall time of the whole run: {elapsed:.0f} s")
     print()
@@ -625,12 +641,12 @@ def main():
     ap = argparse.ArgumentParser(description="htrace benchmark suite (issue 6)")
     ap.add_argument("--quick", action="store_true", help="few iterations and repetitions (also QUICK=1)")
     ap.add_argument("--smoke", action="store_true", help="run every configuration once, measure nothing")
-    ap.add_argument("--reps", type=int, default=0, help="repetitions (default 7, quick 2)")
+    ap.add_argument("--reps", type=int, default=0, help="repetitions (default 21, quick 2)")
     ap.add_argument("--json", metavar="FILE", help="also write every sample to FILE (JSON)")
     opts = ap.parse_args()
     quick = opts.quick or os.environ.get("QUICK", "") not in ("", "0")
     mode = "smoke" if opts.smoke else "quick" if quick else "full"
-    reps = opts.reps or {"full": 7, "quick": 2, "smoke": 1}[mode]
+    reps = opts.reps or {"full": 21, "quick": 2, "smoke": 1}[mode]
     tool_reps = min(reps, {"full": 3, "quick": 1, "smoke": 1}[mode])
     start = time.monotonic()
 
