@@ -14,6 +14,8 @@
 #define AGENT_HIDDEN __attribute__((visibility("hidden")))
 #define AGENT_EXPORT __attribute__((visibility("default")))
 #define AGENT_TLS __thread __attribute__((tls_model("initial-exec")))
+/* A function of the hooks' hot paths, inlined even where gcc would not. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Per-thread state.  Zero in a new thread. */
 struct agent_thread {
@@ -146,17 +148,20 @@ struct unwind_info {
 	unsigned filled;
 };
 
-/* Fills pcs with at most max return addresses of the stack that called
- * the agent (its first is the return address of the hook), innermost
- * first, as libunwind's unw_backtrace gives them after the agent's own
- * frames, and *info; returns their number, or UNWIND_GIVE_UP or
+/* Fills pcs (or its start, see filled) with at most max return addresses
+ * of the stack that called the agent (its first is the return address of
+ * the hook), innermost first, as libunwind's unw_backtrace gives them
+ * after the agent's own frames, and *info; returns their number, or
+ * UNWIND_GIVE_UP or
  * UNWIND_STALE.  When info->filled is not 0, the frames from there on are
  * not written yet (often nobody needs them: a thread's recent stack is
  * named by its first frame and info->tail), and unwind_fast_finish must
  * follow, before the thread's next capture. */
 int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;
-/* Writes the rest of the frames (copy) or not, and lets the memo go. */
-void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info, int copy) AGENT_HIDDEN;
+/* Writes the rest of the n frames (copy) or not, and lets the memo go;
+ * nothing when info->filled is 0. */
+void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info,
+			int copy) AGENT_HIDDEN;
 /* Called by modules_refresh around its dl_iterate_phdr, and for each
  * object from inside it. */
 struct dl_phdr_info;

@@ -45,7 +45,7 @@ static __attribute__((cold, noinline)) struct htrace_fd_slot *chunk_create(unsig
 
 /* The slot of fd, or NULL when fd is out of the table's range or (without
  * create) its chunk does not exist yet. */
-static inline __attribute__((always_inline)) struct htrace_fd_slot *slot_of(int fd, int create)
+ALWAYS_INLINE struct htrace_fd_slot *slot_of(int fd, int create)
 {
 	if (fd < 0 || (uint64_t)fd >= FDTAB_LIMIT) {
 		if (create)
@@ -220,11 +220,9 @@ static inline void mailbox_check(void)
 
 #define TAKE_STACK UINT32_MAX /* event_record_stack: capture one now */
 
-/* The part of recording that only tracing needs, kept out of line so that
- * the path with tracing off stays short: time, stack (stack, or one taken
- * now), number, ring. */
-static inline void event_trace(struct htrace_event *ev, unsigned flags,
-						  uint32_t stack)
+/* The part of recording that only tracing needs: time, stack (stack, or
+ * one taken now), number, ring. */
+static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t stack)
 {
 	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
@@ -268,7 +266,7 @@ static void event_record_close(struct htrace_event *ev, int fd, unsigned api, un
 
 /* Marks slot open with its OPEN event, owned by owner (0: none) through
  * owner_api. */
-static inline __attribute__((always_inline)) void
+ALWAYS_INLINE void
 slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t owner,
 	  unsigned owner_api)
 {
@@ -280,8 +278,8 @@ slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t
 	slot_end(slot);
 }
 
-static inline void opened_traced(struct htrace_fd_slot *slot, int fd,
-						     unsigned api, unsigned flags, uint32_t stack)
+static inline void opened_traced(struct htrace_fd_slot *slot, int fd, unsigned api,
+				 unsigned flags, uint32_t stack)
 {
 	struct htrace_event ev;
 	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack);
@@ -289,7 +287,8 @@ static inline void opened_traced(struct htrace_fd_slot *slot, int fd,
 		slot_open(slot, &ev, 0, 0);
 }
 
-static inline __attribute__((always_inline)) void opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
+ALWAYS_INLINE void
+opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	mailbox_check();
@@ -336,7 +335,7 @@ static int bulk_close(unsigned api)
 
 /* The table's open fd is closing: a BAD REFERENCE first when it belongs to
  * a FILE or DIR (closed behind its back), then the CLOSE into *ev. */
-static inline __attribute__((always_inline)) void
+ALWAYS_INLINE void
 close_open_slot(struct htrace_fd_slot *slot, int fd, unsigned api, unsigned flags,
 		struct htrace_event *ev)
 {

@@ -72,7 +72,7 @@ void replaced_by_engine(int newfd, unsigned api) AGENT_HIDDEN __attribute__((noi
 
 /* A call returned the new descriptor fd: its OPEN, in line while tracing
  * is off (table.h), else by the engine. */
-static inline __attribute__((always_inline)) void record_opened(int fd, unsigned api)
+ALWAYS_INLINE void record_opened(int fd, unsigned api)
 {
 	if (!quietly_opened(fd, api))
 		opened_by_engine(fd, api);
@@ -82,14 +82,14 @@ static inline __attribute__((always_inline)) void record_opened(int fd, unsigned
  * descriptor was closed, a new one is there.  Its close can only be
  * recorded once the call has succeeded (recording it before would be wrong
  * when the call fails and newfd stays open). */
-static inline __attribute__((always_inline)) void record_dup_onto(int newfd, unsigned api)
+ALWAYS_INLINE void record_dup_onto(int newfd, unsigned api)
 {
 	if (!quietly_replaced(newfd, api))
 		replaced_by_engine(newfd, api);
 }
 
 /* refuse_unwinder's part while this thread unwinds (out of line). */
-int unwinder_refused(const void *caller) AGENT_HIDDEN;
+int unwinder_refused(const void *caller) AGENT_HIDDEN __attribute__((noinline));
 
 /* True (errno EMFILE) when this call comes from the unwinder while this
  * thread unwinds: it must not create a descriptor (nor deadlock in us). */

@@ -142,7 +142,7 @@ static int on_alternate_stack(void)
 }
 
 /* libunwind's stack, from the caller's frame as unwind_fast's would be. */
-static inline __attribute__((always_inline)) int unwind_libunwind(uint64_t *pcs, unsigned max)
+ALWAYS_INLINE int unwind_libunwind(uint64_t *pcs, unsigned max)
 {
 	int cancel_state;
 	/* libunwind calls read and close, cancellation points, inside calls
@@ -172,15 +172,17 @@ static inline void count_check(uint64_t *counter)
 		__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
 }
 
-static void check_against_libunwind(const uint64_t *ours, unsigned n, unsigned depth);
-static void check_mismatch(const char *what);
+static void check_stored(uint32_t id, const uint64_t *frames, unsigned kept,
+			 const struct unwind_info *info);
 static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wide_hash,
 				 int *is_new);
 
-/* The stack's frames in pcs from pcs[*first] on; returns how many.  Both
- * unwinders are called from this one function, so that they start from
- * the same frame and hide the same frames of ours. */
-static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info)
+/* The stack's frames in pcs from pcs[*first] on (from the fast unwinder,
+ * *fast set: perhaps only up to info->filled, see unwind_fast); returns
+ * how many.  Both unwinders are called from this one function, so that
+ * they start from the same frame and hide the same frames of ours. */
+static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info,
+		       int *fast)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
 	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, info);
@@ -189,24 +191,17 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct un
 		modules_refresh(); /* a dlopen or dlclose since the last */
 		n = unwind_fast(pcs, depth, info);
 	}
+	*fast = n >= 0;
 	if (n < 0) {
 		count_check(&check_counts.gave_up);
 		unsigned kept = keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
 		*info = (struct unwind_info){ .hash = stack_hash(pcs + *first, kept) };
 		return kept;
 	}
-	if (unwind_mode == CHECK)
-		unwind_fast_finish(pcs, (unsigned)n, info, 1);
+	if (info->joined)
+		count_check(&check_counts.joined);
 	/* ours has none of the agent's: this reads pcs[0] only */
-	unsigned kept = keep_frames(pcs, n, depth, first);
-	if (unwind_mode == CHECK) {
-		if (info->joined)
-			count_check(&check_counts.joined);
-		if (info->hash != stack_hash(pcs + *first, kept))
-			check_mismatch("the stack's hash");
-		check_against_libunwind(pcs + *first, kept, depth);
-	}
-	return kept;
+	return keep_frames(pcs, n, depth, first);
 }
 
 /* --- the thread's recent stacks -----------------------------------------
@@ -279,8 +274,6 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	uint32_t id = recent_find(info->tail, frames[0], generation);
 	if (id && depot_generation_now() != generation)
 		id = 0; /* the depot was emptied while this stack was taken */
-	if (id && unwind_mode == CHECK && id != depot_id(frames, kept, info->hash))
-		check_mismatch("a recent stack's depot id");
 	if (id)
 		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
 	else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
@@ -308,11 +301,14 @@ uint32_t stack_capture(void)
 	}
 	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES], generation = depot_generation_now();
 	struct unwind_info info;
-	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &info);
+	int fast;
+	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &info, &fast);
 	const uint64_t *frames = pcs + first;
-	if (kept && info.tail)
-		return depot_id_of_recent(pcs, frames, kept, &info, generation);
-	return depot_id_of_all(pcs, frames, kept, &info);
+	uint32_t id = kept && info.tail ? depot_id_of_recent(pcs, frames, kept, &info, generation)
+					: depot_id_of_all(pcs, frames, kept, &info);
+	if (unwind_mode == CHECK && fast)
+		check_stored(id, frames, kept, &info);
+	return id;
 }
 
 /* --- HTRACE_UNWIND=check ------------------------------------------------ */
@@ -412,6 +408,20 @@ static __attribute__((noinline)) void check_against_libunwind(const uint64_t *ou
 	at = put_frames(put_text(at, "; libunwind step by step"), pcs + first, m);
 	*at++ = '\n';
 	say(line, (size_t)(at - line));
+}
+
+/* HTRACE_UNWIND=check: what the fast unwinder's capture stored (the depot's
+ * stack of id, else its frames, all written when there is no id), its
+ * hash and its frames, against libunwind's. */
+static __attribute__((noinline)) void check_stored(uint32_t id, const uint64_t *frames,
+						   unsigned kept, const struct unwind_info *info)
+{
+	const struct htrace_stack *rec = depot_get(id);
+	const uint64_t *ours = rec ? rec->pc : frames;
+	unsigned n = rec ? rec->depth : kept;
+	if (info->hash != stack_hash(ours, n))
+		check_mismatch("the stack's hash");
+	check_against_libunwind(ours, n, htrace_db.stack_depth);
 }
 
 __attribute__((destructor)) static void check_report(void)

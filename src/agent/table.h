@@ -27,14 +27,14 @@ static inline struct htrace_fd_slot *table_slot(int fd)
 /* A slot has one writer at a time (a number is closed before it can be
  * opened again), so its generation moves with plain ordered stores, no
  * locked instruction: odd while the fields change. */
-static inline __attribute__((always_inline)) void slot_begin(struct htrace_fd_slot *slot)
+ALWAYS_INLINE void slot_begin(struct htrace_fd_slot *slot)
 {
 	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE); /* odd before any field changes */
 }
 
-static inline __attribute__((always_inline)) void slot_end(struct htrace_fd_slot *slot)
+ALWAYS_INLINE void slot_end(struct htrace_fd_slot *slot)
 {
 	uint32_t gen = __atomic_load_n(&slot->gen, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELEASE);
@@ -52,7 +52,7 @@ static inline int current_tid(void)
 
 /* While tracing is off an OPEN only marks the slot open, field by field:
  * no event, no stack, no copy. */
-static inline __attribute__((always_inline)) void slot_fill_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
+ALWAYS_INLINE void slot_fill_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
 				      unsigned flags)
 {
 	slot->open.seq = 0;
@@ -69,7 +69,7 @@ static inline __attribute__((always_inline)) void slot_fill_untraced(struct htra
 	slot->state = HTRACE_FD_OPEN;
 }
 
-static inline __attribute__((always_inline)) void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
+ALWAYS_INLINE void slot_open_untraced(struct htrace_fd_slot *slot, int fd, unsigned api,
 				      unsigned flags)
 {
 	slot_begin(slot);
@@ -80,7 +80,7 @@ static inline __attribute__((always_inline)) void slot_open_untraced(struct htra
 /* dup2 or dup3 onto fd, tracing off: a new descriptor behind the number,
  * so that a FILE or DIR still using it is reported again (stale_owner
  * forgotten, as a close would). */
-static inline __attribute__((always_inline)) void slot_replace_untraced(struct htrace_fd_slot *slot, int fd, unsigned api)
+ALWAYS_INLINE void slot_replace_untraced(struct htrace_fd_slot *slot, int fd, unsigned api)
 {
 	slot_begin(slot);
 	slot_fill_untraced(slot, fd, api, 0);
@@ -88,7 +88,7 @@ static inline __attribute__((always_inline)) void slot_replace_untraced(struct h
 	slot_end(slot);
 }
 
-static inline __attribute__((always_inline)) void slot_close(struct htrace_fd_slot *slot)
+ALWAYS_INLINE void slot_close(struct htrace_fd_slot *slot)
 {
 	slot_begin(slot);
 	slot->state = HTRACE_FD_CLOSED;
@@ -108,7 +108,7 @@ static inline int table_quiet(void)
 
 /* The in-line bookkeeping: each returns 1 when it did all of it, 0 when the
  * engine has to (engine_opened, engine_closing, engine_replaced). */
-static inline __attribute__((always_inline)) int quietly_opened(int fd, unsigned api)
+ALWAYS_INLINE int quietly_opened(int fd, unsigned api)
 {
 	struct htrace_fd_slot *slot;
 	if (!table_quiet() || !(slot = table_slot(fd)))
@@ -118,7 +118,7 @@ static inline __attribute__((always_inline)) int quietly_opened(int fd, unsigned
 }
 
 /* A descriptor recorded open, owned by no FILE or DIR. */
-static inline __attribute__((always_inline)) int quietly_closing(int fd)
+ALWAYS_INLINE int quietly_closing(int fd)
 {
 	struct htrace_fd_slot *slot;
 	if (!table_quiet() || !(slot = table_slot(fd)) ||
@@ -129,7 +129,7 @@ static inline __attribute__((always_inline)) int quietly_closing(int fd)
 }
 
 /* dup2 or dup3 onto fd: its old descriptor, if any, owned by nothing. */
-static inline __attribute__((always_inline)) int quietly_replaced(int fd, unsigned api)
+ALWAYS_INLINE int quietly_replaced(int fd, unsigned api)
 {
 	struct htrace_fd_slot *slot;
 	if (!table_quiet() || !(slot = table_slot(fd)) || slot->owner_api)

@@ -860,7 +860,10 @@ struct walk_memo {
 	uint64_t objects; /* objects_now() of the walk */
 	unsigned n, max; /* frames recorded (0: none), and the most it was asked for */
 	uint64_t end_at, end_pc; /* a return address below MIN_PC that ended it, and where */
-	int busy; /* in use: a signal handler's capture leaves it alone */
+	/* in use, by a walk or from unwind_fast to unwind_fast_finish: a
+	 * signal handler's capture leaves it alone (one that siglongjmps out
+	 * of a capture leaves it set: the thread then walks without it) */
+	int busy;
 	uint64_t tail; /* the number of its frames after the first (unwind_info) */
 	uint64_t pc[MEMO_FRAMES], sp[MEMO_FRAMES], bp[MEMO_FRAMES]; /* each frame's registers */
 	/* where the step to each frame read rbp (when it did not: bp[j]
@@ -902,7 +905,7 @@ static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, uns
 #pragma GCC unroll 2
 	for (unsigned j = n; --j > from;)
 		diff |= *(const uint64_t *)(m->sp[j] - 8) ^ m->pc[j];
-	for (uint64_t bits = m->bp_read & ~1ull << from; bits; bits &= bits - 1) {
+	for (uint64_t bits = m->bp_read & ~1ull << from & ~(~0ull << n); bits; bits &= bits - 1) {
 		unsigned j = (unsigned)__builtin_ctzll(bits);
 		diff |= *m->bp_at[j] ^ m->bp[j];
 	}
@@ -946,9 +949,10 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
 
 /* Walks from f into pcs (at most max frames), recording the walk in m
  * (NULL: no memo) and taking the frames of m's last walk where it joins
- * it.  Returns the number of frames, or UNWIND_GIVE_UP. */
-static inline __attribute__((always_inline)) int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
-		struct walk_memo *m, struct unwind_info *info)
+ * it (left in the memo from info->filled on, see memo_join).  Returns the
+ * number of frames, or UNWIND_GIVE_UP. */
+ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, uint64_t hi,
+		       struct walk_memo *m, struct unwind_info *info)
 {
 	struct frame f = *start;
 	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
@@ -1029,7 +1033,7 @@ void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info, int
 {
 	if (!info->filled)
 		return;
-	if (copy)
+	if (copy && n > info->filled)
 		memcpy(pcs + info->filled, memo.pc + info->filled, (n - info->filled) * sizeof(*pcs));
 	info->filled = 0;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -50,11 +50,16 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* Two descriptors, closed from one call site: the second close's stack is
+ * the first one's, registers and all, from its first frame on. */
 static NOINLINE void open_close(void)
 {
-	int fd = open("/dev/null", O_RDONLY);
-	if (fd < 0 || close(fd))
-		die("open /dev/null");
+	int fds[2] = { open("/dev/null", O_RDONLY), open("/dev/null", O_RDONLY) };
+	int n = 2;
+	__asm__("" : "+r"(n)); /* a loop gcc cannot peel into two call sites */
+	for (int i = 0; i < n; i++)
+		if (fds[i] < 0 || close(fds[i]))
+			die("open /dev/null");
 }
 
 static NOINLINE int nested(int depth)
