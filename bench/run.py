@@ -548,6 +548,17 @@ def budget(rows, configs, memory, client, client_note, mode):
     return out
 
 
+def client_trend(sizes):
+    """htrace's time over lsof's at each size measured, smallest first."""
+    parts = []
+    for c in sorted(sizes, key=lambda c: c["count"]):
+        key = "htrace --group -p PID" if c["group"] else "htrace -p PID 0"
+        t, l = c["median"].get(key), c["median"].get("lsof -p PID")
+        if t is not None and l:
+            parts.append(f"{c['count']:,}: {t:.2f} s against {l:.2f} s ({t / l:.2f}×)")
+    return "; ".join(parts)
+
+
 def client_lines(client, note):
     lines = []
     main, informational = client.get("main"), client.get("info")
@@ -573,6 +584,9 @@ def client_lines(client, note):
             lines.append(("info", f"For information only, not the budget line: the same on "
                                   f"{informational['count']:,} descriptors from {informational['paths']:,} stacks "
                                   f"(the most this machine allows): {figures(informational)}"))
+            trend = client_trend(client.get("scale", []) + [informational])
+            if trend and client.get("scale"):
+                lines.append(("info", f"htrace against lsof by size, to judge the trend: {trend}"))
         elif informational:
             lines.append(("info", f"The scaled-down check could not run either: {informational}"))
     if note:
@@ -680,6 +694,11 @@ def main():
             count = (hard - 100) // 1000 * 1000 if hard != resource.RLIM_INFINITY else 0
             if count >= 1000:
                 client["info"] = client_check(count, 1000, creps, errors)
+                # smaller sizes too, so that the trend towards the size
+                # asked for can be judged
+                client["scale"] = [c for c in (client_check(n, 1000, creps, errors)
+                                               for n in (count // 4 // 1000 * 1000, count // 2 // 1000 * 1000)
+                                               if n >= 1000) if isinstance(c, dict)]
         if not group_supported():
             client_note = "`htrace --group` (issue 5) does not exist in this client yet"
     print_report(rows, configs, notes, memory, client, client_note, sys.argv[1:], mode, reps, tool_reps,
