@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, Skip, check_kernel_agreement, check_usage_error,
+from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement, check_usage_error,
                      expect, functions, json_run, only_process, run_htrace, run_tests)
 
 BEHAVE = os.path.join(VICTIMS, "behave")
@@ -166,6 +166,25 @@ def test_filters_by_type_path_stack_and_age():
         result = run_htrace(["run", bad, BEHAVE])
         expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
                f"{bad}: exit {result.returncode} {result.stderr!r}")
+
+
+def test_json_report_is_utf8_when_a_leaked_file_name_is_not():
+    # a path from the target may be in any encoding: the report stays valid
+    # UTF-8 JSON, the bytes that are not UTF-8 given as U+FFFD
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        result = run_htrace(["run", "--json", "-o", report, "--", BEHAVE, "badname", tmp])
+        expect(result.returncode == 0, f"exit {result.returncode}: {result.stderr}")
+        with open(report, "rb") as f:
+            data = f.read()
+        try:
+            objs = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Failure(f"the report is not UTF-8 JSON ({e}): {data[:300]!r}")
+        fd = leak_fds(result.stdout)[0]
+        by_fd = {h["handle"]: h for h in leaked(only_process(objs))}
+        expect(by_fd[fd]["target"] == os.path.join(tmp, "leak-\ufffd\ufffd.txt"),
+               f"target {by_fd[fd]['target']!r}")
 
 
 def test_handles_show_open_flags_and_age():

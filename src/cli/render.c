@@ -171,15 +171,11 @@ static size_t utf8_length(const unsigned char *p)
 	return n;
 }
 
-/* Inside HTML: '<', '>' and '&' as \u escapes, so that no text from the
- * target can close the <script> element, and bytes that are not UTF-8 as
- * U+FFFD, so that the page is valid UTF-8. */
-static const unsigned char *html_safe_char(FILE *out, const unsigned char *p)
+/* The character at p, a byte that is not UTF-8 as U+FFFD (a path from the
+ * target may be in any encoding; JSON text is UTF-8); returns its last
+ * byte. */
+static const unsigned char *utf8_char(FILE *out, const unsigned char *p)
 {
-	if (*p == '<' || *p == '>' || *p == '&') {
-		fprintf(out, "\\u%04x", *p);
-		return p;
-	}
 	if (*p < 0x80) {
 		fputc(*p, out);
 		return p;
@@ -191,6 +187,17 @@ static const unsigned char *html_safe_char(FILE *out, const unsigned char *p)
 	}
 	fwrite(p, 1, n, out);
 	return p + n - 1;
+}
+
+/* Inside HTML also '<', '>' and '&' as \u escapes, so that no text from
+ * the target can close the <script> element. */
+static const unsigned char *html_safe_char(FILE *out, const unsigned char *p)
+{
+	if (*p == '<' || *p == '>' || *p == '&') {
+		fprintf(out, "\\u%04x", *p);
+		return p;
+	}
+	return utf8_char(out, p);
 }
 
 void render_json_string(FILE *out, const char *s, int html)
@@ -209,10 +216,8 @@ void render_json_string(FILE *out, const char *s, int html)
 			fputs("\\t", out);
 		else if (*p < 0x20 || *p == 0x7f)
 			fprintf(out, "\\u%04x", *p);
-		else if (html)
-			p = html_safe_char(out, p);
 		else
-			fputc(*p, out);
+			p = html ? html_safe_char(out, p) : utf8_char(out, p);
 	}
 	fputc('"', out);
 }

@@ -29,6 +29,8 @@
  *               backtrace for the program ("SCOPE lib lib")
  *   churn N     N threads one after the other, each opening and closing
  *               /dev/null once (2 events each), none leaked
+ *   badname DIR creates and leaks DIR/"leak-\xff\xfe.txt", a name that is
+ *               not UTF-8
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -330,6 +332,15 @@ int main(int argc, char **argv)
 		if (pid == 0)
 			_exit(0);
 		return pid < 0;
+	}
+	if (!strcmp(mode, "badname") && argc == 3) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/leak-\xff\xfe.txt", argv[2]);
+		int fd = open(path, O_RDONLY | O_CREAT, 0600);
+		if (fd < 0)
+			return 1;
+		printf("LEAK %d\n", fd);
+		return 0;
 	}
 	if (!strcmp(mode, "aged")) {
 		leak_here();
