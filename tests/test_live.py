@@ -13,6 +13,7 @@ Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
 HTRACE_BUILD (the build directory: the agent, the fake agents).
 Exit status: 0 all passed, 1 a failure, 77 htrace or the victim missing."""
 
+import json
 import os
 import queue
 import re
@@ -20,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -43,13 +45,13 @@ class Server:
     """The server victim: started with the agent preloaded (tracing off
     unless env says otherwise), one command line in, one answer line out."""
 
-    def __init__(self, agent=True, env=None):
+    def __init__(self, agent=True, env=None, program=SERVER):
         full = {k: v for k, v in os.environ.items()
                 if k not in ("LD_PRELOAD", "HTRACE_TRACE", "HTRACE_MAX_TRACES")}
         if agent:
             full["LD_PRELOAD"] = AGENT
         full.update(env or {})
-        self.proc = subprocess.Popen([SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([program], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=full)
         self.pid = self.proc.pid
         self.lines = queue.Queue()
@@ -279,6 +281,26 @@ def test_diff_gives_exactly_the_leaked_handles_while_workers_run():
         expect(summary["still_open"] == 4 and summary["opened_since_snapshot"] >= 4 + 200
                and summary["closed_since_snapshot"] >= 200, f"summary {summary}")
         s.check_alive()
+
+
+def test_json_of_the_live_commands_is_utf8_when_the_program_path_is_not():
+    """A program at a path that is not UTF-8: -enable --json and the listing
+    --json still write UTF-8 JSON, the path's other bytes as U+FFFD."""
+    with tempfile.TemporaryDirectory() as tmp:
+        program = os.path.join(os.fsencode(tmp), b"server-\xff")
+        shutil.copy(SERVER, program)
+        s = Server(program=program)
+        try:
+            for args in (["--json", "-p", str(s.pid), "-enable"], ["--json", "-p", str(s.pid)]):
+                result = subprocess.run([HTRACE] + args, capture_output=True, timeout=TIMEOUT)
+                expect(result.returncode == 0, f"{args}: exit {result.returncode}: {result.stderr!r}")
+                try:
+                    obj = json.loads(result.stdout.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError) as e:
+                    raise Failure(f"{args}: not UTF-8 JSON ({e}): {result.stdout[:300]!r}")
+                expect(obj["exe"] == os.path.join(tmp, "server-\ufffd"), f"{args}: exe {obj['exe']!r}")
+        finally:
+            s.stop()
 
 
 def test_open_set_is_kept_while_tracing_is_off():

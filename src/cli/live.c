@@ -235,13 +235,12 @@ static void say_state(const struct live_options *o, const struct target_db *t,
 		printf("%s\n", text);
 		return;
 	}
-	printf("{\"pid\":%d,\"exe\":\"", t->pid);
-	for (const char *p = t->db.exe; *p; p++)
-		printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? "\\u%04x" : "%c",
-		       *p);
-	printf("\",\"status\":null,\"command\":\"%s\",\"tracing\":%s,\"snapshot_seq\":%llu,"
-	       "\"message\":\"%s\"}\n", command, tracing ? "true" : "false",
-	       (unsigned long long)snapshot, text + strlen("htrace: "));
+	printf("{\"pid\":%d,\"exe\":", t->pid);
+	render_json_string(stdout, t->db.exe, 0);
+	printf(",\"status\":null,\"command\":\"%s\",\"tracing\":%s,\"snapshot_seq\":%llu,"
+	       "\"message\":", command, tracing ? "true" : "false", (unsigned long long)snapshot);
+	render_json_string(stdout, text + strlen("htrace: "), 0);
+	printf("}\n");
 }
 
 static int command_enable(const struct live_options *o, struct target_db *t)
