@@ -20,7 +20,7 @@ came out 3-6% slower than the first in 11 of 12 trials); each ratio is the
 median of the per-repetition ratios to the untraced run of the same
 repetition.  Many short runs (21 of about 0.13 s) rather than a few long
 ones (7 of 0.4 s): in those trials the traced ratio of dup+dup2+close
-spread over 1.27-1.35 across five runs instead of 1.22-1.39 across four.
+spread over 1.27-1.35 across five trials instead of 1.22-1.39 across four.
 
 Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
   --quick   (or QUICK=1 in the environment) few iterations and repetitions,
@@ -70,7 +70,7 @@ AGENT_DESC = ""
 WORKLOADS = [("open", "open+close /dev/null"), ("socket", "socket+close (AF_INET TCP)"),
              ("pipe", "pipe+close both ends"), ("dup", "dup+dup2+close"), ("fopen", "fopen+fclose /dev/null")]
 HOLD = 10000
-NATIVE_SECONDS = 0.13  # an untraced run of a full bench, about
+NATIVE_SECONDS = 0.13  # seconds of one untraced run in a full bench
 
 
 class Row:
@@ -548,8 +548,16 @@ def budget(rows, configs, memory, client, client_note, mode):
     return out
 
 
+def client_scale(count, reps, errors):
+    """The client check at about a quarter and a half of count too, so that
+    the trend towards the size asked for can be judged; the sizes that
+    could not run are left out (errors has those that broke)."""
+    sizes = [n for n in (count // 4 // 1000 * 1000, count // 2 // 1000 * 1000) if n >= 1000]
+    return [c for c in (client_check(n, 1000, reps, errors) for n in sizes) if isinstance(c, dict)]
+
+
 def client_trend(sizes):
-    """htrace's time over lsof's at each size measured, smallest first."""
+    """The client's time over lsof's at each size measured, smallest first."""
     parts = []
     for c in sorted(sizes, key=lambda c: c["count"]):
         key = "htrace --group -p PID" if c["group"] else "htrace -p PID 0"
@@ -586,7 +594,8 @@ def client_lines(client, note):
                                   f"(the most this machine allows): {figures(informational)}"))
             trend = client_trend(client.get("scale", []) + [informational])
             if trend and client.get("scale"):
-                lines.append(("info", f"htrace against lsof by size, to judge the trend: {trend}"))
+                key = "htrace --group -p PID" if informational["group"] else "htrace -p PID 0"
+                lines.append(("info", f"{key} against lsof -p PID by size, to judge the trend: {trend}"))
         elif informational:
             lines.append(("info", f"The scaled-down check could not run either: {informational}"))
     if note:
@@ -694,11 +703,8 @@ def main():
             count = (hard - 100) // 1000 * 1000 if hard != resource.RLIM_INFINITY else 0
             if count >= 1000:
                 client["info"] = client_check(count, 1000, creps, errors)
-                # smaller sizes too, so that the trend towards the size
-                # asked for can be judged
-                client["scale"] = [c for c in (client_check(n, 1000, creps, errors)
-                                               for n in (count // 4 // 1000 * 1000, count // 2 // 1000 * 1000)
-                                               if n >= 1000) if isinstance(c, dict)]
+                if isinstance(client["info"], dict):
+                    client["scale"] = client_scale(count, creps, errors)
         if not group_supported():
             client_note = "`htrace --group` (issue 5) does not exist in this client yet"
     print_report(rows, configs, notes, memory, client, client_note, sys.argv[1:], mode, reps, tool_reps,

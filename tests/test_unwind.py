@@ -5,8 +5,10 @@ how many stacks its unwinder took, gave up on, or found stale (objects
 loaded or unloaded), and every stack where the two differ.  Runs the
 unwinder victim's modes (deep recursion, threads on every kind of stack,
 signal handlers, a coroutine, plugins loaded and unloaded at the same
-address by one thread or three, fork) and the benchmark; checks there is no difference and that
-the fast path is taken where it should be.  Also checks that reports are
+address by one thread or three, fork, two callers of the same frames in
+turn, two callers whose frames moved while their callees' did not) and the
+benchmark; checks there is no difference and that the fast path is taken
+where it should be.  Also checks that reports are
 the same with HTRACE_UNWIND=libunwind.
 
 Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),

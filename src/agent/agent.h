@@ -152,9 +152,8 @@ struct unwind_info {
  * of the stack that called the agent (its first is the return address of
  * the hook), innermost first, as libunwind's unw_backtrace gives them
  * after the agent's own frames, and *info; returns their number, or
- * UNWIND_GIVE_UP or
- * UNWIND_STALE.  When info->filled is not 0, the frames from there on are
- * not written yet (often nobody needs them: a thread's recent stack is
+ * UNWIND_GIVE_UP or UNWIND_STALE.  When info->filled is not 0, the frames
+ * from there on are not written yet (often nobody needs them: a thread's recent stack is
  * named by its first frame and info->tail), and unwind_fast_finish must
  * follow, before the thread's next capture. */
 int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;

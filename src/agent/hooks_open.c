@@ -130,7 +130,7 @@ AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 	return result;
 }
 
-/* --- descriptors created only in some modes ----------------------------- */
+/* --- the engine's part of record_opened and record_dup_onto (hooks.h) --- */
 
 void opened_by_engine(int fd, unsigned api)
 {
@@ -142,6 +142,8 @@ void replaced_by_engine(int newfd, unsigned api)
 {
 	KEEP_ERRNO(engine_replaced(newfd, api));
 }
+
+/* --- descriptors created only in some modes ----------------------------- */
 
 #define HOOK_DUP2(name)                                                     \
 	AGENT_EXPORT int name(int fd, int newfd)                            \

@@ -27,7 +27,7 @@
 #include "agent.h"
 
 #define COUNT(field) __atomic_add_fetch(&htrace_db.field, 1, __ATOMIC_RELAXED)
-#define MAX_AGENT_FRAMES 8u
+#define MAX_AGENT_FRAMES 12u /* ours above a capture: about 7 in check mode */
 #define MAX_PROBES 64u
 
 static uint64_t agent_lo, agent_hi; /* our own code, whose frames are hidden */
@@ -382,8 +382,8 @@ static int same_frames(const uint64_t *a, unsigned n, const uint64_t *b, unsigne
 	return n == m && !memcmp(a, b, n * sizeof(uint64_t));
 }
 
-/* libunwind's stack (from a frame of ours more, which it hides) against
- * ours: said on stderr when they differ, unless libunwind's own cache was
+/* libunwind's stack (from two frames of ours more, check_stored's and
+ * this one, which it hides) against ours: said on stderr when they differ, unless libunwind's own cache was
  * wrong (a rule kept for an unloaded object), as its walk from fresh
  * tables shows. */
 static __attribute__((noinline)) void check_against_libunwind(const uint64_t *ours, unsigned n,

@@ -59,7 +59,7 @@ static NOINLINE void open_close(void)
 	__asm__("" : "+r"(n)); /* a loop gcc cannot peel into two call sites */
 	for (int i = 0; i < n; i++)
 		if (fds[i] < 0 || close(fds[i]))
-			die("open /dev/null");
+			die("open or close /dev/null");
 }
 
 static NOINLINE int nested(int depth)
