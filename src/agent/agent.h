@@ -96,6 +96,8 @@ void forksafe_in_child(void) AGENT_HIDDEN;
 extern int fork_child_without_stacks AGENT_HIDDEN;
 /* The loader's lock that dl_iterate_phdr holds, NULL when not found. */
 const void *forksafe_loader_lock(void) AGENT_HIDDEN;
+/* ld.so's _rtld_global and its size (from its symbol), or NULL. */
+char *rtld_global(size_t *size) AGENT_HIDDEN;
 
 /* --- stack.c: capture (unwind.c, else libunwind), store in the depot -- */
 void stack_init(void) AGENT_HIDDEN;

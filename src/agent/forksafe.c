@@ -60,15 +60,22 @@ static int search_while_locked(struct dl_phdr_info *info, size_t size, void *dat
 	return 1;
 }
 
+char *rtld_global(size_t *size)
+{
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	char *base = dlsym(RTLD_DEFAULT, "_rtld_global");
+	if (!base || !dladdr1(base, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym)
+		return NULL;
+	*size = sym->st_size;
+	return base;
+}
+
 void forksafe_init(void)
 {
 	struct lock_search s = { .tid = (int)RAW0(SYS_gettid) };
-	Dl_info info;
-	const ElfW(Sym) *sym = NULL;
-	s.base = dlsym(RTLD_DEFAULT, "_rtld_global");
-	if (!s.base || !dladdr1(s.base, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym)
+	if (!(s.base = rtld_global(&s.size)))
 		return;
-	s.size = sym->st_size;
 	dl_iterate_phdr(search_while_locked, &s);
 	/* exactly one candidate, and released once dl_iterate_phdr returned */
 	if (s.matches == 1 && s.found->owner == 0)

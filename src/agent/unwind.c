@@ -105,13 +105,9 @@ static int probe_counters(struct dl_phdr_info *info, size_t size, void *data)
 
 static void find_counters(const void *loader_lock)
 {
-	Dl_info info;
-	const ElfW(Sym) *sym = NULL;
 	struct counters_probe p = { .lock = loader_lock };
-	p.base = dlsym(RTLD_DEFAULT, "_rtld_global");
-	if (!loader_lock || !p.base || !dladdr1(p.base, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym)
+	if (!loader_lock || !(p.base = rtld_global(&p.size)))
 		return;
-	p.size = sym->st_size;
 	dl_iterate_phdr(probe_counters, &p);
 	if (!p.usable || p.adds != p.info_adds || p.namespaces != 1 || p.loaded != p.objects ||
 	    p.adds - p.loaded != p.info_subs)
