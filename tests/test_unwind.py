@@ -4,10 +4,10 @@ HTRACE_UNWIND=check the agent takes every stack with both and says at exit
 how many stacks its unwinder took, gave up on, or found stale (objects
 loaded or unloaded), and every stack where the two differ.  Runs the
 unwinder victim's modes (deep recursion, threads on every kind of stack,
-signal handlers, a coroutine, plugins loaded and unloaded at the same
-address by one thread or three, fork, two callers of the same frames in
-turn, two callers whose frames moved while their callees' did not) and the
-benchmark; checks there is no difference and that the fast path is taken
+signal handlers, a coroutine (also in a thread), plugins loaded and
+unloaded at the same address by one thread or three, fork, two callers of
+the same frames in turn, two callers whose frames moved while their
+callees' did not) and the benchmark; checks there is no difference and that the fast path is taken
 where it should be.  Also checks that reports are
 the same with HTRACE_UNWIND=libunwind.
 
@@ -133,6 +133,14 @@ def test_signal_handlers_are_left_to_libunwind():
 def test_coroutine_stack_is_left_to_libunwind():
     counts, _ = checked_run([UNWINDER, "coroutine"])
     expect(counts["gave_up"] > 0, f"a stack of unknown bounds was walked: {counts}")
+
+
+def test_thread_whose_first_stacks_are_on_a_coroutine_leaves_later_threads_fast():
+    # the coroutine takes as many stacks as its thread then takes on its own
+    # stack, and as the plain thread after it: only the coroutine's are given up
+    counts, _ = checked_run([UNWINDER, "corothread"])
+    expect(counts["gave_up"] > 0 and 2 * counts["gave_up"] == counts["fast"],
+           f"expected the coroutine's stacks, and only those, given to libunwind: {counts}")
 
 
 def test_benchmark_workloads():

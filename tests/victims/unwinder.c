@@ -10,6 +10,8 @@
  *   signals     in a signal handler, on the thread's stack and on an
  *               alternate stack (sigaltstack)
  *   coroutine   on a makecontext stack, and back on the main stack
+ *   corothread  the same in a thread, whose first stacks are thus on the
+ *               coroutine's, then in a plain thread
  *   plugins A B in plugins A and B (tests/plugins), each loaded, called
  *               and unloaded in turn, often at the same address
  *   plugthreads A B  the same in three threads at once
@@ -156,6 +158,34 @@ static int coroutines(void)
 		if (swapcontext(&main_context, &coroutine_context))
 			die("swapcontext");
 		nested(i % 3);
+	}
+	return 0;
+}
+
+static void *coroutine_thread(void *arg)
+{
+	(void)arg;
+	coroutines();
+	return NULL;
+}
+
+static void *plain_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < ROUNDS; i++)
+		nested(i % 3);
+	return NULL;
+}
+
+/* The agent learns where glibc keeps a thread's stack from the first thread
+ * that takes a stack: here from one that is running a coroutine. */
+static int corothreads(void)
+{
+	void *(*bodies[])(void *) = { coroutine_thread, plain_thread };
+	for (int i = 0; i < 2; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, bodies[i], NULL) || pthread_join(t, NULL))
+			die("pthread_create");
 	}
 	return 0;
 }
@@ -348,6 +378,8 @@ int main(int argc, char **argv)
 		r = signals();
 	} else if (!strcmp(mode, "coroutine")) {
 		r = coroutines();
+	} else if (!strcmp(mode, "corothread")) {
+		r = corothreads();
 	} else if (!strcmp(mode, "plugins") && argc == 4) {
 		r = plugins(argv[2], argv[3], 1);
 	} else if (!strcmp(mode, "plugthreads") && argc == 4) {
@@ -359,7 +391,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "moved")) {
 		r = moveds();
 	} else {
-		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|plugins A B|plugthreads A B|fork|outer|moved\n");
+		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|corothread|plugins A B|plugthreads A B|fork|outer|moved\n");
 		return 2;
 	}
 	printf("DONE %s\n", mode);
