@@ -256,7 +256,8 @@ static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generatio
 	return 0;
 }
 
-/* frames[0, kept) of pcs, all written now (unwind_fast_finish) */
+/* The depot id of frames[0, kept), a part of pcs, once all of them are
+ * written (unwind_fast_finish). */
 static uint32_t depot_id_of_all(uint64_t *pcs, const uint64_t *frames, unsigned kept,
 				struct unwind_info *info)
 {
@@ -383,9 +384,9 @@ static int same_frames(const uint64_t *a, unsigned n, const uint64_t *b, unsigne
 }
 
 /* libunwind's stack (from two frames of ours more, check_stored's and
- * this one, which it hides) against ours: said on stderr when they differ, unless libunwind's own cache was
- * wrong (a rule kept for an unloaded object), as its walk from fresh
- * tables shows. */
+ * this one, which it hides) against ours: said on stderr when they
+ * differ, unless libunwind's own cache was wrong (a rule kept for an
+ * unloaded object), as its walk from fresh tables shows. */
 static __attribute__((noinline)) void check_against_libunwind(const uint64_t *ours, unsigned n,
 							     unsigned depth)
 {
