@@ -207,6 +207,17 @@ static void answer(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* A scenario's descriptor, or that it failed (for its argument n, if any). */
+static void answer_fd(int fd, const char *command, long n)
+{
+	if (fd >= 0)
+		answer("OK %d", fd);
+	else if (n >= 0)
+		answer("ERR %s %ld failed", command, n);
+	else
+		answer("ERR %s failed", command);
+}
+
 static int fds[MAX_LEAK];
 
 int main(void)
@@ -241,29 +252,13 @@ int main(void)
 			else
 				answer("OK");
 		} else if (!strcmp(word, "reuse")) {
-			int fd = scenario_reuse();
-			if (fd < 0)
-				answer("ERR reuse failed");
-			else
-				answer("OK %d", fd);
+			answer_fd(scenario_reuse(), word, -1);
 		} else if (!strcmp(word, "reopen") && args == 2) {
-			int fd = scenario_reopen((int)n);
-			if (fd < 0)
-				answer("ERR cannot reopen %ld", n);
-			else
-				answer("OK %d", fd);
+			answer_fd(scenario_reopen((int)n), word, n);
 		} else if (!strcmp(word, "replace") && args == 2) {
-			int fd = scenario_replace((int)n);
-			if (fd < 0)
-				answer("ERR cannot replace %ld", n);
-			else
-				answer("OK %d", fd);
+			answer_fd(scenario_replace((int)n), word, n);
 		} else if (!strcmp(word, "stale")) {
-			int fd = scenario_stale();
-			if (fd < 0)
-				answer("ERR stale failed");
-			else
-				answer("OK %d", fd);
+			answer_fd(scenario_stale(), word, -1);
 		} else if (!strcmp(word, "staleuse")) {
 			if (scenario_stale_use() < 0)
 				answer("ERR no stale FILE");

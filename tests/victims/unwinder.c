@@ -364,34 +364,40 @@ static int moveds(void)
 	return 0;
 }
 
+static int recursion(void)
+{
+	for (int i = 0; i <= 90; i++)
+		nested(i);
+	return 0;
+}
+
+/* The modes without arguments. */
+static const struct {
+	const char *name;
+	int (*run)(void);
+} modes[] = {
+	{ "recurse", recursion },
+	{ "threads", threads },
+	{ "signals", signals },
+	{ "coroutine", coroutines },
+	{ "corothread", corothreads },
+	{ "fork", forks },
+	{ "outer", outers },
+	{ "moved", moveds },
+};
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
-	int r;
-	if (!strcmp(mode, "recurse")) {
-		for (int i = 0; i <= 90; i++)
-			nested(i);
-		r = 0;
-	} else if (!strcmp(mode, "threads")) {
-		r = threads();
-	} else if (!strcmp(mode, "signals")) {
-		r = signals();
-	} else if (!strcmp(mode, "coroutine")) {
-		r = coroutines();
-	} else if (!strcmp(mode, "corothread")) {
-		r = corothreads();
-	} else if (!strcmp(mode, "plugins") && argc == 4) {
-		r = plugins(argv[2], argv[3], 1);
-	} else if (!strcmp(mode, "plugthreads") && argc == 4) {
-		r = plugins(argv[2], argv[3], 3);
-	} else if (!strcmp(mode, "fork")) {
-		r = forks();
-	} else if (!strcmp(mode, "outer")) {
-		r = outers();
-	} else if (!strcmp(mode, "moved")) {
-		r = moveds();
-	} else {
-		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|corothread|plugins A B|plugthreads A B|fork|outer|moved\n");
+	int r = -1;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (argc == 2 && !strcmp(mode, modes[i].name))
+			r = modes[i].run();
+	if (argc == 4 && (!strcmp(mode, "plugins") || !strcmp(mode, "plugthreads")))
+		r = plugins(argv[2], argv[3], !strcmp(mode, "plugins") ? 1 : 3);
+	if (r < 0) {
+		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|corothread|"
+				"plugins A B|plugthreads A B|fork|outer|moved\n");
 		return 2;
 	}
 	printf("DONE %s\n", mode);
