@@ -18,7 +18,7 @@ static const char *const hook_symbol[HTRACE_API_COUNT] = {
 };
 
 static void *real_functions[HTRACE_API_COUNT];
-static int (*real_pthread_cancel)(pthread_t); /* see close_guarded */
+static int (*real_pthread_cancel)(pthread_t); /* see close_guarded; on first use */
 static int cancel_called; /* pthread_cancel has been called */
 
 void *real_function(unsigned api)
@@ -33,7 +33,6 @@ void *real_function(unsigned api)
 
 int hooks_resolve(void)
 {
-	real_pthread_cancel = (int (*)(pthread_t))dlsym(RTLD_NEXT, "pthread_cancel");
 	int missing = 0;
 	for (unsigned api = 1; api < HTRACE_API_COUNT; api++)
 		if (hook_symbol[api] && !real_function(api))
