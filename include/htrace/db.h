@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define HTRACE_DB_MAGIC 0x3162647472636874ULL /* "htrcdb1" little-endian */
-#define HTRACE_DB_VERSION 1
+#define HTRACE_DB_VERSION 2
 /* Padding that puts next_seq at a multiple of 64 bytes from the start of
  * struct htrace_db (checked below; the agent aligns its instance to 64). */
 #define HTRACE_NEXT_SEQ_GAP 56u
@@ -121,7 +121,12 @@ struct htrace_db {
 	uint32_t stack_depth; /* frames kept per stack */
 	uint32_t ring_capacity; /* Max_Traces: events kept in the ring */
 	uint64_t ring_addr; /* struct htrace_event[ring_capacity], 0 if none */
-	uint64_t reserved2; /* (next_seq was here; see below) */
+	/* The table's slots are true of this tracing period only: an open
+	 * slot counts when tracing is on and its OPEN's seq is at least
+	 * trace_from_seq (htrace_slot_current).  While tracing is off the hooks
+	 * do nothing but call libc, so the table goes stale; -enable starts a
+	 * new period at the next event's number. */
+	uint64_t trace_from_seq;
 
 	uint64_t depot_addr; /* start of the stack depot, 0 if none */
 	uint64_t depot_bytes; /* its size */
@@ -184,6 +189,23 @@ struct htrace_db {
 	uint64_t next_seq;
 	uint8_t after_next_seq[56];
 };
+
+/* Whether db's tracing is on (and the agent has not failed). */
+static inline int htrace_db_tracing(uint32_t state)
+{
+	return (state & (HTRACE_STATE_TRACING | HTRACE_STATE_FAILED)) == HTRACE_STATE_TRACING;
+}
+
+/* Whether slot says its descriptor is open in the current tracing period:
+ * written while tracing was on, since the last -enable.  Anything else is
+ * stale (the descriptor may have been closed, or its number reused, while
+ * tracing was off) and tells nothing. */
+static inline int htrace_slot_current(uint32_t state, uint64_t trace_from_seq,
+				      uint16_t slot_state, uint64_t open_seq)
+{
+	return htrace_db_tracing(state) && slot_state == HTRACE_FD_OPEN &&
+	       open_seq >= trace_from_seq;
+}
 
 _Static_assert(__builtin_offsetof(struct htrace_db, next_seq) % 64 == 0,
 	       "next_seq must start a cache line: adjust HTRACE_NEXT_SEQ_GAP");

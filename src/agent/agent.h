@@ -37,6 +37,8 @@ extern AGENT_TLS int htrace_in_vfork AGENT_HIDDEN;
 
 /* The database, exported under HTRACE_DB_SYMBOL for the client. */
 extern struct htrace_db htrace_db;
+/* The same, as the agent's own code reaches it without the GOT. */
+extern struct htrace_db htrace_db_here AGENT_HIDDEN;
 
 /* --- init.c ---------------------------------------------------------- */
 void agent_init(void) AGENT_HIDDEN;

@@ -78,6 +78,15 @@ static int slot_read(int fd, struct htrace_fd_slot *out)
 	return 1;
 }
 
+/* A copy of a slot (slot_read) says its descriptor is open in this
+ * tracing period. */
+static int copy_current(const struct htrace_fd_slot *copy)
+{
+	return htrace_slot_current(ATOMIC_LOAD(&htrace_db.state),
+				   ATOMIC_LOAD(&htrace_db.trace_from_seq), copy->state,
+				   copy->open.seq);
+}
+
 __attribute__((cold, noinline)) int thread_id_first_time(void)
 {
 	return agent_self.tid = (int)RAW0(SYS_gettid);
@@ -255,15 +264,6 @@ static inline void event_record(struct htrace_event *ev, int fd, unsigned api, u
 	event_record_stack(ev, fd, api, kind, flags, TAKE_STACK);
 }
 
-/* While tracing is off a close leaves no event: only the mailbox is looked at. */
-static void event_record_close(struct htrace_event *ev, int fd, unsigned api, unsigned flags)
-{
-	if (engine_tracing())
-		event_record(ev, fd, api, HTRACE_CLOSE, flags);
-	else
-		mailbox_check();
-}
-
 /* Marks slot open with its OPEN event, owned by owner (0: none) through
  * owner_api. */
 ALWAYS_INLINE void
@@ -290,12 +290,9 @@ static inline void opened_traced(struct htrace_fd_slot *slot, int fd, unsigned a
 ALWAYS_INLINE void
 opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
-	struct htrace_fd_slot *slot = slot_of(fd, 1);
 	mailbox_check();
 	if (engine_tracing())
-		opened_traced(slot, fd, api, flags, stack);
-	else if (slot)
-		slot_open_untraced(slot, fd, api, flags);
+		opened_traced(slot_of(fd, 1), fd, api, flags, stack);
 }
 
 void engine_opened(int fd, unsigned api, unsigned flags)
@@ -317,10 +314,13 @@ void engine_bad_reference(int fd, unsigned api, unsigned flags)
 {
 	if (fd < 0 || htrace_in_vfork || agent_self.unwinding)
 		return; /* -1 is no descriptor; the unwinder's probes are not the program's */
+	mailbox_check();
+	if (!engine_tracing())
+		return;
 	COUNT(bad_references);
 	struct htrace_event ev;
 	event_record(&ev, fd, api, HTRACE_BAD_REFERENCE, flags);
-	if (htrace_db.on_error_abort && engine_tracing())
+	if (htrace_db.on_error_abort)
 		abort_here();
 }
 
@@ -341,16 +341,24 @@ close_open_slot(struct htrace_fd_slot *slot, int fd, unsigned api, unsigned flag
 {
 	if (slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	event_record_close(ev, fd, api, flags);
+	event_record(ev, fd, api, HTRACE_CLOSE, flags);
 	slot_close(slot);
+}
+
+/* Tracing is on, once the mailbox has been looked at: else a call into the
+ * engine records nothing (the table is not kept while tracing is off). */
+static inline int engine_recording(void)
+{
+	mailbox_check();
+	return engine_tracing();
 }
 
 void engine_closing(int fd, unsigned api, unsigned flags)
 {
-	if (fd < 0 || htrace_in_vfork)
+	if (fd < 0 || htrace_in_vfork || !engine_recording())
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	int tracked_open = slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	int tracked_open = slot_current(slot);
 	if (!tracked_open && !raw_fd_is_open(fd)) {
 		if (!(flags & HTRACE_EV_IMPLICIT))
 			engine_bad_reference(fd, api, 0); /* close of what is not open */
@@ -360,33 +368,16 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 	if (tracked_open)
 		close_open_slot(slot, fd, api, flags, &ev);
 	else
-		event_record_close(&ev, fd, api, flags); /* open, but never seen opened */
-}
-
-/* While tracing is off a replacement is one pass over the slot: the old
- * descriptor's owner checked, the new one marked open. */
-static void replaced_untraced(int fd, unsigned api)
-{
-	struct htrace_fd_slot *slot = slot_of(fd, 1);
-	if (!slot)
-		return;
-	if (ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN && slot->owner_api && !bulk_close(api))
-		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	slot_replace_untraced(slot, fd, api);
+		event_record(&ev, fd, api, HTRACE_CLOSE, flags); /* open, but not seen opened */
 }
 
 void engine_replaced(int fd, unsigned api)
 {
-	if (fd < 0 || htrace_in_vfork)
+	if (fd < 0 || htrace_in_vfork || !engine_recording())
 		return;
-	mailbox_check();
-	if (!engine_tracing()) {
-		replaced_untraced(fd, api);
-		return;
-	}
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	uint32_t stack = TAKE_STACK;
-	if (slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN) {
+	if (slot_current(slot)) {
 		struct htrace_event ev = { 0 };
 		close_open_slot(slot, fd, api, HTRACE_EV_IMPLICIT, &ev);
 		if (ev.stack)
@@ -397,10 +388,10 @@ void engine_replaced(int fd, unsigned api)
 
 void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 {
-	if (fd < 0 || htrace_in_vfork)
+	if (fd < 0 || htrace_in_vfork || !engine_recording())
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	int tracked_open = slot && ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	int tracked_open = slot_current(slot);
 	if (!tracked_open && !raw_fd_is_open(fd)) {
 		engine_bad_reference(fd, api, HTRACE_EV_STALE); /* its descriptor is gone */
 		return;
@@ -417,9 +408,9 @@ void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 void engine_check_owner(int fd, unsigned api, const void *owner)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	if (fd < 0 || !slot || htrace_in_vfork)
+	if (fd < 0 || !slot || htrace_in_vfork || !engine_recording())
 		return;
-	int open = ATOMIC_LOAD(&slot->state) == HTRACE_FD_OPEN;
+	int open = slot_current(slot);
 	if (open && slot->owner == (uint64_t)owner)
 		return;
 	if (!open && raw_fd_is_open(fd))
@@ -433,7 +424,7 @@ void engine_check_owner(int fd, unsigned api, const void *owner)
 void engine_set_owner(int fd, unsigned api, const void *owner)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	if (!slot || htrace_in_vfork || ATOMIC_LOAD(&slot->state) != HTRACE_FD_OPEN)
+	if (htrace_in_vfork || !engine_recording() || !slot_current(slot))
 		return;
 	slot_begin(slot);
 	slot->owner = (uint64_t)owner;
@@ -444,7 +435,7 @@ void engine_set_owner(int fd, unsigned api, const void *owner)
 int engine_is_open(int fd)
 {
 	struct htrace_fd_slot copy;
-	return slot_read(fd, &copy) && copy.state == HTRACE_FD_OPEN;
+	return slot_read(fd, &copy) && copy_current(&copy);
 }
 
 void engine_resync(int fd, unsigned api)
@@ -468,8 +459,7 @@ void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *
 			continue;
 		unsigned first = index * HTRACE_FDTAB_CHUNK;
 		for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
-			if (first + i >= lo && first + i <= hi &&
-			    ATOMIC_LOAD(&chunk[i].state) == HTRACE_FD_OPEN)
+			if (first + i >= lo && first + i <= hi && slot_current(&chunk[i]))
 				fn((int)(first + i), arg);
 	}
 }
@@ -481,7 +471,7 @@ void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg)
 
 int engine_slot_save(int fd, struct htrace_fd_slot *out)
 {
-	return slot_read(fd, out) && out->state == HTRACE_FD_OPEN;
+	return slot_read(fd, out) && copy_current(out);
 }
 
 void engine_slot_restore(int fd, const struct htrace_fd_slot *saved)
@@ -571,10 +561,18 @@ static int parse_fd_name(const char *name)
 	return fd;
 }
 
+/* Open when the image started: marked open with sequence number 0 and no
+ * event in the ring, whether tracing is on yet or not (current if tracing
+ * starts with the image, stale after a later -enable: see db.h). */
 static void inherit_from_exec(int fd)
 {
-	if (!engine_is_open(fd)) /* not already seen opened by an earlier constructor */
-		engine_opened(fd, HTRACE_API_NONE, HTRACE_EV_INHERITED_EXEC | HTRACE_EV_NO_STACK);
+	struct htrace_fd_slot *slot = slot_of(fd, 1);
+	if (!slot)
+		return;
+	struct htrace_event open = { .fd = fd, .tid = current_tid(), .api = HTRACE_API_NONE,
+				     .kind = HTRACE_OPEN,
+				     .flags = HTRACE_EV_INHERITED_EXEC | HTRACE_EV_NO_STACK };
+	slot_open(slot, &open, 0, 0);
 }
 
 /* In a fork child: a descriptor another thread of the parent had opened
@@ -660,16 +658,6 @@ int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace)
 
 /* --- the mailbox ------------------------------------------------------- */
 
-static void forget_stack(int fd, void *arg)
-{
-	(void)arg;
-	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	slot_begin(slot);
-	slot->open.stack = 0;
-	slot->open.flags |= HTRACE_EV_NO_STACK;
-	slot_end(slot);
-}
-
 /* -disable: the ring and the depot go back to the kernel (mapped still,
  * so that -enable can start again without the agent). */
 static void release_trace_memory(void)
@@ -682,7 +670,8 @@ static void release_trace_memory(void)
 	raw_release((void *)htrace_db.depot_addr, htrace_db.depot_bytes);
 	raw_release((void *)htrace_db.buckets_addr, htrace_db.nbuckets * sizeof(uint32_t));
 	__atomic_store_n(&htrace_db.depot_used, 8, __ATOMIC_RELEASE);
-	engine_for_each_open(forget_stack, NULL);
+	/* The table's stack ids now point at nothing; its slots are stale
+	 * anyway, and the next -enable starts a new period (db.h). */
 }
 
 static void mailbox_serve(void)
@@ -730,7 +719,7 @@ AGENT_EXPORT int htrace_open_fds(int *fds, int max)
 AGENT_EXPORT int htrace_fd_state(int fd)
 {
 	struct htrace_fd_slot copy;
-	if (!slot_read(fd, &copy) || copy.state != HTRACE_FD_OPEN)
+	if (!slot_read(fd, &copy) || !copy_current(&copy))
 		return 0;
 	int state = HTRACE_FD_IS_OPEN;
 	if (copy.open.flags & HTRACE_EV_INHERITED_EXEC)

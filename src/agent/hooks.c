@@ -17,18 +17,23 @@ static const char *const hook_symbol[HTRACE_API_COUNT] = {
 #undef SYSCALL
 };
 
-static void *real_functions[HTRACE_API_COUNT];
+void *real_functions[HTRACE_API_COUNT];
 static int (*real_pthread_cancel)(pthread_t); /* see close_guarded; on first use */
 static int cancel_called; /* pthread_cancel has been called */
 
-void *real_function(unsigned api)
+void *real_function_first(unsigned api)
 {
-	void *fn = __atomic_load_n(&real_functions[api], __ATOMIC_ACQUIRE);
-	if (!fn && hook_symbol[api]) {
+	void *fn = NULL;
+	if (hook_symbol[api]) {
 		fn = dlsym(RTLD_NEXT, hook_symbol[api]);
 		__atomic_store_n(&real_functions[api], fn, __ATOMIC_RELEASE);
 	}
 	return fn;
+}
+
+void missing_function(void)
+{
+	errno = ENOSYS;
 }
 
 int hooks_resolve(void)
@@ -51,18 +56,17 @@ int unwinder_refused(const void *caller)
 
 /* --- generated hooks --------------------------------------------------- */
 
-/* Every generated hook: call the real function, then look at its result
- * (`after`, a statement that may use `result`); errno is kept by the
- * recording itself (KEEP_ERRNO). */
+/* Every generated hook (HOOK_SPLIT, hooks.h): call the real function,
+ * then look at its result (`after`, a statement that may use `result`);
+ * errno is kept by the recording itself (KEEP_ERRNO). */
 #define HOOK_CALL(name, ret, params, args, missing, ...)                    \
-	AGENT_EXPORT ret name params                                        \
+	static __attribute__((noinline)) ret traced_##name params           \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, missing);                           \
-		ret result = real args;                                     \
+		ret result = REAL(name) args;                               \
 		__VA_ARGS__;                                                \
 		return result;                                              \
-	}
+	}                                                                   \
+	HOOK_SPLIT(name, ret, params, args, missing)
 
 #define RECORD_OPENED(name) record_opened((int)result, HTRACE_API_##name)
 #define RECORD_BAD(name, fd) KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0))
@@ -128,13 +132,12 @@ static int own_file_descriptor(FILE *fp)
 }
 
 #define HOOK_CLOSE_WRAPPED(name, ret, params, args, wrapper, descriptor_of)  \
-	AGENT_EXPORT ret name params                                        \
+	static __attribute__((noinline)) ret traced_##name params           \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
 		KEEP_ERRNO(close_through(descriptor_of(wrapper), HTRACE_API_##name, wrapper)); \
-		return real args;                                           \
-	}
+		return REAL(name) args;                                     \
+	}                                                                   \
+	HOOK_SPLIT(name, ret, params, args, (ret)-1)
 
 #define HOOK_FILE_RESULT(name, ret, params, args) HOOK_WRAPPER_RESULT(name, ret, params, args, fileno)
 #define HOOK_DIR_RESULT(name, ret, params, args) HOOK_WRAPPER_RESULT(name, ret, params, args, dirfd)
@@ -194,19 +197,17 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 {
 	if (__atomic_load_n(&cancel_called, __ATOMIC_SEQ_CST))
 		return close_with_guard(real, fd, api);
-	if (!quietly_closing(fd))
-		KEEP_ERRNO(engine_closing(fd, api, 0));
+	KEEP_ERRNO(engine_closing(fd, api, 0));
 	return real(fd);
 }
 
 /* CLOSE_FD rows (close, __close, mq_close) take one descriptor named fd. */
 #define HOOK_CLOSE_FD(name, ret, params, args)                              \
-	AGENT_EXPORT ret name params                                        \
+	static __attribute__((noinline)) ret traced_##name params           \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)-1);                           \
-		return close_guarded(real, fd, HTRACE_API_##name);          \
-	}
+		return close_guarded(REAL(name), fd, HTRACE_API_##name);    \
+	}                                                                   \
+	HOOK_SPLIT(name, ret, params, args, (ret)-1)
 
 /* FD_RESULT whose argument fd must be open (dup, accept). */
 #define HOOK_FD_FROM_FD(name, ret, params, args)                            \
@@ -229,15 +230,14 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 
 /* Through a FILE or DIR: checked before the call, while tracing. */
 #define HOOK_USE_WRAPPER(name, ret, params, args, wrapper, descriptor_of)    \
-	AGENT_EXPORT ret name params                                        \
+	static __attribute__((noinline)) ret traced_##name params           \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, (ret)0);                            \
 		if (engine_tracing())                                       \
 			KEEP_ERRNO(check_wrapper(descriptor_of(wrapper), wrapper, \
 						 HTRACE_API_##name));       \
-		return real args;                                           \
-	}
+		return REAL(name) args;                                     \
+	}                                                                   \
+	HOOK_SPLIT(name, ret, params, args, (ret)0)
 
 #define HOOK_USE_FILE(name, ret, params, args) \
 	HOOK_USE_WRAPPER(name, ret, params, args, fp, own_file_descriptor)

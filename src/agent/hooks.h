@@ -41,16 +41,26 @@ struct winsize;
 #undef HOOK
 #undef SYSCALL
 
-/* The next definition of api's function (libc's), resolved on first use;
- * NULL when libc has none. */
-void *real_function(unsigned api) AGENT_HIDDEN;
+/* The next definition of each api's function (libc's), resolved on first
+ * use by real_function_first (out of line); NULL when libc has none. */
+extern void *real_functions[HTRACE_API_COUNT] AGENT_HIDDEN;
+void *real_function_first(unsigned api) AGENT_HIDDEN __attribute__((cold, noinline));
+
+static inline void *real_function(unsigned api)
+{
+	void *fn = __atomic_load_n(&real_functions[api], __ATOMIC_ACQUIRE);
+	return __builtin_expect(fn != NULL, 1) ? fn : real_function_first(api);
+}
 #define REAL(name) ((__typeof__(&name))real_function(HTRACE_API_##name))
+
+/* errno = ENOSYS, out of line (errno's address is a call). */
+void missing_function(void) AGENT_HIDDEN __attribute__((cold, noinline));
 
 /* Returns from a hook whose libc function does not exist. */
 #define RETURN_IF_MISSING(fn, failure)          \
 	do {                                    \
-		if (!(fn)) {                    \
-			errno = ENOSYS;         \
+		if (__builtin_expect(!(fn), 0)) {  \
+			missing_function();     \
 			return failure;         \
 		}                               \
 	} while (0)
@@ -65,28 +75,54 @@ void *real_function(unsigned api) AGENT_HIDDEN;
 		*errno_at_ = saved_errno_;              \
 	} while (0)
 
-/* The engine's part of record_opened and record_dup_onto, out of line so
- * that the quiet path in the hooks saves no register. */
-void opened_by_engine(int fd, unsigned api) AGENT_HIDDEN __attribute__((noinline));
-void replaced_by_engine(int newfd, unsigned api) AGENT_HIDDEN __attribute__((noinline));
+/* While tracing is off (hooks_quiet, table.h) a hook returns call, its
+ * libc function's, as a tail call: nothing is recorded or looked at. */
+#define RETURN_IF_QUIET(call)                   \
+	do {                                    \
+		if (hooks_quiet())              \
+			return call;            \
+	} while (0)
 
-/* A call returned the new descriptor fd: its OPEN, in line while tracing
- * is off (table.h), else by the engine. */
-ALWAYS_INLINE void record_opened(int fd, unsigned api)
-{
-	if (!quietly_opened(fd, api))
-		opened_by_engine(fd, api);
-}
+/* A hook in two parts: the exported function, which while tracing is off
+ * calls libc's function as a tail call and nothing else, and else
+ * traced_NAME(args), the hook's work, also as a tail call.  Out of line,
+ * the work neither makes the quiet path save registers nor breaks the
+ * chain of frame pointers that stacks are taken along.  The first call
+ * resolves libc's function in unresolved_NAME, again by a tail call.
+ * HOOK_SPLIT_UNWINDER is for the calls the unwinder makes (pipe, pipe2):
+ * while this thread unwinds, traced_NAME, which refuses them
+ * (refuse_unwinder), is called even with tracing off. */
+#define HOOK_SPLIT(name, ret, params, args, missing) HOOK_SPLIT_IF(name, ret, params, args, missing, 0)
+#define HOOK_SPLIT_UNWINDER(name, ret, params, args, missing) \
+	HOOK_SPLIT_IF(name, ret, params, args, missing, __builtin_expect(agent_self.unwinding, 0))
+#define HOOK_SPLIT_IF(name, ret, params, args, missing, traced_even_so)     \
+	static __attribute__((cold, noinline)) ret unresolved_##name params \
+	{                                                                   \
+		__typeof__(&name) real = REAL(name);                        \
+		RETURN_IF_MISSING(real, missing);                           \
+		if (!(traced_even_so) && hooks_quiet())                     \
+			return real args;                                   \
+		return traced_##name args;                                  \
+	}                                                                   \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		__typeof__(&name) real = (__typeof__(&name))__atomic_load_n( \
+			&real_functions[HTRACE_API_##name], __ATOMIC_ACQUIRE); \
+		if (__builtin_expect(!real, 0))                             \
+			return unresolved_##name args;                      \
+		if (!(traced_even_so) && hooks_quiet())                     \
+			return real args;                                   \
+		return traced_##name args;                                  \
+	}
+
+/* A call returned the new descriptor fd: its OPEN. */
+void record_opened(int fd, unsigned api) AGENT_HIDDEN;
 
 /* dup2, dup3 (or a syscall doing their work) succeeded onto newfd: its old
  * descriptor was closed, a new one is there.  Its close can only be
  * recorded once the call has succeeded (recording it before would be wrong
  * when the call fails and newfd stays open). */
-ALWAYS_INLINE void record_dup_onto(int newfd, unsigned api)
-{
-	if (!quietly_replaced(newfd, api))
-		replaced_by_engine(newfd, api);
-}
+void record_dup_onto(int newfd, unsigned api) AGENT_HIDDEN;
 
 /* refuse_unwinder's part while this thread unwinds (out of line). */
 int unwinder_refused(const void *caller) AGENT_HIDDEN __attribute__((noinline));

@@ -25,6 +25,7 @@ AGENT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	__typeof__(&recvmsg) real = REAL(recvmsg);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fd, msg, flags));
 	ssize_t result = real(fd, msg, flags);
 	if (result >= 0)
 		KEEP_ERRNO(record_received_fds(msg, HTRACE_API_recvmsg));
@@ -37,6 +38,7 @@ AGENT_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, 
 {
 	__typeof__(&recvmmsg) real = REAL(recvmmsg);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fd, v, n, flags, t));
 	int result = real(fd, v, n, flags, t);
 	for (int i = 0; i < result; i++)
 		KEEP_ERRNO(record_received_fds(&v[i].msg_hdr, HTRACE_API_recvmmsg));

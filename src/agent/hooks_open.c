@@ -33,6 +33,7 @@ static mode_t mode_argument(int flags, va_list ap)
 		RETURN_IF_MISSING(real, -1);                                \
 		if (refuse_unwinder(__builtin_return_address(0)))           \
 			return -1;                                          \
+		RETURN_IF_QUIET(real(path, flags, mode));                   \
 		int fd = real(path, flags, mode);                           \
 		if (fd >= 0)                                                \
 			record_opened(fd, HTRACE_API_##name);               \
@@ -50,6 +51,7 @@ static mode_t mode_argument(int flags, va_list ap)
 		RETURN_IF_MISSING(real, -1);                                \
 		if (refuse_unwinder(__builtin_return_address(0)))           \
 			return -1;                                          \
+		RETURN_IF_QUIET(real(dirfd, path, flags, mode));            \
 		int fd = real(dirfd, path, flags, mode);                    \
 		if (fd >= 0)                                                \
 			record_opened(fd, HTRACE_API_##name);               \
@@ -78,6 +80,7 @@ AGENT_EXPORT mqd_t mq_open(const char *name, int flags, ...)
 	}
 	__typeof__(&mq_open) real = REAL(mq_open);
 	RETURN_IF_MISSING(real, (mqd_t)-1);
+	RETURN_IF_QUIET(real(name, flags, mode, attr));
 	mqd_t q = real(name, flags, mode, attr);
 	if (q >= 0)
 		KEEP_ERRNO(engine_opened(q, HTRACE_API_mq_open, 0));
@@ -92,53 +95,53 @@ static void record_pair(const int fds[2], unsigned api)
 	record_opened(fds[1], api);
 }
 
+/* (traced_NAME is reached by a tail call: its return address is the
+ * hook's caller, which refuse_unwinder looks at.) */
 #define HOOK_PIPE(name)                                                     \
-	AGENT_EXPORT int name(int fds[2])                                   \
+	static __attribute__((noinline)) int traced_##name(int fds[2])      \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, -1);                                \
 		if (refuse_unwinder(__builtin_return_address(0)))           \
 			return -1;                                          \
-		int result = real(fds);                                     \
+		int result = REAL(name)(fds);                               \
 		if (result == 0)                                            \
 			record_pair(fds, HTRACE_API_##name);                \
 		return result;                                              \
-	}
+	}                                                                   \
+	HOOK_SPLIT_UNWINDER(name, int, (int fds[2]), (fds), -1)
 
 HOOK_PIPE(pipe)
 HOOK_PIPE(__pipe)
 
-AGENT_EXPORT int pipe2(int fds[2], int flags)
+static __attribute__((noinline)) int traced_pipe2(int fds[2], int flags)
 {
-	__typeof__(&pipe2) real = REAL(pipe2);
-	RETURN_IF_MISSING(real, -1);
 	if (refuse_unwinder(__builtin_return_address(0)))
 		return -1;
-	int result = real(fds, flags);
+	int result = REAL(pipe2)(fds, flags);
 	if (result == 0)
 		record_pair(fds, HTRACE_API_pipe2);
 	return result;
 }
+HOOK_SPLIT_UNWINDER(pipe2, int, (int fds[2], int flags), (fds, flags), -1)
 
-AGENT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
+static __attribute__((noinline)) int traced_socketpair(int domain, int type, int protocol,
+						       int sv[2])
 {
-	__typeof__(&socketpair) real = REAL(socketpair);
-	RETURN_IF_MISSING(real, -1);
-	int result = real(domain, type, protocol, sv);
+	int result = REAL(socketpair)(domain, type, protocol, sv);
 	if (result == 0)
 		record_pair(sv, HTRACE_API_socketpair);
 	return result;
 }
+HOOK_SPLIT(socketpair, int, (int domain, int type, int protocol, int sv[2]),
+	   (domain, type, protocol, sv), -1)
 
-/* --- the engine's part of record_opened and record_dup_onto (hooks.h) --- */
+/* --- record_opened and record_dup_onto (hooks.h) ------------------------ */
 
-void opened_by_engine(int fd, unsigned api)
+void record_opened(int fd, unsigned api)
 {
 	KEEP_ERRNO(engine_opened(fd, api, 0));
 }
 
-/* dup2 and dup3 replace newfd atomically (record_dup_onto). */
-void replaced_by_engine(int newfd, unsigned api)
+void record_dup_onto(int newfd, unsigned api)
 {
 	KEEP_ERRNO(engine_replaced(newfd, api));
 }
@@ -146,32 +149,30 @@ void replaced_by_engine(int newfd, unsigned api)
 /* --- descriptors created only in some modes ----------------------------- */
 
 #define HOOK_DUP2(name)                                                     \
-	AGENT_EXPORT int name(int fd, int newfd)                            \
+	static __attribute__((noinline)) int traced_##name(int fd, int newfd) \
 	{                                                                   \
-		__typeof__(&name) real = REAL(name);                        \
-		RETURN_IF_MISSING(real, -1);                                \
-		int result = real(fd, newfd);                               \
+		int result = REAL(name)(fd, newfd);                         \
 		if (result >= 0 && fd != newfd)                             \
 			record_dup_onto(result, HTRACE_API_##name);         \
 		else if (result < 0 && errno == EBADF)                      \
 			KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name)); \
 		return result;                                              \
-	}
+	}                                                                   \
+	HOOK_SPLIT(name, int, (int fd, int newfd), (fd, newfd), -1)
 
 HOOK_DUP2(dup2)
 HOOK_DUP2(__dup2)
 
-AGENT_EXPORT int dup3(int fd, int newfd, int flags)
+static __attribute__((noinline)) int traced_dup3(int fd, int newfd, int flags)
 {
-	__typeof__(&dup3) real = REAL(dup3);
-	RETURN_IF_MISSING(real, -1);
-	int result = real(fd, newfd, flags);
+	int result = REAL(dup3)(fd, newfd, flags);
 	if (result >= 0)
 		record_dup_onto(result, HTRACE_API_dup3);
 	else if (errno == EBADF)
 		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_dup3));
 	return result;
 }
+HOOK_SPLIT(dup3, int, (int fd, int newfd, int flags), (fd, newfd, flags), -1)
 
 #define HOOK_FCNTL(name)                                                    \
 	AGENT_EXPORT int name(int fd, int cmd, ...)                         \
@@ -182,6 +183,7 @@ AGENT_EXPORT int dup3(int fd, int newfd, int flags)
 		va_end(ap);                                                 \
 		__typeof__(&name) real = REAL(name);                        \
 		RETURN_IF_MISSING(real, -1);                                \
+		RETURN_IF_QUIET(real(fd, cmd, arg));                        \
 		int result = real(fd, cmd, arg);                            \
 		if (result >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) \
 			KEEP_ERRNO(engine_opened(result, HTRACE_API_##name, 0)); \
@@ -194,17 +196,16 @@ HOOK_FCNTL(fcntl)
 HOOK_FCNTL(fcntl64)
 HOOK_FCNTL(__fcntl)
 
-AGENT_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
+static __attribute__((noinline)) int traced_signalfd(int fd, const sigset_t *mask, int flags)
 {
-	__typeof__(&signalfd) real = REAL(signalfd);
-	RETURN_IF_MISSING(real, -1);
-	int result = real(fd, mask, flags);
+	int result = REAL(signalfd)(fd, mask, flags);
 	if (result >= 0 && fd == -1)
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_signalfd, 0));
 	else if (result < 0 && errno == EBADF)
 		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_signalfd, 0));
 	return result;
 }
+HOOK_SPLIT(signalfd, int, (int fd, const sigset_t *mask, int flags), (fd, mask, flags), -1)
 
 /* The ioctl requests whose result is a new descriptor: the peer of a
  * pseudo-terminal master, the namespaces an nsfs descriptor leads to, and
@@ -238,6 +239,7 @@ AGENT_EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	__typeof__(&ioctl) real = REAL(ioctl);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fd, request, arg));
 	int result = real(fd, request, arg);
 	if (result >= 0 && ioctl_opens(request))
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_ioctl, 0));

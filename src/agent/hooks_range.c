@@ -56,6 +56,7 @@ AGENT_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
 {
 	__typeof__(&close_range) real = REAL(close_range);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(lo, hi, flags));
 	record_range_closing(lo, hi, flags, HTRACE_API_close_range);
 	int result = real(lo, hi, flags);
 	if (result == 0)
@@ -68,6 +69,10 @@ AGENT_EXPORT void closefrom(int lo)
 	__typeof__(&closefrom) real = REAL(closefrom);
 	if (!real)
 		return;
+	if (hooks_quiet()) {
+		real(lo);
+		return;
+	}
 	record_range_closing(lo < 0 ? 0u : (unsigned)lo, ~0u, 0, HTRACE_API_closefrom); /* glibc clamps lo to 0 */
 	real(lo);
 }

@@ -8,6 +8,7 @@ AGENT_EXPORT FILE *fdopen(int fd, const char *mode)
 {
 	__typeof__(&fdopen) real = REAL(fdopen);
 	RETURN_IF_MISSING(real, NULL);
+	RETURN_IF_QUIET(real(fd, mode));
 	FILE *fp = real(fd, mode);
 	if (fp)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopen, fp));
@@ -20,6 +21,7 @@ AGENT_EXPORT DIR *fdopendir(int fd)
 {
 	__typeof__(&fdopendir) real = REAL(fdopendir);
 	RETURN_IF_MISSING(real, NULL);
+	RETURN_IF_QUIET(real(fd));
 	DIR *dir = real(fd);
 	if (dir)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopendir, dir));
@@ -37,6 +39,7 @@ static FILE *reopen(FILE *(*real)(const char *, const char *, FILE *), unsigned 
 		errno = ENOSYS;
 		return NULL;
 	}
+	RETURN_IF_QUIET(real(path, mode, fp));
 	int old = fp ? fileno_unlocked(fp) : -1;
 	if (old >= 0)
 		KEEP_ERRNO(close_through(old, api, fp));
@@ -73,6 +76,7 @@ AGENT_EXPORT int fcloseall(void)
 {
 	__typeof__(&fcloseall) real = REAL(fcloseall);
 	RETURN_IF_MISSING(real, EOF);
+	RETURN_IF_QUIET(real());
 	int result = real();
 	KEEP_ERRNO(engine_for_each_open(forget_if_kernel_closed,
 					(void *)(uintptr_t)HTRACE_API_fcloseall));

@@ -213,6 +213,8 @@ AGENT_EXPORT long syscall(long nr, ...)
 	RETURN_IF_MISSING(real, -1);
 	unsigned api = 0;
 	enum syscall_effect effect = effect_of(nr, &api);
+	if (!is_clone(effect)) /* a clone sharing our memory is marked even so */
+		RETURN_IF_QUIET(real(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
 	int borrowed = is_clone(effect) && borrows_memory(effect, a);

@@ -19,6 +19,7 @@ AGENT_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	__typeof__(&poll) real = REAL(poll);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fds, n, timeout));
 	int result = real(fds, n, timeout);
 	if (result > 0)
 		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API_poll));
@@ -29,6 +30,7 @@ AGENT_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fd
 {
 	__typeof__(&__poll_chk) real = REAL(__poll_chk);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fds, n, timeout, fdslen));
 	int result = real(fds, n, timeout, fdslen);
 	if (result > 0)
 		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API___poll_chk));
@@ -39,6 +41,7 @@ AGENT_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, c
 {
 	__typeof__(&ppoll) real = REAL(ppoll);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(fds, n, t, ss));
 	int result = real(fds, n, t, ss);
 	if (result > 0)
 		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API_ppoll));
@@ -59,6 +62,7 @@ AGENT_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *
 {
 	__typeof__(&select) real = REAL(select);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(n, r, w, e, t));
 	int result = real(n, r, w, e, t);
 	if (result < 0 && errno == EBADF)
 		KEEP_ERRNO(report_invalid_selected(n, r, w, e, HTRACE_API_select));
@@ -70,6 +74,7 @@ AGENT_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct ti
 {
 	__typeof__(&pselect) real = REAL(pselect);
 	RETURN_IF_MISSING(real, -1);
+	RETURN_IF_QUIET(real(n, r, w, e, t, ss));
 	int result = real(n, r, w, e, t, ss);
 	if (result < 0 && errno == EBADF)
 		KEEP_ERRNO(report_invalid_selected(n, r, w, e, HTRACE_API_pselect));
@@ -81,6 +86,7 @@ AGENT_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct ti
 	{                                                                             \
 		__typeof__(&name) real = REAL(name);                                  \
 		RETURN_IF_MISSING(real, MAP_FAILED);                                  \
+		RETURN_IF_QUIET(real(a, n, prot, fl, fd, off));                       \
 		void *result = real(a, n, prot, fl, fd, off);                         \
 		if (result == MAP_FAILED && errno == EBADF && !(fl & MAP_ANONYMOUS))  \
 			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0));   \

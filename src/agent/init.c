@@ -20,6 +20,7 @@ AGENT_EXPORT struct htrace_db htrace_db __attribute__((aligned(64))) = {
 	.version = HTRACE_DB_VERSION,
 	.size = sizeof(struct htrace_db),
 };
+extern struct htrace_db htrace_db_here __attribute__((alias("htrace_db"))) AGENT_HIDDEN;
 
 AGENT_TLS struct agent_thread agent_self;
 AGENT_TLS int htrace_in_vfork;

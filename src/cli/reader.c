@@ -243,7 +243,8 @@ static int read_table(struct target_db *t)
 			continue;
 		rc = read_chunk(t->pid, top[c], chunk, again);
 		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
-			if (chunk[i].state == HTRACE_FD_OPEN)
+			if (htrace_slot_current(t->db.state, t->db.trace_from_seq, chunk[i].state,
+						chunk[i].open.seq))
 				rc = append_open(t, (int)(c * HTRACE_FDTAB_CHUNK + i), &chunk[i], &cap);
 	}
 	free(top);
