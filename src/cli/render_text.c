@@ -121,7 +121,8 @@ static void print_handle(struct text_ctx *c, const struct report_handle *h)
 	if (h->state == HANDLE_UNTRACKED) {
 		fprintf(c->out, "Handle 0x%x - UNTRACKED:", (unsigned)h->fd);
 		print_object(c->out, c->r, h);
-		fputs(" [open in the kernel, never seen opened by the agent]\n", c->out);
+		fputs(" [open in the kernel, not seen opened by the agent in this tracing period]\n",
+		      c->out);
 		return;
 	}
 	if (h->state == HANDLE_INCONSISTENT)
