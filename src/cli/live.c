@@ -365,7 +365,7 @@ static int render_live(const struct live_options *o, const struct snapshot *snap
 
 static int command_report(const struct live_options *o, const struct target_db *t)
 {
-	if (!is_tracing(t) && o->command != LIVE_OPEN) /* the open set is kept even so */
+	if (!is_tracing(t) && o->command != LIVE_OPEN) /* --group lists what the kernel has */
 		return not_enabled(t);
 	if (o->command == LIVE_DIFF && !t->db.snapshot_taken)
 		return fail("-diff before any snapshot in process %d (htrace -p %d -snapshot)", t->pid,

@@ -51,7 +51,7 @@ const char *render_signal_name(int sig);
 void render_flag_names(int flags, void (*fn)(const char *name, void *arg), void *arg);
 
 /* Age of the handle's OPEN at the snapshot, in ns, into *age; 0 when its
- * time is unknown (opened while tracing was off). */
+ * time is unknown (found open when the agent started). */
 int render_age_ns(const struct report *r, const struct report_handle *h, uint64_t *age);
 
 /* Pieces of the JSON report (schema in the README), written by render_json

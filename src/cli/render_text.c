@@ -210,7 +210,7 @@ static void print_group(struct text_ctx *c, const struct stack_group *g)
 		fprintf(c->out, " 0x%x", (unsigned)g->handles[i]->fd);
 	fputs(g->count > GROUP_HANDLES_SHOWN ? " ...\n" : "\n", c->out);
 	if (!g->stack)
-		fputs("(no stack recorded: inherited, or opened while tracing was off)\n", c->out);
+		fputs("(no stack recorded: inherited, or the stack could not be taken)\n", c->out);
 	render_frames(c->r, c->sym, g->open, print_frame, c);
 }
 

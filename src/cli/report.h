@@ -40,7 +40,8 @@ enum handle_state {
 	HANDLE_LEAKED, /* opened by this image and still open */
 	HANDLE_INHERITED, /* open when the image started, or opened before fork */
 	HANDLE_CLOSED, /* closed now; shown with --history */
-	HANDLE_UNTRACKED, /* open in the kernel, never seen opened by the agent */
+	HANDLE_UNTRACKED, /* open in the kernel, not seen opened by the agent in this
+			    tracing period (db.h) */
 	HANDLE_INCONSISTENT, /* the agent believes it open, the kernel does not */
 	HANDLE_OPEN, /* -diff: opened since the snapshot and still open */
 };
