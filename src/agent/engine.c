@@ -371,19 +371,39 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 		event_record(&ev, fd, api, HTRACE_CLOSE, flags); /* open, but not seen opened */
 }
 
+/* dup2 onto an open descriptor, tracing: its implicit CLOSE and the new
+ * OPEN are one call, so they share one time, one stack and one increment
+ * of next_seq, and the slot goes from the old OPEN to the new one in one
+ * write. */
+static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api)
+{
+	if (slot->owner_api && !bulk_close(api))
+		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
+	struct htrace_event close = { .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
+				      .kind = HTRACE_CLOSE };
+	close.time_ns = now_ns();
+	close.stack = stack_capture();
+	unsigned no_stack = close.stack ? 0 : HTRACE_EV_NO_STACK;
+	close.flags = (uint8_t)(HTRACE_EV_IMPLICIT | no_stack);
+	struct htrace_event open = close;
+	open.kind = HTRACE_OPEN;
+	open.flags = (uint8_t)no_stack;
+	close.seq = close.seq_end = __atomic_add_fetch(&htrace_db.next_seq, 2, __ATOMIC_ACQ_REL) - 1;
+	open.seq = open.seq_end = close.seq + 1;
+	ring_put(&close);
+	ring_put(&open);
+	slot_open(slot, &open, 0, 0);
+}
+
 void engine_replaced(int fd, unsigned api)
 {
 	if (fd < 0 || htrace_in_vfork || !engine_recording())
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	uint32_t stack = TAKE_STACK;
-	if (slot_current(slot)) {
-		struct htrace_event ev = { 0 };
-		close_open_slot(slot, fd, api, HTRACE_EV_IMPLICIT, &ev);
-		if (ev.stack)
-			stack = ev.stack; /* one call, one stack for both events */
-	}
-	opened_with_stack(fd, api, 0, stack);
+	if (slot_current(slot))
+		replaced_traced(slot, fd, api);
+	else
+		opened_with_stack(fd, api, 0, TAKE_STACK);
 }
 
 void engine_closing_wrapped(int fd, unsigned api, const void *owner)
