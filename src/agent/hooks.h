@@ -88,32 +88,57 @@ void missing_function(void) AGENT_HIDDEN __attribute__((cold, noinline));
  * traced_NAME(args), the hook's work, also as a tail call.  Out of line,
  * the work neither makes the quiet path save registers nor breaks the
  * chain of frame pointers that stacks are taken along.  The first call
- * resolves libc's function in unresolved_NAME, again by a tail call.
- * HOOK_SPLIT_UNWINDER is for the calls the unwinder makes (pipe, pipe2):
- * while this thread unwinds, traced_NAME, which refuses them
- * (refuse_unwinder), is called even with tracing off. */
-#define HOOK_SPLIT(name, ret, params, args, missing) HOOK_SPLIT_IF(name, ret, params, args, missing, 0)
-#define HOOK_SPLIT_UNWINDER(name, ret, params, args, missing) \
-	HOOK_SPLIT_IF(name, ret, params, args, missing, __builtin_expect(agent_self.unwinding, 0))
-#define HOOK_SPLIT_IF(name, ret, params, args, missing, traced_even_so)     \
+ * resolves libc's function in unresolved_NAME, again by a tail call. */
+#define HOOK_SPLIT(name, ret, params, args, missing)                        \
+	HOOK_UNRESOLVED(name, ret, params, args, missing)                   \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		HOOK_QUIET_OR_TRACED(name, args)                            \
+	}
+
+/* HOOK_SPLIT for the calls the unwinder makes (pipe, pipe2): while the
+ * thread unwinds, the exported function hands its return address to
+ * refusing_NAME, which refuses the unwinder's call (unwinder_refused) and
+ * lets any other through, with tracing on or off. */
+#define HOOK_SPLIT_UNWINDER(name, ret, params, args, missing)               \
+	HOOK_UNRESOLVED(name, ret, params, args, missing)                   \
+	static __attribute__((cold, noinline)) ret refusing_##name(        \
+		const void *caller, HOOK_PARAMS params)                     \
+	{                                                                   \
+		if (unwinder_refused(caller))                               \
+			return missing;                                     \
+		return unresolved_##name args;                              \
+	}                                                                   \
+	AGENT_EXPORT ret name params                                        \
+	{                                                                   \
+		if (__builtin_expect(agent_self.unwinding, 0))              \
+			return refusing_##name HOOK_WITH_CALLER args;       \
+		HOOK_QUIET_OR_TRACED(name, args)                            \
+	}
+
+#define HOOK_PARAMS(...) __VA_ARGS__
+#define HOOK_WITH_CALLER(...) (__builtin_return_address(0), __VA_ARGS__)
+
+/* The whole hook, out of line: on the first call, or when refusing_NAME
+ * lets a call through. */
+#define HOOK_UNRESOLVED(name, ret, params, args, missing)                   \
 	static __attribute__((cold, noinline)) ret unresolved_##name params \
 	{                                                                   \
 		__typeof__(&name) real = REAL(name);                        \
 		RETURN_IF_MISSING(real, missing);                           \
-		if (!(traced_even_so) && hooks_quiet())                     \
-			return real args;                                   \
-		return traced_##name args;                                  \
-	}                                                                   \
-	AGENT_EXPORT ret name params                                        \
-	{                                                                   \
-		__typeof__(&name) real = (__typeof__(&name))__atomic_load_n( \
-			&real_functions[HTRACE_API_##name], __ATOMIC_ACQUIRE); \
-		if (__builtin_expect(!real, 0))                             \
-			return unresolved_##name args;                      \
-		if (!(traced_even_so) && hooks_quiet())                     \
+		if (hooks_quiet())                                          \
 			return real args;                                   \
 		return traced_##name args;                                  \
 	}
+
+#define HOOK_QUIET_OR_TRACED(name, args)                                    \
+	__typeof__(&name) real = (__typeof__(&name))__atomic_load_n(        \
+		&real_functions[HTRACE_API_##name], __ATOMIC_ACQUIRE);      \
+	if (__builtin_expect(!real, 0))                                     \
+		return unresolved_##name args;                              \
+	if (hooks_quiet())                                                  \
+		return real args;                                           \
+	return traced_##name args;
 
 /* A call returned the new descriptor fd: its OPEN. */
 void record_opened(int fd, unsigned api) AGENT_HIDDEN;
