@@ -352,6 +352,43 @@ def test_number_reused_while_tracing_was_off_is_not_given_the_old_stack():
                f"fd {fd}, reopened while tracing was off: {h}, summary {p['summary']}")
 
 
+def test_events_of_an_earlier_tracing_period_are_not_listed():
+    """-disable and -enable at once, before the agent could give the ring
+    back: the first period's OPEN is still in the ring, but its descriptor
+    is untracked now, and neither the listing nor its history shows it."""
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fd = s.leak(1)[0]
+        ok(["-p", s.pid, "-disable"])
+        enable(s)
+        p, handles = listing_by_handle(s)
+        h = handles.get(fd, {})
+        expect(h.get("state") == "untracked" and h.get("traces") == [],
+               f"fd {fd}, opened in the earlier period: {h}")
+        history = one_json(ok(["--json", "-p", s.pid, str(fd)]))
+        traces = [t for x in history["handles"] for t in x["traces"]]
+        expect(traces == [], f"fd {fd}: the history shows the earlier period: {traces}")
+
+
+def test_dup2_onto_a_stale_files_number_makes_it_reported_again():
+    """A FILE whose descriptor was closed behind its back is reported at
+    its first stale use, once; a dup2 onto that number puts a new
+    descriptor there, and the next use is reported again."""
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        fd = int(s.ask("stale")[0])
+        reported = bad_references(s)
+        s.ask("staleuse")
+        expect(bad_references(s) == reported, "a second use of the same stale FILE was reported again")
+        expect(s.ask(f"replace {fd}") == [str(fd)], f"replace {fd}")
+        s.ask("staleuse")
+        expect(bad_references(s) == reported + 1,
+               f"the use after a dup2 onto {fd}: bad references {reported} -> {bad_references(s)}, "
+               "expected one more")
+
+
 def test_bad_reference_while_tracing_is_off_is_not_counted():
     """While tracing is off the hooks look at nothing, not even a failure:
     the stale scenario (a FILE's descriptor closed behind its back, the

@@ -265,7 +265,8 @@ static inline void event_record(struct htrace_event *ev, int fd, unsigned api, u
 }
 
 /* Marks slot open with its OPEN event, owned by owner (0: none) through
- * owner_api. */
+ * owner_api: a new descriptor, so that a FILE or DIR still using the
+ * number is reported again (stale_owner forgotten, as a close would). */
 ALWAYS_INLINE void
 slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t owner,
 	  unsigned owner_api)
@@ -274,6 +275,7 @@ slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t
 	slot->open = *open;
 	slot->owner = owner;
 	slot->owner_api = (uint16_t)owner_api;
+	slot->stale_owner = 0;
 	slot->state = HTRACE_FD_OPEN;
 	slot_end(slot);
 }
@@ -365,10 +367,13 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 		return;
 	}
 	struct htrace_event ev; /* the ring has it; not read here */
-	if (tracked_open)
+	if (tracked_open) {
 		close_open_slot(slot, fd, api, flags, &ev);
-	else
+	} else {
 		event_record(&ev, fd, api, HTRACE_CLOSE, flags); /* open, but not seen opened */
+		if (slot)
+			slot_close(slot); /* nothing of an earlier period outlives it */
+	}
 }
 
 /* dup2 onto an open descriptor, tracing: its implicit CLOSE and the new
@@ -421,7 +426,7 @@ void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 		engine_bad_reference(fd, api, HTRACE_EV_STALE);
 	struct htrace_event ev;
 	event_record(&ev, fd, api, HTRACE_CLOSE, 0);
-	if (tracked_open)
+	if (slot)
 		slot_close(slot);
 }
 
@@ -554,6 +559,10 @@ static void inherit_unrecorded_from_fork(int fd);
 
 void engine_fork_child(void)
 {
+	if (!engine_tracing()) {
+		repair_generations(); /* the table is stale: nothing else to mark */
+		return;
+	}
 	mark_all_open(HTRACE_EV_INHERITED_FORK);
 	scan_proc_self_fd(inherit_unrecorded_from_fork);
 }
@@ -691,7 +700,15 @@ static void release_trace_memory(void)
 	raw_release((void *)htrace_db.buckets_addr, htrace_db.nbuckets * sizeof(uint32_t));
 	__atomic_store_n(&htrace_db.depot_used, 8, __ATOMIC_RELEASE);
 	/* The table's stack ids now point at nothing; its slots are stale
-	 * anyway, and the next -enable starts a new period (db.h). */
+	 * anyway, and the next -enable starts a new period (db.h).  An
+	 * -enable that came while this ran may have recorded stacks that are
+	 * gone: what it recorded so far is made stale too. */
+	if (engine_tracing()) {
+		depot_forget_recent();
+		__atomic_store_n(&htrace_db.trace_from_seq,
+				 __atomic_load_n(&htrace_db.next_seq, __ATOMIC_ACQUIRE) + 1,
+				 __ATOMIC_RELEASE);
+	}
 }
 
 static void mailbox_serve(void)

@@ -278,8 +278,9 @@ static int read_ring(struct target_db *t)
 		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES; tries++)
 			if (read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
 				return -1;
-		if (event_is_whole(e) && e->seq <= t->db.next_seq) /* at any place: threads
-									     write runs of their own */
+		/* at any place (threads write runs of their own), and of this
+		 * tracing period only (an earlier one's are discarded, db.h) */
+		if (event_is_whole(e) && e->seq <= t->db.next_seq && e->seq >= t->db.trace_from_seq)
 			t->events[kept++] = *e;
 	}
 	t->nevents = kept;
