@@ -10,6 +10,7 @@ Exit status: 0 all passed, 1 a failure, 77 htrace missing."""
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -451,6 +452,26 @@ def test_example_shows_the_opening_functions():
 
 
 # ---- bad input ----
+
+def test_agent_that_cannot_map_its_ring_stops_tracing_and_run_exits_1():
+    """An agent that cannot map its ring at start (the address space is
+    limited to 1 GiB, the ring asked for is 2.5 GiB) stops tracing: the
+    program runs on to its own end, the report says why, lists what the
+    program left open as untracked rather than calling it clean, and
+    htrace run exits 1, not with the program's status."""
+    def small_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    result, objs = json_run(["--max-traces=67108864", "--", BEHAVE, "exit", "3"],
+                            preexec_fn=small_address_space)
+    expect(result.returncode == 1, f"exit status {result.returncode}, expected 1; stderr {result.stderr[-400:]}")
+    fds = leak_fds(result.stdout)
+    expect(len(fds) == 1, f"the program did not run to its leak: stdout {result.stdout!r}")
+    p = only_process(objs)
+    expect("cannot map memory" in p.get("agent_failure", ""), f"agent_failure {p.get('agent_failure')!r}")
+    states = {h["handle"]: h["state"] for h in p["handles"]}
+    expect(states.get(fds[0]) == "untracked" and not leaked(p) and p["status"] == {"exited": 3},
+           f"the leaked fd {fds[0]}: {states}, status {p['status']}")
+
 
 def test_bad_input_gives_one_line_and_conventional_status():
     with tempfile.TemporaryDirectory() as d:

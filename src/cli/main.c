@@ -84,9 +84,9 @@ static const char usage_text[] =
 	"Exit status of run: PROG's own, 128+N when a signal N killed it, N with\n"
 	"--error-exitcode=N when leaks (at exit or across an exec) or bad references\n"
 	"were found; 1 when htrace itself fails (agent library not found, PROG cannot\n"
-	"be started, a trace database missing or not trustworthy); 2 for bad usage\n"
-	"(including an -o FILE or --html FILE that cannot be written);\n"
-	"126 when PROG cannot be executed, 127 when it is not found.\n"
+	"be started, a trace database missing or not trustworthy, the agent stopped\n"
+	"tracing); 2 for bad usage (including an -o FILE or --html FILE that cannot be\n"
+	"written); 126 when PROG cannot be executed, 127 when it is not found.\n"
 	"Exit status of the commands on PID: 0 done, 1 failed (no such process, no\n"
 	"agent, permission refused, incompatible agent, tracing not enabled, -diff\n"
 	"before any snapshot), 2 bad usage.  See htrace(1).\n";

@@ -38,6 +38,7 @@ struct supervisor {
 	size_t nprocs, cap;
 	int leaks_found;
 	int database_unreadable; /* a process's report could not be made */
+	int agent_failed; /* a process's agent stopped tracing: its report says nothing */
 };
 
 static volatile sig_atomic_t forward_to;
@@ -270,6 +271,8 @@ static void print_report(struct supervisor *s, struct traced_process *p,
 	}
 	if (p->snap.db_error)
 		s->database_unreadable = 1;
+	if (p->snap.have_db && (p->snap.db.db.state & HTRACE_STATE_FAILED))
+		s->agent_failed = 1; /* nothing recorded since: every handle untracked */
 	struct report_options ro = { .mode = REPORT_EXIT, .verbose = s->opt->verbose,
 				     .history = s->opt->history, .only_fd = -1,
 				     .filter = &s->opt->filter };
@@ -426,7 +429,7 @@ static FILE *open_output(const char *path)
 
 static int exit_status(const struct supervisor *s)
 {
-	if (s->database_unreadable)
+	if (s->database_unreadable || s->agent_failed)
 		return 1;
 	if (s->opt->error_exitcode >= 0 && s->leaks_found)
 		return s->opt->error_exitcode;
