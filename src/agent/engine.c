@@ -474,6 +474,7 @@ void engine_resync(int fd, unsigned api)
 
 void engine_for_each_open_in(unsigned lo, unsigned hi, void (*fn)(int fd, void *arg), void *arg)
 {
+	mailbox_check(); /* a bulk close may find nothing to record */
 	if (lo > hi || lo >= FDTAB_LIMIT)
 		return;
 	if (hi >= FDTAB_LIMIT)
