@@ -166,7 +166,10 @@ struct htrace_db {
 
 	uint64_t bad_references; /* BAD REFERENCE events, recorded in the ring or not */
 	uint32_t on_error_abort; /* 1: raise SIGABRT at a bad reference */
-	uint32_t reserved1;
+	/* -enable's count of tracing periods: an event under way when it
+	 * changed belongs to no period and is dropped (neither in the ring
+	 * nor current in the table) */
+	uint32_t periods;
 
 	/* Leaks across exec (see src/agent/exec.c).  Before an exec under
 	 * `htrace run`, the agent fills exec_path, sets exec_pending and stops

@@ -229,9 +229,24 @@ static inline void mailbox_check(void)
 
 #define TAKE_STACK UINT32_MAX /* event_record_stack: capture one now */
 
+/* The tracing period (db.h: periods) an event starts in, read before it
+ * looks at the tracing bit; period_over tells, once it is numbered,
+ * whether an -enable came meanwhile (after a -disable, while the event
+ * took its stack): then it belongs to no period. */
+static inline uint32_t period_now(void)
+{
+	return ATOMIC_LOAD(&htrace_db.periods);
+}
+
+static inline int period_over(uint32_t period)
+{
+	return ATOMIC_LOAD(&htrace_db.periods) != period;
+}
+
 /* The part of recording that only tracing needs: time, stack (stack, or
  * one taken now), number, ring. */
-static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t stack)
+static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t stack,
+			       uint32_t period)
 {
 	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
@@ -241,7 +256,10 @@ static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t
 	ev->flags = (uint8_t)flags;
 	ev->seq = __atomic_add_fetch(&htrace_db.next_seq, 1, __ATOMIC_ACQ_REL);
 	ev->seq_end = ev->seq;
-	ring_put(ev);
+	if (__builtin_expect(period_over(period), 0))
+		ev->seq = ev->seq_end = 0; /* stale in the table, kept out of the ring */
+	else
+		ring_put(ev);
 }
 
 /* Fills ev and, while tracing, numbers it, gives it stack (or takes one)
@@ -252,10 +270,11 @@ static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned 
 	mailbox_check();
 	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
 				     .kind = (uint8_t)kind };
+	uint32_t period = period_now();
 	if (!engine_tracing())
 		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* the open set only */
 	else
-		event_trace(ev, flags, stack);
+		event_trace(ev, flags, stack, period);
 }
 
 static inline void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
@@ -380,7 +399,7 @@ void engine_closing(int fd, unsigned api, unsigned flags)
  * OPEN are one call, so they share one time, one stack and one increment
  * of next_seq, and the slot goes from the old OPEN to the new one in one
  * write. */
-static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api)
+static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, uint32_t period)
 {
 	if (slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
@@ -395,18 +414,23 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api)
 	open.flags = (uint8_t)no_stack;
 	close.seq = close.seq_end = __atomic_add_fetch(&htrace_db.next_seq, 2, __ATOMIC_ACQ_REL) - 1;
 	open.seq = open.seq_end = close.seq + 1;
-	ring_put(&close);
-	ring_put(&open);
+	if (__builtin_expect(period_over(period), 0)) {
+		open.seq = open.seq_end = 0; /* stale in the table, kept out of the ring */
+	} else {
+		ring_put(&close);
+		ring_put(&open);
+	}
 	slot_open(slot, &open, 0, 0);
 }
 
 void engine_replaced(int fd, unsigned api)
 {
+	uint32_t period = period_now();
 	if (fd < 0 || htrace_in_vfork || !engine_recording())
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	if (slot_current(slot))
-		replaced_traced(slot, fd, api);
+		replaced_traced(slot, fd, api, period);
 	else
 		opened_with_stack(fd, api, 0, TAKE_STACK);
 }

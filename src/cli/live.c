@@ -260,6 +260,7 @@ static int command_enable(const struct live_options *o, struct target_db *t)
 	 * of earlier periods is stale (db.h), since nothing is recorded while
 	 * tracing is off.  Written before the tracing bit. */
 	if ((!was && write_u32(t, FIELD_ADDR(t, ring_capacity), max) < 0) ||
+	    (!was && write_u32(t, FIELD_ADDR(t, periods), t->db.periods + 1) < 0) ||
 	    take_snapshot(t, &seq) < 0 ||
 	    (!was && write_u64(t, FIELD_ADDR(t, trace_from_seq), seq + 1) < 0) ||
 	    write_u32(t, FIELD_ADDR(t, state), t->db.state | HTRACE_STATE_TRACING) < 0)
