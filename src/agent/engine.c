@@ -243,6 +243,20 @@ static inline int period_over(uint32_t period)
 	return ATOMIC_LOAD(&htrace_db.periods) != period;
 }
 
+/* Numbers the count events of one call (one atomic add) and puts them in
+ * the ring; when their period ended meanwhile (period_over), none: their
+ * number is 0, stale in the table. */
+ALWAYS_INLINE void events_number(struct htrace_event *evs, unsigned count, uint32_t period)
+{
+	uint64_t first = __atomic_add_fetch(&htrace_db.next_seq, count, __ATOMIC_ACQ_REL) - count + 1;
+	int over = __builtin_expect(period_over(period), 0);
+	for (unsigned i = 0; i < count; i++) {
+		evs[i].seq = evs[i].seq_end = over ? 0 : first + i;
+		if (!over)
+			ring_put(&evs[i]);
+	}
+}
+
 /* The part of recording that only tracing needs: time, stack (stack, or
  * one taken now), number, ring. */
 static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t stack,
@@ -254,12 +268,7 @@ static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t
 	if (!ev->stack)
 		flags |= HTRACE_EV_NO_STACK;
 	ev->flags = (uint8_t)flags;
-	ev->seq = __atomic_add_fetch(&htrace_db.next_seq, 1, __ATOMIC_ACQ_REL);
-	ev->seq_end = ev->seq;
-	if (__builtin_expect(period_over(period), 0))
-		ev->seq = ev->seq_end = 0; /* stale in the table, kept out of the ring */
-	else
-		ring_put(ev);
+	events_number(ev, 1, period);
 }
 
 /* Fills ev and, while tracing, numbers it, gives it stack (or takes one)
@@ -403,24 +412,17 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, u
 {
 	if (slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	struct htrace_event close = { .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
-				      .kind = HTRACE_CLOSE };
-	close.time_ns = now_ns();
-	close.stack = stack_capture();
-	unsigned no_stack = close.stack ? 0 : HTRACE_EV_NO_STACK;
-	close.flags = (uint8_t)(HTRACE_EV_IMPLICIT | no_stack);
-	struct htrace_event open = close;
-	open.kind = HTRACE_OPEN;
-	open.flags = (uint8_t)no_stack;
-	close.seq = close.seq_end = __atomic_add_fetch(&htrace_db.next_seq, 2, __ATOMIC_ACQ_REL) - 1;
-	open.seq = open.seq_end = close.seq + 1;
-	if (__builtin_expect(period_over(period), 0)) {
-		open.seq = open.seq_end = 0; /* stale in the table, kept out of the ring */
-	} else {
-		ring_put(&close);
-		ring_put(&open);
-	}
-	slot_open(slot, &open, 0, 0);
+	struct htrace_event pair[2] = { { .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
+					  .kind = HTRACE_CLOSE } };
+	pair[0].time_ns = now_ns();
+	pair[0].stack = stack_capture();
+	unsigned no_stack = pair[0].stack ? 0 : HTRACE_EV_NO_STACK;
+	pair[0].flags = (uint8_t)(HTRACE_EV_IMPLICIT | no_stack);
+	pair[1] = pair[0];
+	pair[1].kind = HTRACE_OPEN;
+	pair[1].flags = (uint8_t)no_stack;
+	events_number(pair, 2, period);
+	slot_open(slot, &pair[1], 0, 0);
 }
 
 void engine_replaced(int fd, unsigned api)
