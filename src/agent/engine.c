@@ -281,7 +281,7 @@ static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned 
 				     .kind = (uint8_t)kind };
 	uint32_t period = period_now();
 	if (!engine_tracing())
-		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* the open set only */
+		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* off since: number 0, stale */
 	else
 		event_trace(ev, flags, stack, period);
 }
