@@ -5,13 +5,16 @@ checkpoint_one(), enables tracing there with `htrace -enable`, continues to
 checkpoint_two() past leaky_part(), which leaks two descriptors, and asks
 `htrace -diff` and `htrace 0`.  The diff must list exactly those two
 descriptors, each with an OPEN stack naming leaky_part; the listing must
-show them and end with the Parsed/Dumped lines.
+show them and end with the Parsed/Dumped lines.  A second run, traced from
+the start, holds leaky_part's open() in the agent's unwinder while tracing
+is disabled and enabled again: that open belongs to no tracing period.
 
 Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
 HTRACE_BUILD (the build directory: the agent and share/htrace/htrace-gdb.py).
 Exit status: 0 passed, 1 failed, 77 gdb, htrace or the victim missing, or
 gdb not allowed to debug here."""
 
+import json
 import os
 import re
 import shutil
@@ -53,11 +56,40 @@ kill
 """
 
 
-def run_gdb(gdb):
+def period_race_commands():
+    """Tracing on from the start; the open() of leaky_part is held inside
+    the agent's unwinder while tracing is disabled and enabled again, then
+    let go; `htrace --json --group` lists every handle at checkpoint_two."""
+    return f"""set pagination off
+set confirm off
+set width 0
+set startup-with-shell off
+set environment LD_PRELOAD {AGENT}
+set environment HTRACE_TRACE 1
+source {GDB_SCRIPT}
+break checkpoint_one
+run
+break unwind_fast
+continue
+echo ===HELD===\\n
+bt 3
+htrace -disable
+htrace -enable
+delete
+break checkpoint_two
+continue
+echo ===GROUP===\\n
+htrace --json --group
+echo ===END===\\n
+kill
+"""
+
+
+def run_gdb(gdb, commands=None):
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUGINFOD_URLS", "LD_PRELOAD")}
     env["HTRACE"] = HTRACE
     with tempfile.NamedTemporaryFile("w", suffix=".gdb") as script:
-        script.write(gdb_commands())
+        script.write(commands or gdb_commands())
         script.flush()
         result = subprocess.run([gdb, "-nx", "-batch", "-x", script.name, VICTIM],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -105,6 +137,29 @@ def test_htrace_command_in_gdb():
     if any(s in output for s in CANNOT_DEBUG) and "===ENABLE===" not in output:
         raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
     check(output)
+
+
+def test_open_held_across_disable_and_enable_belongs_to_no_period():
+    """An open() whose hook was taking its stack when tracing was disabled
+    and enabled again (gdb holds it in the agent's unwinder meanwhile) is
+    numbered after the new period began: it must not be recorded as an
+    OPEN of that period (the descriptor is untracked), while the socket
+    opened after it is a leak with its stack."""
+    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
+    output = run_gdb(shutil.which("gdb"), period_race_commands())
+    if any(s in output for s in CANNOT_DEBUG) and "===HELD===" not in output:
+        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
+    held = section(output, "===HELD===", "===GROUP===")
+    expect("unwind_fast" in held and "tracing enabled" in held,
+           f"the open() was not held in the unwinder across -disable and -enable:\n{output}")
+    fds = [int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l)]
+    expect(len(fds) == 2, f"the victim did not leak two descriptors:\n{output}")
+    objs = [json.loads(l) for l in section(output, "===GROUP===", "===END===").splitlines()
+            if l.startswith("{")]
+    expect(len(objs) == 1, f"`htrace --json --group` gave {len(objs)} objects:\n{output}")
+    states = {h["handle"]: h["state"] for h in objs[0]["handles"]}
+    expect(states.get(fds[0]) == "untracked" and states.get(fds[1]) == "leaked",
+           f"file {fds[0]} and socket {fds[1]}: {states}")
 
 
 def main():
