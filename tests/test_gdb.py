@@ -7,7 +7,11 @@ checkpoint_two() past leaky_part(), which leaks two descriptors, and asks
 descriptors, each with an OPEN stack naming leaky_part; the listing must
 show them and end with the Parsed/Dumped lines.  A second run, traced from
 the start, holds leaky_part's open() in the agent's unwinder while tracing
-is disabled and enabled again: that open belongs to no tracing period.
+is disabled and enabled again: that open belongs to no tracing period.  A
+third (`gdbvictim release`) holds the agent's release of the trace memory
+while tracing is enabled again and another thread leaks a descriptor,
+which must come out untracked rather than under a stack the release
+threw away.
 
 Env: HTRACE (the htrace binary), HTRACE_VICTIMS (built victims),
 HTRACE_BUILD (the build directory: the agent and share/htrace/htrace-gdb.py).
@@ -77,6 +81,58 @@ htrace -disable
 htrace -enable
 delete
 break checkpoint_two
+continue
+echo ===GROUP===\\n
+htrace --json --group
+echo ===END===\\n
+kill
+"""
+
+
+ENGINE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "agent", "engine.c")
+
+
+def release_line():
+    """The line of release_trace_memory (engine.c, inlined: no symbol)
+    after its test of the tracing bit, where it starts giving the memory
+    back."""
+    with open(ENGINE_SOURCE) as f:
+        for number, line in enumerate(f, 1):
+            if "depot_forget_recent(); /* first:" in line:
+                return number
+    raise Skip(f"no release point found in {ENGINE_SOURCE}")
+
+
+def release_race_commands():
+    """`gdbvictim release`, traced from the start: -disable, then the main
+    thread's close(1000) serves it and is held in release_trace_memory,
+    past its test of the tracing bit, while -enable runs and the worker
+    alone leaks a descriptor; then everything runs on to checkpoint_three."""
+    return f"""set pagination off
+set confirm off
+set width 0
+set startup-with-shell off
+set environment LD_PRELOAD {AGENT}
+set environment HTRACE_TRACE 1
+source {GDB_SCRIPT}
+break checkpoint_one
+run release
+htrace -disable
+break engine.c:{release_line()}
+continue
+echo ===RELEASING===\\n
+bt 2
+htrace -enable
+delete
+set var go = 1
+break checkpoint_two
+set scheduler-locking on
+thread 2
+continue
+echo ===WORKER===\\n
+set scheduler-locking off
+delete
+break checkpoint_three
 continue
 echo ===GROUP===\\n
 htrace --json --group
@@ -160,6 +216,30 @@ def test_open_held_across_disable_and_enable_belongs_to_no_period():
     states = {h["handle"]: h["state"] for h in objs[0]["handles"]}
     expect(states.get(fds[0]) == "untracked" and states.get(fds[1]) == "leaked",
            f"file {fds[0]} and socket {fds[1]}: {states}")
+
+
+def test_descriptor_recorded_while_the_memory_is_given_back_is_untracked():
+    """A -disable's memory release under way (gdb holds it past its test
+    of the tracing bit) while -enable runs and another thread leaks a
+    descriptor: the release then empties the depot that thread's stack
+    was stored in, so what the new period recorded before the release
+    ended must be stale (untracked), not a leak under a stack that now
+    belongs to another call."""
+    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
+    output = run_gdb(shutil.which("gdb"), release_race_commands())
+    if any(s in output for s in CANNOT_DEBUG) and "===RELEASING===" not in output:
+        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
+    held = section(output, "===RELEASING===", "===WORKER===")
+    expect("release_trace_memory" in held and "tracing enabled" in held,
+           f"the release was not held across -enable:\n{output}")
+    fds = [int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l)]
+    expect(len(fds) == 1, f"the worker did not leak one descriptor:\n{output}")
+    objs = [json.loads(l) for l in section(output, "===GROUP===", "===END===").splitlines()
+            if l.startswith("{")]
+    expect(len(objs) == 1, f"`htrace --json --group` gave {len(objs)} objects:\n{output}")
+    handle = [h for h in objs[0]["handles"] if h["handle"] == fds[0]]
+    expect(handle and handle[0]["state"] == "untracked",
+           f"fd {fds[0]}, opened while the release was under way: {handle}")
 
 
 def main():
