@@ -37,15 +37,21 @@ CANNOT_DEBUG = ("ptrace: Operation not permitted", "Couldn't get registers",
                 "Cannot insert breakpoint", "could not trace the inferior")
 
 
-def gdb_commands():
+def preamble(trace):
+    """gdb's settings, the agent preloaded (tracing on from the start or
+    off) and the htrace command loaded."""
     return f"""set pagination off
 set confirm off
 set width 0
 set startup-with-shell off
 set environment LD_PRELOAD {AGENT}
-unset environment HTRACE_TRACE
+{"set environment HTRACE_TRACE 1" if trace else "unset environment HTRACE_TRACE"}
 source {GDB_SCRIPT}
-break checkpoint_one
+"""
+
+
+def gdb_commands():
+    return preamble(trace=False) + """break checkpoint_one
 break checkpoint_two
 run
 echo ===ENABLE===\\n
@@ -64,14 +70,7 @@ def period_race_commands():
     """Tracing on from the start; the open() of leaky_part is held inside
     the agent's unwinder while tracing is disabled and enabled again, then
     let go; `htrace --json --group` lists every handle at checkpoint_two."""
-    return f"""set pagination off
-set confirm off
-set width 0
-set startup-with-shell off
-set environment LD_PRELOAD {AGENT}
-set environment HTRACE_TRACE 1
-source {GDB_SCRIPT}
-break checkpoint_one
+    return preamble(trace=True) + """break checkpoint_one
 run
 break unwind_fast
 continue
@@ -82,6 +81,7 @@ htrace -enable
 delete
 break checkpoint_two
 continue
+echo ===WORKER===\\n
 echo ===GROUP===\\n
 htrace --json --group
 echo ===END===\\n
@@ -108,19 +108,12 @@ def release_race_commands():
     thread's close(1000) serves it and is held in release_trace_memory,
     past its test of the tracing bit, while -enable runs and the worker
     alone leaks a descriptor; then everything runs on to checkpoint_three."""
-    return f"""set pagination off
-set confirm off
-set width 0
-set startup-with-shell off
-set environment LD_PRELOAD {AGENT}
-set environment HTRACE_TRACE 1
-source {GDB_SCRIPT}
-break checkpoint_one
+    return preamble(trace=True) + f"""break checkpoint_one
 run release
 htrace -disable
 break engine.c:{release_line()}
 continue
-echo ===RELEASING===\\n
+echo ===HELD===\\n
 bt 2
 htrace -enable
 delete
@@ -195,27 +188,34 @@ def test_htrace_command_in_gdb():
     check(output)
 
 
+def run_held(commands, held_in, held_what):
+    """Runs gdb on commands whose section ===HELD=== (up to ===WORKER===)
+    must show the victim held in held_in while tracing was enabled again;
+    returns the descriptors the victim printed as leaked and the states of
+    the handles `htrace --json --group` gave in ===GROUP===."""
+    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
+    output = run_gdb(shutil.which("gdb"), commands)
+    if any(s in output for s in CANNOT_DEBUG) and "===HELD===" not in output:
+        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
+    held = section(output, "===HELD===", "===WORKER===")
+    expect(held_in in held and "tracing enabled" in held,
+           f"{held_what} was not held in {held_in} across -enable:\n{output}")
+    fds = [int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l)]
+    objs = [json.loads(l) for l in section(output, "===GROUP===", "===END===").splitlines()
+            if l.startswith("{")]
+    expect(len(objs) == 1, f"`htrace --json --group` gave {len(objs)} objects:\n{output}")
+    return fds, {h["handle"]: h["state"] for h in objs[0]["handles"]}
+
+
 def test_open_held_across_disable_and_enable_belongs_to_no_period():
     """An open() whose hook was taking its stack when tracing was disabled
     and enabled again (gdb holds it in the agent's unwinder meanwhile) is
     numbered after the new period began: it must not be recorded as an
     OPEN of that period (the descriptor is untracked), while the socket
     opened after it is a leak with its stack."""
-    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
-    output = run_gdb(shutil.which("gdb"), period_race_commands())
-    if any(s in output for s in CANNOT_DEBUG) and "===HELD===" not in output:
-        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
-    held = section(output, "===HELD===", "===GROUP===")
-    expect("unwind_fast" in held and "tracing enabled" in held,
-           f"the open() was not held in the unwinder across -disable and -enable:\n{output}")
-    fds = [int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l)]
-    expect(len(fds) == 2, f"the victim did not leak two descriptors:\n{output}")
-    objs = [json.loads(l) for l in section(output, "===GROUP===", "===END===").splitlines()
-            if l.startswith("{")]
-    expect(len(objs) == 1, f"`htrace --json --group` gave {len(objs)} objects:\n{output}")
-    states = {h["handle"]: h["state"] for h in objs[0]["handles"]}
-    expect(states.get(fds[0]) == "untracked" and states.get(fds[1]) == "leaked",
-           f"file {fds[0]} and socket {fds[1]}: {states}")
+    fds, states = run_held(period_race_commands(), "unwind_fast", "the open()")
+    expect(len(fds) == 2 and states.get(fds[0]) == "untracked" and states.get(fds[1]) == "leaked",
+           f"file and socket {fds}: {states}")
 
 
 def test_descriptor_recorded_while_the_memory_is_given_back_is_untracked():
@@ -225,21 +225,9 @@ def test_descriptor_recorded_while_the_memory_is_given_back_is_untracked():
     was stored in, so what the new period recorded before the release
     ended must be stale (untracked), not a leak under a stack that now
     belongs to another call."""
-    expect(os.path.exists(GDB_SCRIPT), f"{GDB_SCRIPT} not built")
-    output = run_gdb(shutil.which("gdb"), release_race_commands())
-    if any(s in output for s in CANNOT_DEBUG) and "===RELEASING===" not in output:
-        raise Skip(f"gdb cannot debug a program here:\n{output[-500:]}")
-    held = section(output, "===RELEASING===", "===WORKER===")
-    expect("release_trace_memory" in held and "tracing enabled" in held,
-           f"the release was not held across -enable:\n{output}")
-    fds = [int(l.split()[1]) for l in output.splitlines() if re.match(r"^LEAK \d+$", l)]
-    expect(len(fds) == 1, f"the worker did not leak one descriptor:\n{output}")
-    objs = [json.loads(l) for l in section(output, "===GROUP===", "===END===").splitlines()
-            if l.startswith("{")]
-    expect(len(objs) == 1, f"`htrace --json --group` gave {len(objs)} objects:\n{output}")
-    handle = [h for h in objs[0]["handles"] if h["handle"] == fds[0]]
-    expect(handle and handle[0]["state"] == "untracked",
-           f"fd {fds[0]}, opened while the release was under way: {handle}")
+    fds, states = run_held(release_race_commands(), "release_trace_memory", "the release")
+    expect(len(fds) == 1 and states.get(fds[0]) == "untracked",
+           f"fd {fds}, opened while the release was under way: {states}")
 
 
 def main():
