@@ -78,15 +78,6 @@ static int slot_read(int fd, struct htrace_fd_slot *out)
 	return 1;
 }
 
-/* A copy of a slot (slot_read) says its descriptor is open in this
- * tracing period. */
-static int copy_current(const struct htrace_fd_slot *copy)
-{
-	return htrace_slot_current(ATOMIC_LOAD(&htrace_db.state),
-				   ATOMIC_LOAD(&htrace_db.trace_from_seq), copy->state,
-				   copy->open.seq);
-}
-
 __attribute__((cold, noinline)) int thread_id_first_time(void)
 {
 	return agent_self.tid = (int)RAW0(SYS_gettid);
@@ -227,6 +218,14 @@ static inline void mailbox_check(void)
 		mailbox_serve();
 }
 
+/* Tracing is on, once the mailbox has been looked at: else a call into the
+ * engine records nothing (the table is not kept while tracing is off). */
+static inline int engine_recording(void)
+{
+	mailbox_check();
+	return engine_tracing();
+}
+
 #define TAKE_STACK UINT32_MAX /* event_record_stack: capture one now */
 
 /* The tracing period (db.h: periods) an event starts in, read before it
@@ -276,11 +275,10 @@ static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t
 static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned api,
 				      unsigned kind, unsigned flags, uint32_t stack)
 {
-	mailbox_check();
 	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
 				     .kind = (uint8_t)kind };
 	uint32_t period = period_now();
-	if (!engine_tracing())
+	if (!engine_recording())
 		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* off since: number 0, stale */
 	else
 		event_trace(ev, flags, stack, period);
@@ -320,8 +318,7 @@ static inline void opened_traced(struct htrace_fd_slot *slot, int fd, unsigned a
 ALWAYS_INLINE void
 opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
-	mailbox_check();
-	if (engine_tracing())
+	if (engine_recording())
 		opened_traced(slot_of(fd, 1), fd, api, flags, stack);
 }
 
@@ -344,8 +341,7 @@ void engine_bad_reference(int fd, unsigned api, unsigned flags)
 {
 	if (fd < 0 || htrace_in_vfork || agent_self.unwinding)
 		return; /* -1 is no descriptor; the unwinder's probes are not the program's */
-	mailbox_check();
-	if (!engine_tracing())
+	if (!engine_recording())
 		return;
 	COUNT(bad_references);
 	struct htrace_event ev;
@@ -373,14 +369,6 @@ close_open_slot(struct htrace_fd_slot *slot, int fd, unsigned api, unsigned flag
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
 	event_record(ev, fd, api, HTRACE_CLOSE, flags);
 	slot_close(slot);
-}
-
-/* Tracing is on, once the mailbox has been looked at: else a call into the
- * engine records nothing (the table is not kept while tracing is off). */
-static inline int engine_recording(void)
-{
-	mailbox_check();
-	return engine_tracing();
 }
 
 void engine_closing(int fd, unsigned api, unsigned flags)
@@ -486,7 +474,7 @@ void engine_set_owner(int fd, unsigned api, const void *owner)
 int engine_is_open(int fd)
 {
 	struct htrace_fd_slot copy;
-	return slot_read(fd, &copy) && copy_current(&copy);
+	return slot_read(fd, &copy) && slot_current(&copy);
 }
 
 void engine_resync(int fd, unsigned api)
@@ -523,7 +511,7 @@ void engine_for_each_open(void (*fn)(int fd, void *arg), void *arg)
 
 int engine_slot_save(int fd, struct htrace_fd_slot *out)
 {
-	return slot_read(fd, out) && copy_current(out);
+	return slot_read(fd, out) && slot_current(out);
 }
 
 void engine_slot_restore(int fd, const struct htrace_fd_slot *saved)
@@ -622,13 +610,10 @@ static int parse_fd_name(const char *name)
  * starts with the image, stale after a later -enable: see db.h). */
 static void inherit_from_exec(int fd)
 {
-	struct htrace_fd_slot *slot = slot_of(fd, 1);
-	if (!slot)
-		return;
 	struct htrace_event open = { .fd = fd, .tid = current_tid(), .api = HTRACE_API_NONE,
 				     .kind = HTRACE_OPEN,
 				     .flags = HTRACE_EV_INHERITED_EXEC | HTRACE_EV_NO_STACK };
-	slot_open(slot, &open, 0, 0);
+	engine_adopt(fd, &open);
 }
 
 /* In a fork child: a descriptor another thread of the parent had opened
@@ -783,7 +768,7 @@ AGENT_EXPORT int htrace_open_fds(int *fds, int max)
 AGENT_EXPORT int htrace_fd_state(int fd)
 {
 	struct htrace_fd_slot copy;
-	if (!slot_read(fd, &copy) || !copy_current(&copy))
+	if (!slot_read(fd, &copy) || !slot_current(&copy))
 		return 0;
 	int state = HTRACE_FD_IS_OPEN;
 	if (copy.open.flags & HTRACE_EV_INHERITED_EXEC)
