@@ -76,7 +76,9 @@ void missing_function(void) AGENT_HIDDEN __attribute__((cold, noinline));
 	} while (0)
 
 /* While tracing is off (hooks_quiet, table.h) a hook returns call, its
- * libc function's, as a tail call: nothing is recorded or looked at. */
+ * libc function's, as a tail call: nothing is recorded or looked at.  For
+ * the hooks that cannot be split (HOOK_SPLIT, below): those with variable
+ * arguments, and freopen's shared body. */
 #define RETURN_IF_QUIET(call)                   \
 	do {                                    \
 		if (hooks_quiet())              \

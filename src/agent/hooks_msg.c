@@ -21,28 +21,26 @@ void record_received_fds(const struct msghdr *msg, unsigned api)
 	}
 }
 
-AGENT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+static __attribute__((noinline)) ssize_t traced_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	__typeof__(&recvmsg) real = REAL(recvmsg);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(fd, msg, flags));
-	ssize_t result = real(fd, msg, flags);
+	ssize_t result = REAL(recvmsg)(fd, msg, flags);
 	if (result >= 0)
 		KEEP_ERRNO(record_received_fds(msg, HTRACE_API_recvmsg));
 	else if (errno == EBADF)
 		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmsg, 0));
 	return result;
 }
+HOOK_SPLIT(recvmsg, ssize_t, (int fd, struct msghdr *msg, int flags), (fd, msg, flags), -1)
 
-AGENT_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+static __attribute__((noinline)) int traced_recvmmsg(int fd, struct mmsghdr *v, unsigned int n,
+						     int flags, struct timespec *t)
 {
-	__typeof__(&recvmmsg) real = REAL(recvmmsg);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(fd, v, n, flags, t));
-	int result = real(fd, v, n, flags, t);
+	int result = REAL(recvmmsg)(fd, v, n, flags, t);
 	for (int i = 0; i < result; i++)
 		KEEP_ERRNO(record_received_fds(&v[i].msg_hdr, HTRACE_API_recvmmsg));
 	if (result < 0 && errno == EBADF)
 		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmmsg, 0));
 	return result;
 }
+HOOK_SPLIT(recvmmsg, int, (int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t),
+	   (fd, v, n, flags, t), -1)

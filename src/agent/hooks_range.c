@@ -52,17 +52,15 @@ void record_range_closed_unshared(unsigned lo, unsigned hi, int flags, unsigned 
 	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_kernel_closed, &r));
 }
 
-AGENT_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
+static __attribute__((noinline)) int traced_close_range(unsigned int lo, unsigned int hi, int flags)
 {
-	__typeof__(&close_range) real = REAL(close_range);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(lo, hi, flags));
 	record_range_closing(lo, hi, flags, HTRACE_API_close_range);
-	int result = real(lo, hi, flags);
+	int result = REAL(close_range)(lo, hi, flags);
 	if (result == 0)
 		record_range_closed_unshared(lo, hi, flags, HTRACE_API_close_range);
 	return result;
 }
+HOOK_SPLIT(close_range, int, (unsigned int lo, unsigned int hi, int flags), (lo, hi, flags), -1)
 
 AGENT_EXPORT void closefrom(int lo)
 {

@@ -4,31 +4,27 @@
  * fcloseall. */
 #include "hooks.h"
 
-AGENT_EXPORT FILE *fdopen(int fd, const char *mode)
+static __attribute__((noinline)) FILE *traced_fdopen(int fd, const char *mode)
 {
-	__typeof__(&fdopen) real = REAL(fdopen);
-	RETURN_IF_MISSING(real, NULL);
-	RETURN_IF_QUIET(real(fd, mode));
-	FILE *fp = real(fd, mode);
+	FILE *fp = REAL(fdopen)(fd, mode);
 	if (fp)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopen, fp));
 	else if (errno == EBADF)
 		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopen, 0));
 	return fp;
 }
+HOOK_SPLIT(fdopen, FILE *, (int fd, const char *mode), (fd, mode), NULL)
 
-AGENT_EXPORT DIR *fdopendir(int fd)
+static __attribute__((noinline)) DIR *traced_fdopendir(int fd)
 {
-	__typeof__(&fdopendir) real = REAL(fdopendir);
-	RETURN_IF_MISSING(real, NULL);
-	RETURN_IF_QUIET(real(fd));
-	DIR *dir = real(fd);
+	DIR *dir = REAL(fdopendir)(fd);
 	if (dir)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopendir, dir));
 	else if (errno == EBADF)
 		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopendir, 0));
 	return dir;
 }
+HOOK_SPLIT(fdopendir, DIR *, (int fd), (fd), NULL)
 
 /* freopen closes fp's descriptor (even when it then fails to open the new
  * file) and opens another, often with the same number. */
@@ -72,13 +68,11 @@ static void forget_if_kernel_closed(int fd, void *api)
 
 /* glibc's fcloseall flushes every stream; whatever descriptor it did close
  * is recorded after the fact, by asking the kernel. */
-AGENT_EXPORT int fcloseall(void)
+static __attribute__((noinline)) int traced_fcloseall(void)
 {
-	__typeof__(&fcloseall) real = REAL(fcloseall);
-	RETURN_IF_MISSING(real, EOF);
-	RETURN_IF_QUIET(real());
-	int result = real();
+	int result = REAL(fcloseall)();
 	KEEP_ERRNO(engine_for_each_open(forget_if_kernel_closed,
 					(void *)(uintptr_t)HTRACE_API_fcloseall));
 	return result;
 }
+HOOK_SPLIT(fcloseall, int, (void), (), EOF)

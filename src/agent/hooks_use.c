@@ -15,38 +15,22 @@ static void report_invalid_polled(const struct pollfd *fds, nfds_t n, unsigned a
 			engine_bad_reference(fds[i].fd, api, 0);
 }
 
-AGENT_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
-{
-	__typeof__(&poll) real = REAL(poll);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(fds, n, timeout));
-	int result = real(fds, n, timeout);
-	if (result > 0)
-		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API_poll));
-	return result;
-}
+/* poll, __poll_chk, ppoll: an entry with POLLNVAL is a BAD REFERENCE. */
+#define HOOK_POLL(name, params, args)                                       \
+	static __attribute__((noinline)) int traced_##name params           \
+	{                                                                   \
+		int result = REAL(name) args;                               \
+		if (result > 0)                                             \
+			KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API_##name)); \
+		return result;                                              \
+	}                                                                   \
+	HOOK_SPLIT(name, int, params, args, -1)
 
-AGENT_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
-{
-	__typeof__(&__poll_chk) real = REAL(__poll_chk);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(fds, n, timeout, fdslen));
-	int result = real(fds, n, timeout, fdslen);
-	if (result > 0)
-		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API___poll_chk));
-	return result;
-}
-
-AGENT_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *ss)
-{
-	__typeof__(&ppoll) real = REAL(ppoll);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(fds, n, t, ss));
-	int result = real(fds, n, t, ss);
-	if (result > 0)
-		KEEP_ERRNO(report_invalid_polled(fds, n, HTRACE_API_ppoll));
-	return result;
-}
+HOOK_POLL(poll, (struct pollfd *fds, nfds_t n, int timeout), (fds, n, timeout))
+HOOK_POLL(__poll_chk, (struct pollfd *fds, nfds_t n, int timeout, size_t fdslen),
+	  (fds, n, timeout, fdslen))
+HOOK_POLL(ppoll, (struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *ss),
+	  (fds, n, t, ss))
 
 /* select failed with EBADF: the sets are left as they were given. */
 static void report_invalid_selected(int n, const fd_set *r, const fd_set *w, const fd_set *e,
@@ -58,40 +42,33 @@ static void report_invalid_selected(int n, const fd_set *r, const fd_set *w, con
 			engine_bad_reference(fd, api, 0);
 }
 
-AGENT_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t)
-{
-	__typeof__(&select) real = REAL(select);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(n, r, w, e, t));
-	int result = real(n, r, w, e, t);
-	if (result < 0 && errno == EBADF)
-		KEEP_ERRNO(report_invalid_selected(n, r, w, e, HTRACE_API_select));
-	return result;
-}
+/* select, pselect: EBADF names no set member; each is asked of the kernel. */
+#define HOOK_SELECT(name, params, args)                                     \
+	static __attribute__((noinline)) int traced_##name params           \
+	{                                                                   \
+		int result = REAL(name) args;                               \
+		if (result < 0 && errno == EBADF)                           \
+			KEEP_ERRNO(report_invalid_selected(n, r, w, e, HTRACE_API_##name)); \
+		return result;                                              \
+	}                                                                   \
+	HOOK_SPLIT(name, int, params, args, -1)
 
-AGENT_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t,
-			 const sigset_t *ss)
-{
-	__typeof__(&pselect) real = REAL(pselect);
-	RETURN_IF_MISSING(real, -1);
-	RETURN_IF_QUIET(real(n, r, w, e, t, ss));
-	int result = real(n, r, w, e, t, ss);
-	if (result < 0 && errno == EBADF)
-		KEEP_ERRNO(report_invalid_selected(n, r, w, e, HTRACE_API_pselect));
-	return result;
-}
+HOOK_SELECT(select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t), (n, r, w, e, t))
+HOOK_SELECT(pselect,
+	    (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *ss),
+	    (n, r, w, e, t, ss))
 
 #define HOOK_MMAP(name, off_type)                                                     \
-	AGENT_EXPORT void *name(void *a, size_t n, int prot, int fl, int fd, off_type off) \
+	static __attribute__((noinline)) void *traced_##name(void *a, size_t n, int prot,   \
+							     int fl, int fd, off_type off)  \
 	{                                                                             \
-		__typeof__(&name) real = REAL(name);                                  \
-		RETURN_IF_MISSING(real, MAP_FAILED);                                  \
-		RETURN_IF_QUIET(real(a, n, prot, fl, fd, off));                       \
-		void *result = real(a, n, prot, fl, fd, off);                         \
+		void *result = REAL(name)(a, n, prot, fl, fd, off);                   \
 		if (result == MAP_FAILED && errno == EBADF && !(fl & MAP_ANONYMOUS))  \
 			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0));   \
 		return result;                                                        \
-	}
+	}                                                                             \
+	HOOK_SPLIT(name, void *, (void *a, size_t n, int prot, int fl, int fd, off_type off), \
+		   (a, n, prot, fl, fd, off), MAP_FAILED)
 
 HOOK_MMAP(mmap, off_t)
 HOOK_MMAP(mmap64, off64_t)
