@@ -371,6 +371,23 @@ def test_events_of_an_earlier_tracing_period_are_not_listed():
         expect(traces == [], f"fd {fd}: the history shows the earlier period: {traces}")
 
 
+def test_events_of_an_earlier_period_are_neither_recorded_nor_overwritten_now():
+    """The summary counts this tracing period's events: after a period of
+    2,000 events, -disable and -enable, a leak of 3 makes 3 events
+    recorded and none overwritten in the ring (the earlier ones were
+    discarded, not overwritten)."""
+    with Server() as s:
+        s.ask("quiet")
+        enable(s)
+        s.ask("clean 1000")
+        ok(["-p", s.pid, "-disable"])
+        enable(s)
+        s.leak(3)
+        summary = one_json(ok(["--json", "-p", s.pid]))["summary"]
+        expect(summary["events"] == 3 and summary["events_overwritten"] == 0,
+               f"after -disable and -enable, 3 events: summary {summary}")
+
+
 def test_dup2_onto_a_stale_files_number_makes_it_reported_again():
     """A FILE whose descriptor was closed behind its back is reported at
     its first stale use, once; a dup2 onto that number puts a new

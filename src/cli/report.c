@@ -472,7 +472,9 @@ int report_build(const struct snapshot *s, const struct report_options *opt,
 	if (sym)
 		sym_close(sym);
 	r->bad_references = s->db.db.bad_references;
-	r->events = s->db.db.next_seq;
+	/* this tracing period's: the ring holds no earlier one's (db.h) */
+	uint64_t from = s->db.db.trace_from_seq;
+	r->events = s->db.db.next_seq - (from && from <= s->db.db.next_seq + 1 ? from - 1 : 0);
 	if (r->events > s->db.nevents) /* the ring keeps about the last Max_Traces */
 		r->events_overwritten = r->events - s->db.nevents;
 	if (opt->mode == REPORT_DIFF)
