@@ -45,7 +45,7 @@ deps:
 
 $(AGENT): $(AGENT_SRC) $(AGENT_ASM) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec -flto=auto -fno-omit-frame-pointer \
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec -flto=auto -fno-partial-inlining -fno-omit-frame-pointer \
 		-Wl,-z,now -Wl,--no-undefined -o $@ $(AGENT_SRC) $(AGENT_ASM) -ldl
 
 $(HTRACE): $(CLI_SRC) $(HEADERS)

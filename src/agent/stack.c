@@ -209,10 +209,11 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct un
  * (the call site in the same function), and the fast unwinder numbers the
  * frames after the first (unwind_info.tail): so a few (tail, first frame)
  * pairs remembered with their depot ids spare the depot's hash probe and
- * word-by-word compare.  The ids are forgotten with the depot (-disable:
- * depot_forget_recent).  A signal handler's capture while the thread is
- * at it leaves them alone. */
-#define RECENT_STACKS 4u
+ * word-by-word compare.  A first frame has two places, a pair picked from
+ * its address, so that finding it takes one or two compares.  The ids are forgotten with
+ * the depot (-disable: depot_forget_recent).  A signal handler's capture
+ * while the thread is at it leaves them alone. */
+#define RECENT_BITS 3u
 
 struct recent_stack {
 	uint64_t tail, first_pc, generation;
@@ -220,10 +221,22 @@ struct recent_stack {
 };
 
 static AGENT_TLS struct {
-	struct recent_stack stack[RECENT_STACKS];
-	unsigned next; /* the place the next one takes, in turn */
+	struct recent_stack stack[1u << RECENT_BITS][2]; /* [0]: the newer */
 	int busy;
 } recent;
+
+/* first_pc's pair of places: the high bits of a multiplicative hash, so
+ * that call sites a few bytes apart take different pairs */
+static struct recent_stack *recent_pair(uint64_t first_pc)
+{
+	return recent.stack[(first_pc * 0x9e3779b97f4a7c15ull) >> (64 - RECENT_BITS)];
+}
+
+static int recent_holds(const struct recent_stack *r, uint64_t tail, uint64_t first_pc,
+			uint64_t generation)
+{
+	return r->first_pc == first_pc && r->tail == tail && r->generation == generation;
+}
 
 static uint64_t depot_generation = 1;
 
@@ -248,12 +261,10 @@ static uint32_t depot_id(const uint64_t *frames, unsigned kept, uint64_t hash)
 
 static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generation)
 {
-	for (unsigned i = 0; i < RECENT_STACKS; i++) {
-		const struct recent_stack *r = &recent.stack[i];
-		if (r->first_pc == first_pc && r->tail == tail && r->generation == generation)
-			return r->id;
-	}
-	return 0;
+	const struct recent_stack *pair = recent_pair(first_pc);
+	if (recent_holds(&pair[0], tail, first_pc, generation))
+		return pair[0].id;
+	return recent_holds(&pair[1], tail, first_pc, generation) ? pair[1].id : 0;
 }
 
 /* The depot id of frames[0, kept), a part of pcs, once all of them are
@@ -278,10 +289,11 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	if (id)
 		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
 	else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
-		recent.stack[recent.next] = (struct recent_stack){
+		struct recent_stack *pair = recent_pair(frames[0]);
+		pair[1] = pair[0];
+		pair[0] = (struct recent_stack){
 			.tail = info->tail, .first_pc = frames[0], .generation = generation, .id = id
 		};
-		recent.next = (recent.next + 1) % RECENT_STACKS;
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	recent.busy = 0;
