@@ -28,8 +28,8 @@ UNWINDER = os.path.join(VICTIMS, "unwinder")
 BENCH = os.path.join(BUILD, "bench", "bench")
 PLUGINS = [os.path.join(BUILD, "tests", "plugins", f"libplugin_{v}.so") for v in ("fp", "nofp")]
 REPORT_RE = re.compile(r"^htrace: unwind check: pid (\d+): fast (\d+), gave up (\d+), stale (\d+), "
-                       r"libunwind stale (\d+), mismatches (\d+), joined (\d+)$")
-FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches", "joined")
+                       r"libunwind stale (\d+), mismatches (\d+), joined (\d+), recent (\d+)$")
+FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches", "joined", "recent")
 
 
 def checked_run(args, each=None):
@@ -109,6 +109,17 @@ def test_memo_of_the_last_walk_notices_frames_that_moved_above_the_same_frames()
     counts, stdout = always_fast([UNWINDER, "moved"])
     expect("DONE moved" in stdout, f"the victim did not run its rounds: {stdout}")
     expect(counts["joined"] > 0, f"no stack took its outer frames from the memo: {counts}")
+
+
+def test_memo_serves_stacks_under_a_loop_counter_kept_in_rbp():
+    # 1,000 rounds of an open and a close: all but the first few stacks of
+    # each call site must come from the thread's recent stacks, which they
+    # do only when the memo joins them at the loop's frame, whose rbp
+    # differs every round but is not used to unwind it
+    counts, stdout = always_fast([UNWINDER, "rbpcount"])
+    expect("DONE rbpcount" in stdout, f"the victim did not run its rounds: {stdout}")
+    expect(counts["recent"] >= 1900,
+           f"stacks under the loop were not found among the thread's recent ones: {counts}")
 
 
 def test_plugins_unloaded_and_loaded_at_the_same_address():

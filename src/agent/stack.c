@@ -40,7 +40,7 @@ static int (*unwinder_backtrace)(void **pcs, int size);
 enum { FAST, LIBUNWIND_ONLY, CHECK };
 static int unwind_mode;
 static struct {
-	uint64_t fast, gave_up, stale, libunwind_stale, mismatches, joined;
+	uint64_t fast, gave_up, stale, libunwind_stale, mismatches, joined, recent;
 } check_counts;
 /* HTRACE_UNWIND=check: libunwind's step by step walk, without the cache of
  * unw_backtrace, which outlives a dlclose */
@@ -286,8 +286,10 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	uint32_t id = recent_find(info->tail, frames[0], generation);
 	if (id && depot_generation_now() != generation)
 		id = 0; /* the depot was emptied while this stack was taken */
-	if (id)
+	if (id) {
+		count_check(&check_counts.recent);
 		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
+	}
 	else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
 		struct recent_stack *pair = recent_pair(frames[0]);
 		pair[1] = pair[0];
@@ -449,6 +451,7 @@ __attribute__((destructor)) static void check_report(void)
 	at = put_number(put_text(at, ", libunwind stale "), check_counts.libunwind_stale, 10);
 	at = put_number(put_text(at, ", mismatches "), check_counts.mismatches, 10);
 	at = put_number(put_text(at, ", joined "), check_counts.joined, 10);
+	at = put_number(put_text(at, ", recent "), check_counts.recent, 10);
 	*at++ = '\n';
 	say(line, (size_t)(at - line));
 }

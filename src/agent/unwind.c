@@ -871,9 +871,30 @@ struct walk_memo {
 
 static AGENT_TLS struct walk_memo memo;
 
-static int same_registers(const struct walk_memo *m, unsigned j, const struct frame *f)
+/* Whether the memo's walk of n frames used frame j's rbp: whether a step
+ * from it, or from a frame outside it before a step read rbp from the
+ * stack, took its CFA from rbp (their rules are the cache's: the objects
+ * have not changed since). */
+static __attribute__((cold, noinline)) int memo_used_bp(const struct walk_memo *m, unsigned j,
+							unsigned n)
 {
-	return m->sp[j] == f->sp && m->pc[j] == f->pc && m->bp[j] == f->bp;
+	for (; j < n; j++) {
+		uint64_t w = rule_of(m->pc[j] - 1);
+		if (!(w & W_FOLLOWED) || (w & W_CFA_RBP))
+			return 1;
+		if (w & (W_RBP_SAVED | W_END))
+			return 0;
+	}
+	return 0;
+}
+
+/* The walk from f is the memo's from frame j: the same pc and sp, and
+ * the same rbp where the memo's walk used it (so that a caller keeping a
+ * loop counter in rbp, as code without frame pointers may, still joins). */
+static int same_registers(const struct walk_memo *m, unsigned j, unsigned n, const struct frame *f)
+{
+	return m->sp[j] == f->sp && m->pc[j] == f->pc &&
+	       (m->bp[j] == f->bp || !memo_used_bp(m, j, n));
 }
 
 /* The highest frame above `from` whose words changed (n: the word that
@@ -916,13 +937,29 @@ static void memo_hash_inner(struct walk_memo *m, unsigned from, uint64_t outer)
 		outer = m->hash[j] = stack_hash_step(outer, m->pc[j]);
 }
 
+static void memo_record_bp_at(struct walk_memo *m, unsigned j, uint64_t bp_at)
+{
+	m->bp_at[j] = bp_at ? (const uint64_t *)bp_at : &m->bp[j];
+	m->bp_read = (m->bp_read & ~(1ull << j)) | (uint64_t)(bp_at != 0) << j;
+}
+
 static void memo_record(struct walk_memo *m, unsigned j, const struct frame *f, uint64_t bp_at)
 {
 	m->pc[j] = f->pc;
 	m->sp[j] = f->sp;
 	m->bp[j] = f->bp;
-	m->bp_at[j] = bp_at ? (const uint64_t *)bp_at : &m->bp[j];
-	m->bp_read = (m->bp_read & ~(1ull << j)) | (uint64_t)(bp_at != 0) << j;
+	memo_record_bp_at(m, j, bp_at);
+}
+
+/* The frame where a walk joins the memo's has its registers (its rbp
+ * may differ where unused), but the step to it is the walk's own: where
+ * it read rbp is recorded for the joins further in. */
+static void memo_record_joined(struct walk_memo *m, unsigned j, const struct frame *f,
+			       uint64_t bp_at)
+{
+	m->bp[j] = f->bp;
+	if ((bp_at ? (const uint64_t *)bp_at : &m->bp[j]) != m->bp_at[j])
+		memo_record_bp_at(m, j, bp_at);
 }
 
 /* The walk has joined the memo's at frame n: the hashes of the new
@@ -957,10 +994,12 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 		m->n = 0; /* a walk that gives up leaves no memo */
 	for (;;) {
 		if (m) {
-			if (n < old_n && n >= join_from && same_registers(m, n, &f)) {
+			if (n < old_n && n >= join_from && same_registers(m, n, old_n, &f)) {
 				join_from = memo_changed_above(m, n, old_n);
-				if (!join_from)
+				if (!join_from) {
+					memo_record_joined(m, n, &f, bp_at);
 					return memo_join(m, n, old_n, pcs, info);
+				}
 			}
 			memo_record(m, n, &f, bp_at);
 		}

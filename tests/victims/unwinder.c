@@ -27,6 +27,12 @@
  *               all, the words of the other caller's frames are still on
  *               the stack, unwritten, and only a saved rbp tells that the
  *               frames above moved (the memo must compare it)
+ *   rbpcount    from a loop that keeps its counter in rbp, as code
+ *               without frame pointers may: consecutive stacks differ in
+ *               that rbp, which the loop's frame does not use (it saves
+ *               rbp and its CFA is rsp + 32), so the memo of the last walk
+ *               must still give their outer frames, and the thread's
+ *               recent stacks their depot ids
  *
  * Prints "DONE <mode>" and exits 0; 1 when a call fails. */
 #define _GNU_SOURCE
@@ -364,6 +370,50 @@ static int moveds(void)
 	return 0;
 }
 
+/* rbpcount: the loop is in assembly, so that its counter is surely in rbp. */
+#define RBP_ROUNDS 1000
+void rbp_counting_loop(long rounds);
+__attribute__((noinline, used)) void open_close_counted(long round)
+{
+	int fd = open("/dev/null", O_RDONLY);
+	if (fd < 0 || round < 0 || close(fd))
+		die("open or close /dev/null");
+}
+__asm__(".text\n"
+	".type rbp_counting_loop, @function\n"
+	"rbp_counting_loop:\n"
+	"	.cfi_startproc\n"
+	"	push %rbp\n"
+	"	.cfi_def_cfa_offset 16\n"
+	"	.cfi_offset %rbp, -16\n"
+	"	push %rbx\n"
+	"	.cfi_def_cfa_offset 24\n"
+	"	.cfi_offset %rbx, -24\n"
+	"	sub $8, %rsp\n"
+	"	.cfi_def_cfa_offset 32\n"
+	"	mov %rdi, %rbx\n"
+	"	xor %ebp, %ebp\n"
+	"1:	mov %rbp, %rdi\n"
+	"	call open_close_counted\n"
+	"	add $1, %rbp\n"
+	"	cmp %rbx, %rbp\n"
+	"	jl 1b\n"
+	"	add $8, %rsp\n"
+	"	.cfi_def_cfa_offset 24\n"
+	"	pop %rbx\n"
+	"	.cfi_def_cfa_offset 16\n"
+	"	pop %rbp\n"
+	"	.cfi_def_cfa_offset 8\n"
+	"	ret\n"
+	"	.cfi_endproc\n"
+	".size rbp_counting_loop, .-rbp_counting_loop\n");
+
+static int rbp_counts(void)
+{
+	rbp_counting_loop(RBP_ROUNDS);
+	return 0;
+}
+
 static int recursion(void)
 {
 	for (int i = 0; i <= 90; i++)
@@ -384,6 +434,7 @@ static const struct {
 	{ "fork", forks },
 	{ "outer", outers },
 	{ "moved", moveds },
+	{ "rbpcount", rbp_counts },
 };
 
 int main(int argc, char **argv)
@@ -397,7 +448,7 @@ int main(int argc, char **argv)
 		r = plugins(argv[2], argv[3], !strcmp(mode, "plugins") ? 1 : 3);
 	if (r < 0) {
 		fprintf(stderr, "usage: unwinder recurse|threads|signals|coroutine|corothread|"
-				"plugins A B|plugthreads A B|fork|outer|moved\n");
+				"plugins A B|plugthreads A B|fork|outer|moved|rbpcount\n");
 		return 2;
 	}
 	printf("DONE %s\n", mode);
