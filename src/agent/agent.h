@@ -23,11 +23,11 @@ struct agent_thread {
 	int unwinding; /* inside the unwinder: take no stack, refuse it descriptors */
 	uintptr_t stack_top; /* highest stack address seen on the thread's own stack */
 	unsigned block_searches; /* unwind.c: searches of its stack block that failed */
-	/* engine.c: the run of ring records this thread writes its events in,
-	 * counted from the start of the cursor that hands them out */
-	uint64_t ring_next, ring_end; /* the next record to write; the run's end */
+	/* engine.c: the run of ring records this thread writes its events in */
+	uint64_t ring_next, ring_stop; /* the next record's address; past the run's last */
+	uint64_t ring_start; /* the run's first record, counted from the cursor's start */
 	uint32_t ring_run; /* the run's length; 0: none yet */
-	uint32_t ring_capacity; /* the ring's capacity when it was taken */
+	uint32_t ring_capacity; /* the ring's capacity when it was taken; 0: none */
 };
 extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
 

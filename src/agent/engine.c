@@ -110,8 +110,10 @@ static uint64_t now_ns(void)
  * (the thread ended, or made no event for a whole turn of the ring) keeps
  * older events in the rest of its records.  A thread takes another run
  * when its own is full, or when the cursor has gone round the ring since
- * it took it; the claim of each record (ring_claim) still keeps two
- * writers apart.  A ring of fewer than RUN_MIN_RING records keeps the
+ * it took it; a run stops at the ring's end, and the thread keeps the
+ * address of its next record, so that an event finds its record with one
+ * xadd and two compares.  The claim of each record (ring_claim) still
+ * keeps two writers apart.  A ring of fewer than RUN_MIN_RING records keeps the
  * events in their order, each at the place of its number. */
 #define RUN_FIRST 8u
 #define RUN_MOST 64u
@@ -127,46 +129,72 @@ static uint64_t ring_place(uint64_t at, uint32_t capacity)
 	return capacity & (capacity - 1) ? at % capacity : at & (capacity - 1);
 }
 
-/* The next record of the thread's run (a count from the cursor's start),
- * taken with one unlocked xadd of the thread's own word: a signal
- * handler's event, which comes between two instructions, takes another.
- * -1 when the run is full or the cursor went round since. */
-static int64_t run_next(struct agent_thread *self, uint32_t capacity)
+/* The next record of the thread's run, taken with one unlocked xadd of
+ * the thread's own word (a signal handler's event, which comes between two
+ * instructions, takes another): NULL when the run is full, or when the
+ * cursor has gone round the ring since the run's start (its records are
+ * then other runs'). */
+static inline struct htrace_event *run_next(struct agent_thread *self, uint32_t capacity)
 {
-	uint64_t at = 1;
+	uint64_t at = sizeof(struct htrace_event);
 	__asm__ volatile("xaddq %0, %1" : "+r"(at), "+m"(self->ring_next) : : "memory");
-	uint64_t end = self->ring_end; /* read again: a handler may have taken a run */
-	return at < end && ATOMIC_LOAD(&ring_runs.taken) - at < capacity ? (int64_t)at : -1;
+	uint64_t stop = self->ring_stop; /* read again: a handler may have taken a run */
+	return at < stop && ATOMIC_LOAD(&ring_runs.taken) - self->ring_start < capacity
+		       ? (struct htrace_event *)at
+		       : NULL;
 }
 
-static void run_take(struct agent_thread *self, uint32_t capacity)
+/* A new run for the thread, twice as long as its last (up to RUN_MOST),
+ * cut where it would go round the ring's end.  Its stop is cleared first
+ * and set last, so that a signal handler's event in between takes a run
+ * of its own instead of a record of a run half described. */
+static void run_take(struct agent_thread *self, struct htrace_event *ring, uint32_t capacity)
 {
 	uint32_t length = self->ring_capacity == capacity && self->ring_run ? self->ring_run * 2
 									       : RUN_FIRST;
 	if (length > RUN_MOST)
 		length = RUN_MOST;
+	self->ring_stop = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	uint64_t start = ATOMIC_ADD(&ring_runs.taken, length) - length;
+	uint64_t place = ring_place(start, capacity);
+	uint64_t usable = place + length > capacity ? capacity - place : length;
 	self->ring_capacity = capacity;
 	self->ring_run = length;
-	self->ring_end = start + length;
+	self->ring_start = start;
+	self->ring_next = (uint64_t)&ring[place];
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	self->ring_next = start;
+	self->ring_stop = (uint64_t)&ring[place + usable];
 }
 
-static uint64_t ring_index(uint64_t seq, uint32_t capacity)
+/* The record for event seq when the thread's run has none left (or it
+ * has none, or the ring is small: then the place of seq's number). */
+static __attribute__((noinline)) struct htrace_event *ring_record_slow(uint64_t seq,
+								       uint32_t capacity)
 {
+	struct htrace_event *ring = (struct htrace_event *)htrace_db.ring_addr;
+	if (!ring || !capacity)
+		return NULL;
 	if (capacity < RUN_MIN_RING)
-		return ring_place(seq - 1, capacity);
+		return &ring[ring_place(seq - 1, capacity)];
 	struct agent_thread *self = &agent_self;
 	for (int tries = 0; tries < 3; tries++) {
-		if (self->ring_capacity == capacity && self->ring_run) {
-			int64_t at = run_next(self, capacity);
-			if (at >= 0)
-				return ring_place((uint64_t)at, capacity);
-		}
-		run_take(self, capacity);
+		run_take(self, ring, capacity);
+		struct htrace_event *rec = run_next(self, capacity);
+		if (rec)
+			return rec;
 	}
-	return ring_place(seq - 1, capacity); /* handlers took three runs meanwhile */
+	return &ring[ring_place(seq - 1, capacity)]; /* handlers took three runs meanwhile */
+}
+
+/* The record event seq goes to: the next of the thread's run, while the
+ * ring's capacity is the one the run was taken in. */
+static inline struct htrace_event *ring_record(uint64_t seq)
+{
+	struct agent_thread *self = &agent_self;
+	uint32_t capacity = htrace_db.ring_capacity;
+	struct htrace_event *rec = self->ring_capacity == capacity ? run_next(self, capacity) : NULL;
+	return __builtin_expect(rec != NULL, 1) ? rec : ring_record_slow(seq, capacity);
 }
 
 /* Claims seq's ring record by swapping its seq_end to RECORD_BUSY.
@@ -175,11 +203,9 @@ static uint64_t ring_index(uint64_t seq, uint32_t capacity)
  * dropped and counted rather than mixed with the other. */
 static struct htrace_event *ring_claim(uint64_t seq)
 {
-	struct htrace_event *ring = (struct htrace_event *)htrace_db.ring_addr;
-	uint32_t capacity = htrace_db.ring_capacity;
-	if (!ring || !capacity)
+	struct htrace_event *rec = ring_record(seq);
+	if (!rec)
 		return NULL;
-	struct htrace_event *rec = &ring[ring_index(seq, capacity)];
 	uint64_t current = ATOMIC_LOAD(&rec->seq_end);
 	do {
 		if (current == RECORD_BUSY || current >= seq) {
