@@ -4,7 +4,8 @@ HTRACE_UNWIND=check the agent takes every stack with both and says at exit
 how many stacks its unwinder took, gave up on, or found stale (objects
 loaded or unloaded), and every stack where the two differ.  Runs the
 unwinder victim's modes (deep recursion, threads on every kind of stack,
-signal handlers, a coroutine (also in a thread), plugins loaded and
+signal handlers (on an alternate signal stack: no stack, counted), a
+coroutine (also in a thread), plugins loaded and
 unloaded at the same address by one thread or three, fork, two callers of
 the same frames in turn, two callers whose frames moved while their
 callees' did not) and the benchmark; checks there is no difference and that the fast path is taken
@@ -139,6 +140,15 @@ def test_plugins_loaded_and_unloaded_by_three_threads_at_once():
 def test_signal_handlers_are_left_to_libunwind():
     counts, _ = checked_run([UNWINDER, "signals"])
     expect(counts["gave_up"] > 0, f"a signal frame was not given up on: {counts}")
+
+
+def test_stacks_on_an_alternate_signal_stack_are_skipped_and_counted():
+    # libunwind may need more stack than a small alternate one has left, so
+    # the 100 handlers on it (each 2 opens and 2 closes) get no stack, and
+    # say so; the 100 on the thread's own stack get theirs
+    _, objs = json_run(["--", UNWINDER, "signals"])
+    s = only_process(objs)["summary"]
+    expect(s["stacks_skipped"] == 400, f"stacks skipped on the alternate stack: {s}")
 
 
 def test_coroutine_stack_is_left_to_libunwind():

@@ -179,10 +179,12 @@ static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wi
 
 /* The stack's frames in pcs from pcs[*first] on (from the fast unwinder,
  * *fast set: perhaps only up to info->filled, see unwind_fast); returns
- * how many.  Both unwinders are called from this one function, so that
- * they start from the same frame and hide the same frames of ours. */
-static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info,
-		       int *fast)
+ * how many, or -1 for none taken: on an alternate signal stack, where
+ * libunwind would be the one to take it.  Both unwinders are called from
+ * this one function, so that they start from the same frame and hide the
+ * same frames of ours. */
+static int unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info,
+		  int *fast)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
 	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, info);
@@ -193,15 +195,17 @@ static unsigned unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct un
 	}
 	*fast = n >= 0;
 	if (n < 0) {
+		if (on_alternate_stack())
+			return -1;
 		count_check(&check_counts.gave_up);
 		unsigned kept = keep_frames(pcs, unwind_libunwind(pcs, max), depth, first);
 		*info = (struct unwind_info){ .hash = stack_hash(pcs + *first, kept) };
-		return kept;
+		return (int)kept;
 	}
 	if (info->joined)
 		count_check(&check_counts.joined);
-	/* ours has none of the agent's: this reads pcs[0] only */
-	return keep_frames(pcs, n, depth, first);
+	*first = 0; /* ours starts outside the agent, with at most depth frames */
+	return n;
 }
 
 /* --- the thread's recent stacks -----------------------------------------
@@ -302,6 +306,14 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	return id;
 }
 
+/* No stack: in a fork child whose loader lock may be held by a vanished
+ * thread, or on an alternate signal stack (see unwind). */
+static uint32_t stack_skipped(void)
+{
+	COUNT(stacks_skipped);
+	return 0;
+}
+
 uint32_t stack_capture(void)
 {
 	if (agent_self.unwinding) {
@@ -310,14 +322,16 @@ uint32_t stack_capture(void)
 	}
 	if (!unwinder_backtrace)
 		return 0;
-	if (fork_child_without_stacks || on_alternate_stack()) {
-		COUNT(stacks_skipped);
-		return 0;
-	}
+	if (fork_child_without_stacks)
+		return stack_skipped();
 	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES], generation = depot_generation_now();
 	struct unwind_info info;
 	int fast;
-	unsigned first, kept = unwind(pcs, htrace_db.stack_depth, &first, &info, &fast);
+	unsigned first;
+	int got = unwind(pcs, htrace_db.stack_depth, &first, &info, &fast);
+	if (got < 0)
+		return stack_skipped();
+	unsigned kept = (unsigned)got;
 	const uint64_t *frames = pcs + first;
 	uint32_t id = kept && info.tail ? depot_id_of_recent(pcs, frames, kept, &info, generation)
 					: depot_id_of_all(pcs, frames, kept, &info);
