@@ -104,7 +104,11 @@ char *rtld_global(size_t *size) AGENT_HIDDEN;
 /* --- stack.c: capture (unwind.c, else libunwind), store in the depot -- */
 void stack_init(void) AGENT_HIDDEN;
 void stack_fork_child(void) AGENT_HIDDEN;
-uint32_t stack_capture(void) AGENT_HIDDEN;
+/* The id of the calling stack (0: none), found from `frame`, a frame of
+ * the agent's on the way from the hook here (__builtin_frame_address(0)
+ * of the engine's function: the agent's frames inside it are not looked
+ * at). */
+uint32_t stack_capture(const void *frame) AGENT_HIDDEN;
 /* True when addr (a caller's return address) lies in the unwinder. */
 int stack_caller_is_unwinder(const void *addr) AGENT_HIDDEN;
 /* The depot id of the stack (0 when dropped); *is_new says it was stored
@@ -154,13 +158,15 @@ struct unwind_info {
 
 /* Fills pcs (or its start, see filled) with at most max return addresses
  * of the stack that called the agent (its first is the return address of
- * the hook), innermost first, as libunwind's unw_backtrace gives them
+ * the hook; the agent's frames are skipped from `frame`, as for
+ * stack_capture, or from its caller's when frame is not above its own), innermost first, as libunwind's unw_backtrace gives them
  * after the agent's own frames, and *info; returns their number, or
  * UNWIND_GIVE_UP or UNWIND_STALE.  When info->filled is not 0, the frames
  * from there on are not written yet (often nobody needs them: a thread's recent stack is
  * named by its first frame and info->tail), and unwind_fast_finish must
  * follow, before the thread's next capture. */
-int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info) AGENT_HIDDEN;
+int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info,
+		const void *frame) AGENT_HIDDEN;
 /* Writes the rest of the n frames (copy) or not, and lets the memo go;
  * nothing when info->filled is 0. */
 void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info,

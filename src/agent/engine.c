@@ -289,7 +289,7 @@ static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t
 {
 	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
-		ev->stack = stack == TAKE_STACK ? stack_capture() : stack;
+		ev->stack = stack == TAKE_STACK ? stack_capture(__builtin_frame_address(0)) : stack;
 	if (!ev->stack)
 		flags |= HTRACE_EV_NO_STACK;
 	ev->flags = (uint8_t)flags;
@@ -429,7 +429,7 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, u
 	struct htrace_event pair[2] = { { .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
 					  .kind = HTRACE_CLOSE } };
 	pair[0].time_ns = now_ns();
-	pair[0].stack = stack_capture();
+	pair[0].stack = stack_capture(__builtin_frame_address(0));
 	unsigned no_stack = pair[0].stack ? 0 : HTRACE_EV_NO_STACK;
 	pair[0].flags = (uint8_t)(HTRACE_EV_IMPLICIT | no_stack);
 	pair[1] = pair[0];

@@ -184,14 +184,14 @@ static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wi
  * this one function, so that they start from the same frame and hide the
  * same frames of ours. */
 static int unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_info *info,
-		  int *fast)
+		  int *fast, const void *frame)
 {
 	unsigned max = depth + MAX_AGENT_FRAMES;
-	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, info);
+	int n = unwind_mode == LIBUNWIND_ONLY ? UNWIND_GIVE_UP : unwind_fast(pcs, depth, info, frame);
 	if (n == UNWIND_STALE) {
 		count_check(&check_counts.stale);
 		modules_refresh(); /* a dlopen or dlclose since the last */
-		n = unwind_fast(pcs, depth, info);
+		n = unwind_fast(pcs, depth, info, frame);
 	}
 	*fast = n >= 0;
 	if (n < 0) {
@@ -314,7 +314,7 @@ static uint32_t stack_skipped(void)
 	return 0;
 }
 
-uint32_t stack_capture(void)
+uint32_t stack_capture(const void *frame)
 {
 	if (agent_self.unwinding) {
 		COUNT(stacks_nested); /* a signal handler's call while libunwind unwinds */
@@ -328,7 +328,7 @@ uint32_t stack_capture(void)
 	struct unwind_info info;
 	int fast;
 	unsigned first;
-	int got = unwind(pcs, htrace_db.stack_depth, &first, &info, &fast);
+	int got = unwind(pcs, htrace_db.stack_depth, &first, &info, &fast, frame);
 	if (got < 0)
 		return stack_skipped();
 	unsigned kept = (unsigned)got;

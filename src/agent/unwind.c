@@ -811,11 +811,13 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at
  * to save rbp at CFA-16 and never realign its stack: no assembly and no
  * over-aligned local on the way from a hook to here (test_unwind checks
  * the agent's code for it). */
-static int first_outside_agent(struct frame *f, uint64_t hi)
+static int first_outside_agent(struct frame *f, uint64_t hi, uint64_t frame)
 {
 	/* above sp, and not this frame: its return address is ours whether
-	 * this is unwind_fast's frame (called from stack.c) or its own */
-	uint64_t at = *(const uint64_t *)__builtin_frame_address(0);
+	 * this is unwind_fast's frame (called from stack.c) or its own; the
+	 * engine's frame, further out, when given */
+	uint64_t here = (uint64_t)__builtin_frame_address(0);
+	uint64_t at = frame > here ? frame : *(const uint64_t *)here;
 	for (unsigned n = 0; n < OWN_FRAMES_MOST; n++) {
 		if (at > hi - 16)
 			return -1;
@@ -1033,14 +1035,15 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 	return (int)n;
 }
 
-__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info)
+__attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info,
+					  const void *frame)
 {
 	uint64_t now = objects_now();
 	if (!now || now != LOAD(&seen_objects))
 		return now ? UNWIND_STALE : UNWIND_GIVE_UP;
 	uint64_t hi = stack_end((uint64_t)__builtin_frame_address(0));
 	struct frame f;
-	if (!hi || first_outside_agent(&f, hi) < 0)
+	if (!hi || first_outside_agent(&f, hi, (uint64_t)frame) < 0)
 		return UNWIND_GIVE_UP;
 	if (f.pc < MIN_PC || !max) {
 		*info = (struct unwind_info){ .hash = stack_hash(pcs, 0) };
