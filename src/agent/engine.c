@@ -268,6 +268,16 @@ static inline int period_over(uint32_t period)
 	return ATOMIC_LOAD(&htrace_db.periods) != period;
 }
 
+/* engine_recording, once *period is the period the call's events belong
+ * to (read first: see period_now).  A call that passes records its events
+ * without asking again: one that -disable catches midway is numbered in
+ * a period that the next -enable ends. */
+static inline int engine_recording_in(uint32_t *period)
+{
+	*period = period_now();
+	return engine_recording();
+}
+
 /* Numbers the count events of one call (one atomic add) and puts them in
  * the ring; when their period ended meanwhile (period_over), none: their
  * number is 0, stale in the table. */
@@ -296,24 +306,21 @@ static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t
 	events_number(ev, 1, period);
 }
 
-/* Fills ev and, while tracing, numbers it, gives it stack (or takes one)
- * and puts it in the ring. */
+/* Fills ev, numbers it in period (engine_recording_in), gives it stack
+ * (or takes one) and puts it in the ring. */
 static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned api,
-				      unsigned kind, unsigned flags, uint32_t stack)
+				      unsigned kind, unsigned flags, uint32_t stack,
+				      uint32_t period)
 {
 	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
 				     .kind = (uint8_t)kind };
-	uint32_t period = period_now();
-	if (!engine_recording())
-		ev->flags = (uint8_t)(flags | HTRACE_EV_NO_STACK); /* off since: number 0, stale */
-	else
-		event_trace(ev, flags, stack, period);
+	event_trace(ev, flags, stack, period);
 }
 
 static inline void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
-				unsigned flags)
+				unsigned flags, uint32_t period)
 {
-	event_record_stack(ev, fd, api, kind, flags, TAKE_STACK);
+	event_record_stack(ev, fd, api, kind, flags, TAKE_STACK, period);
 }
 
 /* Marks slot open with its OPEN event, owned by owner (0: none) through
@@ -333,10 +340,10 @@ slot_open(struct htrace_fd_slot *slot, const struct htrace_event *open, uint64_t
 }
 
 static inline void opened_traced(struct htrace_fd_slot *slot, int fd, unsigned api,
-				 unsigned flags, uint32_t stack)
+				 unsigned flags, uint32_t stack, uint32_t period)
 {
 	struct htrace_event ev;
-	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack);
+	event_record_stack(&ev, fd, api, HTRACE_OPEN, flags, stack, period);
 	if (slot)
 		slot_open(slot, &ev, 0, 0);
 }
@@ -344,8 +351,9 @@ static inline void opened_traced(struct htrace_fd_slot *slot, int fd, unsigned a
 ALWAYS_INLINE void
 opened_with_stack(int fd, unsigned api, unsigned flags, uint32_t stack)
 {
-	if (engine_recording())
-		opened_traced(slot_of(fd, 1), fd, api, flags, stack);
+	uint32_t period;
+	if (engine_recording_in(&period))
+		opened_traced(slot_of(fd, 1), fd, api, flags, stack, period);
 }
 
 void engine_opened(int fd, unsigned api, unsigned flags)
@@ -367,11 +375,12 @@ void engine_bad_reference(int fd, unsigned api, unsigned flags)
 {
 	if (fd < 0 || htrace_in_vfork || agent_self.unwinding)
 		return; /* -1 is no descriptor; the unwinder's probes are not the program's */
-	if (!engine_recording())
+	uint32_t period;
+	if (!engine_recording_in(&period))
 		return;
 	COUNT(bad_references);
 	struct htrace_event ev;
-	event_record(&ev, fd, api, HTRACE_BAD_REFERENCE, flags);
+	event_record(&ev, fd, api, HTRACE_BAD_REFERENCE, flags, period);
 	if (htrace_db.on_error_abort)
 		abort_here();
 }
@@ -389,17 +398,18 @@ static int bulk_close(unsigned api)
  * a FILE or DIR (closed behind its back), then the CLOSE into *ev. */
 ALWAYS_INLINE void
 close_open_slot(struct htrace_fd_slot *slot, int fd, unsigned api, unsigned flags,
-		struct htrace_event *ev)
+		struct htrace_event *ev, uint32_t period)
 {
 	if (slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	event_record(ev, fd, api, HTRACE_CLOSE, flags);
+	event_record(ev, fd, api, HTRACE_CLOSE, flags, period);
 	slot_close(slot);
 }
 
 void engine_closing(int fd, unsigned api, unsigned flags)
 {
-	if (fd < 0 || htrace_in_vfork || !engine_recording())
+	uint32_t period;
+	if (fd < 0 || htrace_in_vfork || !engine_recording_in(&period))
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	int tracked_open = slot_current(slot);
@@ -410,9 +420,9 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 	}
 	struct htrace_event ev; /* the ring has it; not read here */
 	if (tracked_open) {
-		close_open_slot(slot, fd, api, flags, &ev);
+		close_open_slot(slot, fd, api, flags, &ev, period);
 	} else {
-		event_record(&ev, fd, api, HTRACE_CLOSE, flags); /* open, but not seen opened */
+		event_record(&ev, fd, api, HTRACE_CLOSE, flags, period); /* open, but not seen opened */
 		if (slot)
 			slot_close(slot); /* nothing of an earlier period outlives it */
 	}
@@ -441,19 +451,20 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, u
 
 void engine_replaced(int fd, unsigned api)
 {
-	uint32_t period = period_now();
-	if (fd < 0 || htrace_in_vfork || !engine_recording())
+	uint32_t period;
+	if (fd < 0 || htrace_in_vfork || !engine_recording_in(&period))
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	if (slot_current(slot))
 		replaced_traced(slot, fd, api, period);
 	else
-		opened_with_stack(fd, api, 0, TAKE_STACK);
+		opened_traced(slot_of(fd, 1), fd, api, 0, TAKE_STACK, period);
 }
 
 void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 {
-	if (fd < 0 || htrace_in_vfork || !engine_recording())
+	uint32_t period;
+	if (fd < 0 || htrace_in_vfork || !engine_recording_in(&period))
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	int tracked_open = slot_current(slot);
@@ -465,7 +476,7 @@ void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 		/* the number now means another open: closing it closes somebody else's */
 		engine_bad_reference(fd, api, HTRACE_EV_STALE);
 	struct htrace_event ev;
-	event_record(&ev, fd, api, HTRACE_CLOSE, 0);
+	event_record(&ev, fd, api, HTRACE_CLOSE, 0, period);
 	if (slot)
 		slot_close(slot);
 }
