@@ -147,24 +147,32 @@ static inline struct htrace_event *run_next(struct agent_thread *self, uint32_t 
 /* A new run for the thread, twice as long as its last (up to RUN_MOST),
  * cut where it would go round the ring's end.  Its stop is cleared first
  * and set last, so that a signal handler's event in between takes a run
- * of its own instead of a record of a run half described. */
+ * of its own instead of a record of a run half described; and when such a
+ * handler took one, the description is written again, so that it is not
+ * left half this run's and half the handler's. */
 static void run_take(struct agent_thread *self, struct htrace_event *ring, uint32_t capacity)
 {
 	uint32_t length = self->ring_capacity == capacity && self->ring_run ? self->ring_run * 2
 									       : RUN_FIRST;
 	if (length > RUN_MOST)
 		length = RUN_MOST;
-	self->ring_stop = 0;
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	uint64_t start = ATOMIC_ADD(&ring_runs.taken, length) - length;
 	uint64_t place = ring_place(start, capacity);
 	uint64_t usable = place + length > capacity ? capacity - place : length;
-	self->ring_capacity = capacity;
-	self->ring_run = length;
-	self->ring_start = start;
-	self->ring_next = (uint64_t)&ring[place];
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	self->ring_stop = (uint64_t)&ring[place + usable];
+	uint32_t takes;
+	do {
+		takes = ++self->ring_takes;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		self->ring_stop = 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		self->ring_capacity = capacity;
+		self->ring_run = length;
+		self->ring_start = start;
+		self->ring_next = (uint64_t)&ring[place];
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		self->ring_stop = (uint64_t)&ring[place + usable];
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	} while (self->ring_takes != takes);
 }
 
 /* The record for event seq when the thread's run has none left (or it
