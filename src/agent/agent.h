@@ -28,7 +28,8 @@ struct agent_thread {
 	uint64_t ring_start; /* the run's first record, counted from the cursor's start */
 	uint32_t ring_run; /* the run's length; 0: none yet */
 	uint32_t ring_capacity; /* the ring's capacity when it was taken; 0: none */
-	uint32_t ring_takes; /* runs taken: run_take sees a signal handler's */
+	uint32_t ring_takes; /* runs taken: run_next sees a signal handler's */
+	int ring_taking; /* in run_take: a signal handler's event takes no run */
 };
 extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
 

@@ -131,48 +131,55 @@ static uint64_t ring_place(uint64_t at, uint32_t capacity)
 
 /* The next record of the thread's run, taken with one unlocked xadd of
  * the thread's own word (a signal handler's event, which comes between two
- * instructions, takes another): NULL when the run is full, or when the
- * cursor has gone round the ring since the run's start (its records are
- * then other runs'). */
+ * instructions, takes another): NULL when the run is full, when the cursor
+ * has gone round the ring since the run's start (its records are then
+ * other runs'), or when a signal handler took a run between the xadd and
+ * the reading of the run's stop (which is then not this record's). */
 static inline struct htrace_event *run_next(struct agent_thread *self, uint32_t capacity)
 {
+	uint32_t takes = self->ring_takes;
 	uint64_t at = sizeof(struct htrace_event);
 	__asm__ volatile("xaddq %0, %1" : "+r"(at), "+m"(self->ring_next) : : "memory");
-	uint64_t stop = self->ring_stop; /* read again: a handler may have taken a run */
-	return at < stop && ATOMIC_LOAD(&ring_runs.taken) - self->ring_start < capacity
+	uint64_t stop = self->ring_stop;
+	return at < stop && self->ring_takes == takes &&
+			       ATOMIC_LOAD(&ring_runs.taken) - self->ring_start < capacity
 		       ? (struct htrace_event *)at
 		       : NULL;
 }
 
 /* A new run for the thread, twice as long as its last (up to RUN_MOST),
- * cut where it would go round the ring's end.  Its stop is cleared first
- * and set last, so that a signal handler's event in between takes a run
- * of its own instead of a record of a run half described; and when such a
- * handler took one, the description is written again, so that it is not
- * left half this run's and half the handler's. */
+ * cut where it would go round the ring's end.  While it is described
+ * (ring_taking) its stop is 0, so that a signal handler's event in between
+ * fails run_next, and takes a record of its own from the cursor instead
+ * of a run (cursor_record): the description is this run's alone. */
 static void run_take(struct agent_thread *self, struct htrace_event *ring, uint32_t capacity)
 {
 	uint32_t length = self->ring_capacity == capacity && self->ring_run ? self->ring_run * 2
 									       : RUN_FIRST;
 	if (length > RUN_MOST)
 		length = RUN_MOST;
+	self->ring_taking = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	self->ring_stop = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	uint64_t start = ATOMIC_ADD(&ring_runs.taken, length) - length;
 	uint64_t place = ring_place(start, capacity);
 	uint64_t usable = place + length > capacity ? capacity - place : length;
-	uint32_t takes;
-	do {
-		takes = ++self->ring_takes;
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		self->ring_stop = 0;
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		self->ring_capacity = capacity;
-		self->ring_run = length;
-		self->ring_start = start;
-		self->ring_next = (uint64_t)&ring[place];
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-		self->ring_stop = (uint64_t)&ring[place + usable];
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	} while (self->ring_takes != takes);
+	self->ring_capacity = capacity;
+	self->ring_run = length;
+	self->ring_start = start;
+	self->ring_next = (uint64_t)&ring[place];
+	self->ring_takes++;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	self->ring_stop = (uint64_t)&ring[place + usable];
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	self->ring_taking = 0;
+}
+
+/* One record with a count of its own from the cursor, outside any run. */
+static struct htrace_event *cursor_record(struct htrace_event *ring, uint32_t capacity)
+{
+	return &ring[ring_place(ATOMIC_ADD(&ring_runs.taken, 1) - 1, capacity)];
 }
 
 /* The record for event seq when the thread's run has none left (or it
@@ -186,13 +193,15 @@ static __attribute__((noinline)) struct htrace_event *ring_record_slow(uint64_t 
 	if (capacity < RUN_MIN_RING)
 		return &ring[ring_place(seq - 1, capacity)];
 	struct agent_thread *self = &agent_self;
+	if (self->ring_taking)
+		return cursor_record(ring, capacity); /* a signal handler's, in run_take */
 	for (int tries = 0; tries < 3; tries++) {
 		run_take(self, ring, capacity);
 		struct htrace_event *rec = run_next(self, capacity);
 		if (rec)
 			return rec;
 	}
-	return &ring[ring_place(seq - 1, capacity)]; /* handlers took three runs meanwhile */
+	return cursor_record(ring, capacity); /* handlers took three runs meanwhile */
 }
 
 /* The record event seq goes to: the next of the thread's run, while the
