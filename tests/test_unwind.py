@@ -8,7 +8,7 @@ signal handlers (on an alternate signal stack: no stack, counted), a
 coroutine (also in a thread), plugins loaded and
 unloaded at the same address by one thread or three, fork, two callers of
 the same frames in turn, two callers whose frames moved while their
-callees' did not) and the benchmark; checks there is no difference and that the fast path is taken
+callees' did not, a loop that keeps its counter in rbp) and the benchmark; checks there is no difference and that the fast path is taken
 where it should be.  Also checks that reports are
 the same with HTRACE_UNWIND=libunwind.
 

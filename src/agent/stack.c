@@ -335,8 +335,8 @@ uint32_t stack_capture(const void *frame)
 	const uint64_t *frames = pcs + first;
 	uint32_t id = kept && info.tail ? depot_id_of_recent(pcs, frames, kept, &info, generation)
 					: depot_id_of_all(pcs, frames, kept, &info);
-	if (unwind_mode == CHECK && fast)
-		check_stored(id, frames, kept, &info);
+	if (unwind_mode == CHECK && fast && !on_alternate_stack())
+		check_stored(id, frames, kept, &info); /* libunwind, with its need of stack */
 	return id;
 }
 

@@ -1038,12 +1038,16 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info,
 					  const void *frame)
 {
+	/* first: on a stack it does not know (an alternate signal stack),
+	 * nothing more is done here, not even a refresh of the objects */
+	uint64_t hi = stack_end((uint64_t)__builtin_frame_address(0));
+	if (!hi)
+		return UNWIND_GIVE_UP;
 	uint64_t now = objects_now();
 	if (!now || now != LOAD(&seen_objects))
 		return now ? UNWIND_STALE : UNWIND_GIVE_UP;
-	uint64_t hi = stack_end((uint64_t)__builtin_frame_address(0));
 	struct frame f;
-	if (!hi || first_outside_agent(&f, hi, (uint64_t)frame) < 0)
+	if (first_outside_agent(&f, hi, (uint64_t)frame) < 0)
 		return UNWIND_GIVE_UP;
 	if (f.pc < MIN_PC || !max) {
 		*info = (struct unwind_info){ .hash = stack_hash(pcs, 0) };
