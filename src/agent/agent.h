@@ -161,7 +161,8 @@ struct unwind_info {
 /* Fills pcs (or its start, see filled) with at most max return addresses
  * of the stack that called the agent (its first is the return address of
  * the hook; the agent's frames are skipped from `frame`, as for
- * stack_capture, or from its caller's when frame is not above its own), innermost first, as libunwind's unw_backtrace gives them
+ * stack_capture, or from its caller's when frame is not above its own),
+ * innermost first, as libunwind's unw_backtrace gives them
  * after the agent's own frames, and *info; returns their number, or
  * UNWIND_GIVE_UP or UNWIND_STALE.  When info->filled is not 0, the frames
  * from there on are not written yet (often nobody needs them: a thread's recent stack is

@@ -214,9 +214,9 @@ static int unwind(uint64_t *pcs, unsigned depth, unsigned *first, struct unwind_
  * frames after the first (unwind_info.tail): so a few (tail, first frame)
  * pairs remembered with their depot ids spare the depot's hash probe and
  * word-by-word compare.  A first frame has two places, a pair picked from
- * its address, so that finding it takes one or two compares.  The ids are forgotten with
- * the depot (-disable: depot_forget_recent).  A signal handler's capture
- * while the thread is at it leaves them alone. */
+ * its address, so that finding it takes one or two compares.  The ids are
+ * forgotten with the depot (-disable: depot_forget_recent).  A signal
+ * handler's capture while the thread is at it leaves them alone. */
 #define RECENT_BITS 3u
 
 struct recent_stack {
@@ -293,8 +293,7 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	if (id) {
 		count_check(&check_counts.recent);
 		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
-	}
-	else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
+	} else if ((id = depot_id_of_all(pcs, frames, kept, info))) {
 		struct recent_stack *pair = recent_pair(frames[0]);
 		pair[1] = pair[0];
 		pair[0] = (struct recent_stack){

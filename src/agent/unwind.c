@@ -893,7 +893,8 @@ static __attribute__((cold, noinline)) int memo_used_bp(const struct walk_memo *
 /* The walk from f is the memo's from frame j: the same pc and sp, and
  * the same rbp where the memo's walk used it (so that a caller keeping a
  * loop counter in rbp, as code without frame pointers may, still joins). */
-static int same_registers(const struct walk_memo *m, unsigned j, unsigned n, const struct frame *f)
+static int same_registers(const struct walk_memo *m, unsigned j, unsigned n,
+			  const struct frame *f)
 {
 	return m->sp[j] == f->sp && m->pc[j] == f->pc &&
 	       (m->bp[j] == f->bp || !memo_used_bp(m, j, n));
