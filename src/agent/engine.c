@@ -112,9 +112,9 @@ static uint64_t now_ns(void)
  * when its own is full, or when the cursor has gone round the ring since
  * it took it; a run stops at the ring's end, and the thread keeps the
  * address of its next record, so that an event finds its record with one
- * xadd and two compares.  The claim of each record (ring_claim) still
- * keeps two writers apart.  A ring of fewer than RUN_MIN_RING records keeps the
- * events in their order, each at the place of its number. */
+ * xadd and three compares.  The claim of each record (ring_claim) still
+ * keeps two writers apart.  A ring of fewer than RUN_MIN_RING records
+ * keeps the events in their order, each at the place of its number. */
 #define RUN_FIRST 8u
 #define RUN_MOST 64u
 #define RUN_MIN_RING (16u * RUN_MOST)
