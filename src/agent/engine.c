@@ -309,29 +309,30 @@ ALWAYS_INLINE void events_number(struct htrace_event *evs, unsigned count, uint3
 	}
 }
 
-/* The part of recording that only tracing needs: time, stack (stack, or
- * one taken now), number, ring. */
-static inline void event_trace(struct htrace_event *ev, unsigned flags, uint32_t stack,
-			       uint32_t period)
+/* Fills ev but for its number: who, when, and its stack (stack, or one
+ * taken now; none with HTRACE_EV_NO_STACK, which it gets when none could
+ * be taken). */
+static inline void event_fill(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
+			      unsigned flags, uint32_t stack)
 {
+	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
+				     .kind = (uint8_t)kind };
 	ev->time_ns = now_ns();
 	if (!(flags & HTRACE_EV_NO_STACK))
 		ev->stack = stack == TAKE_STACK ? stack_capture(__builtin_frame_address(0)) : stack;
 	if (!ev->stack)
 		flags |= HTRACE_EV_NO_STACK;
 	ev->flags = (uint8_t)flags;
-	events_number(ev, 1, period);
 }
 
-/* Fills ev, numbers it in period (engine_recording_in), gives it stack
- * (or takes one) and puts it in the ring. */
+/* Fills ev, numbers it in period (engine_recording_in) and puts it in the
+ * ring. */
 static inline void event_record_stack(struct htrace_event *ev, int fd, unsigned api,
 				      unsigned kind, unsigned flags, uint32_t stack,
 				      uint32_t period)
 {
-	*ev = (struct htrace_event){ .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
-				     .kind = (uint8_t)kind };
-	event_trace(ev, flags, stack, period);
+	event_fill(ev, fd, api, kind, flags, stack);
+	events_number(ev, 1, period);
 }
 
 static inline void event_record(struct htrace_event *ev, int fd, unsigned api, unsigned kind,
@@ -453,15 +454,11 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, u
 {
 	if (slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
-	struct htrace_event pair[2] = { { .fd = fd, .tid = current_tid(), .api = (uint16_t)api,
-					  .kind = HTRACE_CLOSE } };
-	pair[0].time_ns = now_ns();
-	pair[0].stack = stack_capture(__builtin_frame_address(0));
-	unsigned no_stack = pair[0].stack ? 0 : HTRACE_EV_NO_STACK;
-	pair[0].flags = (uint8_t)(HTRACE_EV_IMPLICIT | no_stack);
+	struct htrace_event pair[2];
+	event_fill(&pair[0], fd, api, HTRACE_CLOSE, HTRACE_EV_IMPLICIT, TAKE_STACK);
 	pair[1] = pair[0];
 	pair[1].kind = HTRACE_OPEN;
-	pair[1].flags = (uint8_t)no_stack;
+	pair[1].flags &= HTRACE_EV_NO_STACK;
 	events_number(pair, 2, period);
 	slot_open(slot, &pair[1], 0, 0);
 }
