@@ -241,13 +241,9 @@ static void ring_put(const struct htrace_event *ev)
 		return;
 	ATOMIC_STORE(&rec->seq, 0);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	rec->time_ns = ev->time_ns;
-	rec->fd = ev->fd;
-	rec->tid = ev->tid;
-	rec->stack = ev->stack;
-	rec->api = ev->api;
-	rec->kind = ev->kind;
-	rec->flags = ev->flags;
+	/* the fields between seq and seq_end, as whole words */
+	memcpy(&rec->time_ns, &ev->time_ns, offsetof(struct htrace_event, seq_end) -
+						   offsetof(struct htrace_event, time_ns));
 	ATOMIC_STORE(&rec->seq, ev->seq);
 	ATOMIC_STORE(&rec->seq_end, ev->seq);
 }
