@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 
-from harness import (AGENT, BUILD, HTRACE, VICTIMS, Skip, closing_counts, expect, has_frame, parse_traces,
-                     parsed_dumped, run_tests, skip)
+from harness import (AGENT, BUILD, HTRACE, VICTIMS, Failure, Skip, closing_counts, expect, has_frame,
+                     parse_traces, parsed_dumped, run_tests, skip)
 
 VICTIM = os.path.join(VICTIMS, "gdbvictim")
 GDB_SCRIPT = os.path.join(BUILD, "share", "htrace", "htrace-gdb.py")
@@ -100,7 +100,8 @@ def release_line():
         for number, line in enumerate(f, 1):
             if "depot_forget_recent(); /* first:" in line:
                 return number
-    raise Skip(f"no release point found in {ENGINE_SOURCE}")
+    raise Failure(f"no release point (the line marked \"depot_forget_recent(); /* first:\") "
+                  f"in {ENGINE_SOURCE}: the test must be told where release_trace_memory starts")
 
 
 def release_race_commands():
