@@ -764,17 +764,22 @@ static __attribute__((noinline)) uint64_t rule_miss(uint64_t pc, uint64_t *set)
 	return w;
 }
 
-/* The rule at pc, without W_FOLLOWED when there is none we follow. */
-static inline uint64_t rule_of(uint64_t pc)
+/* The cache's word for pc, or 0 when it has none. */
+static inline uint64_t rule_cached(uint64_t pc)
 {
-	uint64_t *set = &rule_cache[2 * (pc & (CACHE_SETS - 1))], tag = pc >> SET_BITS;
+	const uint64_t *set = &rule_cache[2 * (pc & (CACHE_SETS - 1))], tag = pc >> SET_BITS;
 	uint64_t w = LOAD_RELAXED(&set[0]);
 	if (w >> W_TAG_SHIFT == tag)
 		return w;
 	w = LOAD_RELAXED(&set[1]);
-	if (w >> W_TAG_SHIFT == tag)
-		return w;
-	return rule_miss(pc, set);
+	return w >> W_TAG_SHIFT == tag ? w : 0;
+}
+
+/* The rule at pc, without W_FOLLOWED when there is none we follow. */
+static inline uint64_t rule_of(uint64_t pc)
+{
+	uint64_t w = rule_cached(pc);
+	return w ? w : rule_miss(pc, &rule_cache[2 * (pc & (CACHE_SETS - 1))]);
 }
 
 /* --- the walk ----------------------------------------------------------- */
@@ -875,13 +880,15 @@ static AGENT_TLS struct walk_memo memo;
 
 /* Whether the memo's walk of n frames used frame j's rbp: whether a step
  * from it, or from a frame outside it before a step read rbp from the
- * stack, took its CFA from rbp (their rules are the cache's: the objects
- * have not changed since). */
+ * stack, took its CFA from rbp.  Their rules are taken from the cache
+ * only (the objects have not changed since the walk): these pcs are not
+ * known to be on the stack yet, so their objects may be going away, and
+ * a rule no longer cached counts as using rbp (no join there). */
 static __attribute__((cold, noinline)) int memo_used_bp(const struct walk_memo *m, unsigned j,
 							unsigned n)
 {
 	for (; j < n; j++) {
-		uint64_t w = rule_of(m->pc[j] - 1);
+		uint64_t w = rule_cached(m->pc[j] - 1);
 		if (!(w & W_FOLLOWED) || (w & W_CFA_RBP))
 			return 1;
 		if (w & (W_RBP_SAVED | W_END))
