@@ -59,7 +59,8 @@ enum htrace_kind {
 #define HTRACE_STATE_FAILED 0x2 /* the agent hit a failure and stopped; see failure[] */
 
 /* One event.  A ring record is whole when seq_end equals seq (and is not
- * 0); while a writer fills it, seq_end is UINT64_MAX. */
+ * 0); while a writer fills it, seq_end has its top bit set and the
+ * writer's process id in its low 32 bits. */
 struct htrace_event {
 	uint64_t seq; /* 1, 2, 3 …; 0 for a record not from the ring */
 	uint64_t time_ns; /* CLOCK_MONOTONIC_COARSE (ticks of 1-4 ms); 0 when not tracing */

@@ -96,7 +96,16 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#define RECORD_BUSY UINT64_MAX /* seq_end of a ring record being written */
+/* seq_end of a ring record being written: the top bit (no event number
+ * has it) and the writer's process id, so that a fork child, whose other
+ * threads are gone, takes over a record that one of them left half
+ * written instead of finding it busy for ever. */
+#define RECORD_BUSY_BIT (1ull << 63)
+
+static inline uint64_t record_busy(void)
+{
+	return RECORD_BUSY_BIT | (uint32_t)htrace_db.pid;
+}
 
 /* --- the threads' runs of records ----------------------------------------
  * Each thread writes its events into a run of consecutive records of its
@@ -134,17 +143,18 @@ static uint64_t ring_place(uint64_t at, uint32_t capacity)
  * instructions, takes another): NULL when the run is full, when the cursor
  * has gone round the ring since the run's start (its records are then
  * other runs'), or when a signal handler took a run between the xadd and
- * the reading of the run's stop (which is then not this record's). */
+ * the last reading of the run's description (whose stop and start are
+ * then not this record's): the count of runs is compared last. */
 static inline struct htrace_event *run_next(struct agent_thread *self, uint32_t capacity)
 {
 	uint32_t takes = self->ring_takes;
 	uint64_t at = sizeof(struct htrace_event);
 	__asm__ volatile("xaddq %0, %1" : "+r"(at), "+m"(self->ring_next) : : "memory");
-	uint64_t stop = self->ring_stop;
-	return at < stop && self->ring_takes == takes &&
-			       ATOMIC_LOAD(&ring_runs.taken) - self->ring_start < capacity
-		       ? (struct htrace_event *)at
-		       : NULL;
+	uint64_t stop = self->ring_stop, start = self->ring_start;
+	uint64_t lap = ATOMIC_LOAD(&ring_runs.taken) - start;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return at < stop && lap < capacity && self->ring_takes == takes ? (struct htrace_event *)at
+									  : NULL;
 }
 
 /* A new run for the thread, twice as long as its last (up to RUN_MOST),
@@ -214,23 +224,23 @@ static inline struct htrace_event *ring_record(uint64_t seq)
 	return __builtin_expect(rec != NULL, 1) ? rec : ring_record_slow(seq, capacity);
 }
 
-/* Claims seq's ring record by swapping its seq_end to RECORD_BUSY.
- * When a writer is still at work there, or a newer event already fills
- * it (the ring wrapped while this thread was delayed), the older event is
- * dropped and counted rather than mixed with the other. */
+/* Claims seq's ring record by swapping its seq_end to record_busy().
+ * When a writer of this process is still at work there, or a newer event
+ * already fills it (the ring wrapped while this thread was delayed), the
+ * older event is dropped and counted rather than mixed with the other. */
 static struct htrace_event *ring_claim(uint64_t seq)
 {
 	struct htrace_event *rec = ring_record(seq);
 	if (!rec)
 		return NULL;
-	uint64_t current = ATOMIC_LOAD(&rec->seq_end);
+	uint64_t busy = record_busy(), current = ATOMIC_LOAD(&rec->seq_end);
 	do {
-		if (current == RECORD_BUSY || current >= seq) {
+		if (current == busy || (!(current & RECORD_BUSY_BIT) && current >= seq)) {
 			COUNT(events_dropped);
 			return NULL;
 		}
-	} while (!__atomic_compare_exchange_n(&rec->seq_end, &current, RECORD_BUSY, 1,
-					      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	} while (!__atomic_compare_exchange_n(&rec->seq_end, &current, busy, 1, __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
 	return rec;
 }
 
@@ -491,11 +501,28 @@ void engine_closing_wrapped(int fd, unsigned api, const void *owner)
 		slot_close(slot);
 }
 
+/* Remembers that owner's stale use of slot's number was reported, unless
+ * the slot was written since gen was read (a new open there, which resets
+ * the memory: the next stale use is reported again).  Not the slot's
+ * writer, this thread writes one word, then looks at the generation
+ * across a full fence, and takes the word back when a writer came. */
+static void remember_stale_owner(struct htrace_fd_slot *slot, uint32_t gen, uint64_t owner)
+{
+	if (gen & 1)
+		return;
+	__atomic_store_n(&slot->stale_owner, owner, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (ATOMIC_LOAD(&slot->gen) != gen)
+		__atomic_compare_exchange_n(&slot->stale_owner, &owner, 0, 0, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+}
+
 void engine_check_owner(int fd, unsigned api, const void *owner)
 {
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	if (fd < 0 || !slot || htrace_in_vfork || !engine_recording())
 		return;
+	uint32_t gen = ATOMIC_LOAD(&slot->gen);
 	int open = slot_current(slot);
 	if (open && slot->owner == (uint64_t)owner)
 		return;
@@ -503,7 +530,7 @@ void engine_check_owner(int fd, unsigned api, const void *owner)
 		return; /* untracked: nothing to compare with */
 	if (slot->stale_owner == (uint64_t)owner)
 		return; /* said once for this FILE or DIR and this number */
-	slot->stale_owner = (uint64_t)owner;
+	remember_stale_owner(slot, gen, (uint64_t)owner);
 	engine_bad_reference(fd, api, HTRACE_EV_STALE);
 }
 
@@ -586,15 +613,19 @@ static void mark_inherited(int fd, void *arg)
 	slot_end(slot);
 }
 
-/* After fork, a slot whose writer was in another thread stays odd: even it
- * out, keeping what was written (the child's kernel view decides). */
+/* After fork, a slot whose writer was in another thread stays odd, its
+ * fields half written: even it out as closed, so that a descriptor the
+ * child's kernel has open there is taken as inherited without a record
+ * (inherit_unrecorded_from_fork) rather than with a mix of two events. */
 static void repair_generations(void)
 {
 	for (unsigned index = 0; index < HTRACE_FDTAB_TOP; index++) {
 		struct htrace_fd_slot *chunk = (struct htrace_fd_slot *)table_chunks[index];
 		for (unsigned i = 0; chunk && i < HTRACE_FDTAB_CHUNK; i++)
-			if (chunk[i].gen & 1)
+			if (chunk[i].gen & 1) {
+				chunk[i].state = HTRACE_FD_CLOSED;
 				chunk[i].gen++;
+			}
 	}
 }
 
