@@ -519,6 +519,50 @@ def test_untrustworthy_database_refused_in_one_line():
         expect(fragment in (p.get("error") or "") and p["handles"] == [], f"{variant}: {p}")
 
 
+def fake_agent(variant):
+    fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
+    expect(os.path.exists(fake), f"{fake} not built")
+    return fake
+
+
+def run_briefly(args, env, seconds=20):
+    """htrace ARGS, failing the test (not hanging it) past seconds."""
+    try:
+        return subprocess.run([HTRACE] + args, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, env=env, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise Failure(f"htrace {' '.join(args)} did not finish in {seconds} s")
+
+
+def test_module_path_naming_a_fifo_neither_blocks_nor_symbolizes():
+    with tempfile.TemporaryDirectory(prefix="htrace-test-fifo-") as d:
+        fifo = os.path.join(d, "fifo-module")
+        os.mkfifo(fifo)
+        env = dict(os.environ, HTRACE_AGENT=fake_agent("odd_module"), HTRACE_FAKE_MODULE=fifo)
+        result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+    expect(result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}")
+    expect("Handle 0x3e8 - OPEN" in result.stderr and "fifo-module" in result.stderr,
+           f"the fake descriptor's stack, in the module named by a FIFO, is not shown:\n"
+           f"{result.stderr}")
+
+
+def test_database_that_stays_half_written_refused_in_one_line():
+    env = dict(os.environ, HTRACE_AGENT=fake_agent("torn"))
+    result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+    lines = [l for l in result.stderr.splitlines() if "stays half written" in l]
+    expect(result.returncode == 1 and len(lines) == 1 and "Handle" not in result.stderr,
+           f"exit {result.returncode}, expected 1 and one line:\n{result.stderr}")
+
+
+def test_ring_larger_than_one_read_of_the_kernel_is_read():
+    """54,000,000 records (2.16 GB) are more than process_vm_readv moves at once."""
+    result, objs = json_run(["--max-traces=54000000", "--", BEHAVE, "exit", "0"])
+    p = only_process(objs)
+    expect(not p.get("error") and "cannot read" not in result.stderr,
+           f"the report failed: {p.get('error')!r} {result.stderr[-300:]}")
+    expect(any(h.get("state") == "leaked" for h in p["handles"]), f"no leak reported: {p}")
+
+
 def test_help_and_list_hooks():
     for flag in ("-?", "--help"):
         result = run_htrace([flag])

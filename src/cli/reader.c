@@ -13,22 +13,32 @@
 #include <unistd.h>
 
 #include "htrace/apis.h"
+#include "sym/sym.h"
 
 #define AGENT_BASENAME "libhtrace.so"
-#define MAX_RETRIES 100
+#define MAX_RETRIES 100 /* re-reads of one torn slot or record */
+#define MAX_REREADS 20000 /* of all of them, in one reading of the database */
 #define MAX_RING_EVENTS (64u << 20)
 #define MAX_MODULES 65536u
 #define MAX_DEPOT (1u << 30)
 
+#define READ_PIECE (1ul << 30) /* the kernel moves at most about 2 GiB a call */
+
 static int read_memory(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
-	struct iovec local = { buf, len }, remote = { (void *)addr, len };
-	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-	if (n == (ssize_t)len)
-		return 0;
-	if (n >= 0)
-		errno = EFAULT;
-	return -1;
+	for (size_t done = 0; done < len;) {
+		size_t piece = len - done < READ_PIECE ? len - done : READ_PIECE;
+		struct iovec local = { (char *)buf + done, piece },
+			     remote = { (void *)(addr + done), piece };
+		ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+		if (n != (ssize_t)piece) {
+			if (n >= 0)
+				errno = EFAULT;
+			return -1;
+		}
+		done += piece;
+	}
+	return 0;
 }
 
 int reader_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
@@ -115,7 +125,7 @@ static int find_agent_mapping(pid_t pid, struct agent_mapping *out)
 /* The address of symbol in the ELF file at path mapped at base; 0 if none. */
 static uint64_t symbol_address(const char *path, uint64_t base, const char *symbol)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = sym_open_elf_file(path); /* the maps' path may name a FIFO now */
 	if (fd < 0)
 		return 0;
 	elf_version(EV_CURRENT);
@@ -182,11 +192,26 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 	return READER_OK;
 }
 
+/* One more re-read of a torn slot or record; -1 (errno EAGAIN) when the
+ * reading has made MAX_REREADS already: a database that stays half
+ * written is corrupt, not busy. */
+static int reread_allowed(unsigned *rereads_left)
+{
+	if (*rereads_left == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	--*rereads_left;
+	return 0;
+}
+
 /* Reads one slot until a copy is bracketed by the same even generation. */
-static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out)
+static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out, unsigned *rereads_left)
 {
 	for (int tries = 0; tries < MAX_RETRIES; tries++) {
 		uint32_t gen_after;
+		if (reread_allowed(rereads_left) < 0)
+			return -1;
 		if (read_memory(pid, addr, out, sizeof(*out)) < 0 ||
 		    read_memory(pid, addr, &gen_after, sizeof(gen_after)) < 0)
 			return -1;
@@ -201,14 +226,14 @@ static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out)
  * generation is odd or moved between the two was being written, and is
  * read again on its own. */
 static int read_chunk(pid_t pid, uint64_t addr, struct htrace_fd_slot *chunk,
-		      struct htrace_fd_slot *again)
+		      struct htrace_fd_slot *again, unsigned *rereads_left)
 {
 	size_t bytes = HTRACE_FDTAB_CHUNK * sizeof(*chunk);
 	if (read_memory(pid, addr, chunk, bytes) < 0 || read_memory(pid, addr, again, bytes) < 0)
 		return -1;
 	for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
 		if ((chunk[i].gen & 1) || chunk[i].gen != again[i].gen)
-			if (read_slot(pid, addr + i * sizeof(*chunk), &chunk[i]) < 0)
+			if (read_slot(pid, addr + i * sizeof(*chunk), &chunk[i], rereads_left) < 0)
 				return -1;
 	return 0;
 }
@@ -241,7 +266,7 @@ static int read_table(struct target_db *t)
 	for (unsigned c = 0; !rc && c < HTRACE_FDTAB_TOP; c++) {
 		if (!top[c])
 			continue;
-		rc = read_chunk(t->pid, top[c], chunk, again);
+		rc = read_chunk(t->pid, top[c], chunk, again, &t->rereads_left);
 		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
 			if (htrace_slot_current(t->db.state, t->db.trace_from_seq, chunk[i].state,
 						chunk[i].open.seq))
@@ -276,7 +301,8 @@ static int read_ring(struct target_db *t)
 	for (uint32_t i = 0; i < n; i++) {
 		struct htrace_event *e = &t->events[i];
 		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES; tries++)
-			if (read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
+			if (reread_allowed(&t->rereads_left) < 0 ||
+			    read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
 				return -1;
 		/* at any place (threads write runs of their own), and of this
 		 * tracing period only (an earlier one's are discarded, db.h) */
@@ -395,9 +421,14 @@ enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t 
 	enum reader_error err = reader_attach(pid, t, why, len);
 	if (err)
 		return err;
+	t->rereads_left = MAX_REREADS;
 	if (read_table(t) < 0 || read_ring(t) < 0 || read_depot(t) < 0 || read_modules(t) < 0) {
-		snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
-			 strerror(errno));
+		if (errno == EAGAIN)
+			snprintf(why, len, "the trace database of process %d stays half written after %u "
+				 "re-reads of its records: it is corrupt", (int)pid, MAX_REREADS);
+		else
+			snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
+				 strerror(errno));
 		reader_free(t);
 		return errno == ESRCH ? READER_NO_PROCESS : READER_CORRUPT;
 	}

@@ -29,6 +29,7 @@ struct target_db {
 	size_t nmodules;
 	unsigned char *depot; /* a copy of the depot's used part */
 	size_t depot_len;
+	unsigned rereads_left; /* of torn slots and records, in this reading */
 };
 
 /* Why reader_open failed. */

@@ -8,10 +8,13 @@
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CACHE_INITIAL_CAPACITY 256 /* a power of two */
 #define PATHS_INITIAL_CAPACITY 64 /* a power of two */
@@ -69,11 +72,27 @@ static const char *basename_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* Reports one module to dwfl; a file that cannot be opened leaves it NULL. */
+int sym_open_elf_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+/* Reports one module to dwfl; a file that cannot be opened, or is not a
+ * regular file, leaves it NULL. */
 static void report_module(Dwfl *dwfl, struct loaded_module *module)
 {
-	module->dwfl_module = dwfl_report_elf(dwfl, module->name, module->path,
-					      -1, module->bias, true);
+	int fd = sym_open_elf_file(module->path);
+	module->dwfl_module =
+		fd < 0 ? NULL : dwfl_report_elf(dwfl, module->name, module->path, fd, module->bias, true);
+	if (fd >= 0 && !module->dwfl_module)
+		close(fd); /* consumed only on success */
 }
 
 static int copy_modules(struct symbolizer *s, const struct sym_module *mods,

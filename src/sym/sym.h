@@ -48,4 +48,10 @@ size_t sym_resolve_inlined(struct symbolizer *s, uint64_t pc, int is_return_addr
 
 void sym_close(struct symbolizer *s);
 
+/* Opens the ELF file at path for reading: a descriptor (O_CLOEXEC), or -1
+ * (errno set) when it cannot be opened or is not a regular file.  Never
+ * blocks, whatever the path names (a FIFO, a device): the paths come from
+ * the traced process's memory. */
+int sym_open_elf_file(const char *path);
+
 #endif

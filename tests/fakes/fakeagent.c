@@ -4,9 +4,16 @@
  * directory per variant:
  *   BAD_VERSION  a database of another format version
  *   BAD_SIZES    a current header whose sizes are absurd
- *   NOT_READY    a database whose agent never finished starting */
+ *   NOT_READY    a database whose agent never finished starting
+ *   ODD_MODULE   a leaked descriptor whose stack is in a module at the
+ *                path HTRACE_FAKE_MODULE names (a FIFO, in the test)
+ *   TORN         descriptor slots and ring records that stay half written */
 #include "htrace/apis.h"
 #include "htrace/db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #if defined(BAD_VERSION)
 struct htrace_db htrace_db = {
@@ -19,14 +26,71 @@ struct htrace_db htrace_db = {
 };
 #elif defined(NOT_READY)
 struct htrace_db htrace_db = { .version = HTRACE_DB_VERSION };
+#elif defined(ODD_MODULE) || defined(TORN)
+struct htrace_db htrace_db __attribute__((aligned(64)));
+static uint64_t top[HTRACE_FDTAB_TOP];
+static struct htrace_fd_slot chunk[HTRACE_FDTAB_CHUNK];
+
+/* A header that passes every check, tracing, with an empty table. */
+static void valid_header(void)
+{
+	htrace_db = (struct htrace_db){ .magic = HTRACE_DB_MAGIC, .version = HTRACE_DB_VERSION,
+					.size = sizeof(struct htrace_db), .pid = getpid(),
+					.state = HTRACE_STATE_TRACING, .stack_depth = 8,
+					.trace_from_seq = 1, .next_seq = 10 };
+	htrace_db.api_hash = htrace_api_hash();
+	snprintf(htrace_db.exe, sizeof(htrace_db.exe), "/fake");
+	top[0] = (uint64_t)chunk;
+	htrace_db.fdtab_addr = (uint64_t)top;
+}
 #else
 #error "choose a variant"
 #endif
 
-/* The current table's hash, so that BAD_SIZES fails on the sizes alone. */
+#if defined(ODD_MODULE)
+static struct htrace_module modules[1];
+static uint64_t depot[4];
+
+/* fd 1000 open since event 5, its stack one frame in the only module. */
+static void fill(void)
+{
+	struct htrace_fd_slot *slot = &chunk[1000];
+	slot->state = HTRACE_FD_OPEN;
+	slot->open = (struct htrace_event){ .seq = 5, .seq_end = 5, .fd = 1000, .kind = HTRACE_OPEN,
+					    .api = 1, .stack = 8 };
+	depot[1] = 1ull << 32; /* hash 0, depth 1 */
+	depot[2] = 0x1234;
+	htrace_db.depot_addr = (uint64_t)depot;
+	htrace_db.depot_bytes = htrace_db.depot_used = sizeof(depot);
+	modules[0] = (struct htrace_module){ .start = 0x1000, .end = 0x100000 };
+	const char *path = getenv("HTRACE_FAKE_MODULE");
+	snprintf(modules[0].path, sizeof(modules[0].path), "%s", path ? path : "/nowhere");
+	htrace_db.modules_addr = (uint64_t)modules;
+	htrace_db.module_capacity = htrace_db.module_count = 1;
+}
+#elif defined(TORN)
+static struct htrace_event ring[HTRACE_FDTAB_CHUNK];
+
+/* Every slot of the first chunk odd, every ring record's two numbers apart. */
+static void fill(void)
+{
+	for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++) {
+		chunk[i].gen = 1;
+		ring[i] = (struct htrace_event){ .seq = 1 + i, .seq_end = 2 + i, .kind = HTRACE_OPEN };
+	}
+	htrace_db.ring_addr = (uint64_t)ring;
+	htrace_db.ring_capacity = HTRACE_FDTAB_CHUNK;
+}
+#endif
+
+/* The current table's hash, so that BAD_SIZES fails on the sizes alone;
+ * the whole database for the variants that pass the header's checks. */
 __attribute__((constructor)) static void set_hash(void)
 {
 #if defined(BAD_SIZES)
 	htrace_db.api_hash = htrace_api_hash();
+#elif defined(ODD_MODULE) || defined(TORN)
+	valid_header();
+	fill();
 #endif
 }
