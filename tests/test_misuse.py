@@ -127,6 +127,19 @@ def test_diff_and_listing_show_the_bad_reference():
         proc.wait()
 
 
+def test_group_shows_a_misused_closed_handle_once():
+    """--group lists the misused handles the groups leave out; a closed one
+    has its own section at exit, and must not be printed a second time."""
+    counts = {}
+    for args in ([], ["--group"]):
+        result = run_htrace(["run"] + args + ["--", MISUSE, "doubleclose"])
+        fd = bad_fd(result.stdout)
+        counts[" ".join(args) or "plain"] = sum(
+            1 for l in result.stderr.splitlines() if l.startswith(f"Handle 0x{fd:x} - BAD REFERENCE"))
+    expect(counts == {"plain": 1, "--group": 1},
+           f"BAD REFERENCE blocks of the double-closed handle, by report: {counts}")
+
+
 def main():
     return run_tests(globals(), "misuse", HTRACE)
 

@@ -222,15 +222,16 @@ static int has_bad_reference(const struct report_handle *h)
 	return 0;
 }
 
-/* With --group, the handles whose history the groups do not show: misused
- * numbers, and (outside -diff) those not open. */
+/* With --group, the handles whose history the groups do not show: the
+ * misused among those grouped, and in -diff those not open (at exit, the
+ * handles of the other states have sections of their own). */
 static void print_ungrouped(struct text_ctx *c, int diff)
 {
 	for (size_t i = 0; i < c->r->nhandles; i++) {
 		const struct report_handle *h = &c->r->handles[i];
 		int grouped = diff ? h->state == HANDLE_OPEN
 				   : h->state == HANDLE_LEAKED || h->state == HANDLE_INHERITED;
-		if (has_bad_reference(h) || (diff && !grouped))
+		if (grouped ? has_bad_reference(h) : diff)
 			print_handle(c, h);
 	}
 }
