@@ -503,7 +503,8 @@ def test_bad_input_gives_one_line_and_conventional_status():
 
 def test_untrustworthy_database_refused_in_one_line():
     cases = {"bad_version": "incompatible agent", "bad_sizes": "corrupt",
-             "not_ready": "has not started"}
+             "not_ready": "has not started", "huge_reserve": "corrupt (sizes",
+             "mailbox_end": "corrupt (request count"}
     for variant, fragment in cases.items():
         fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
         expect(os.path.exists(fake), f"{fake} not built")

@@ -184,9 +184,14 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 			 "another build: its layout or API table differs from this htrace's)", db->version);
 		return READER_VERSION;
 	}
-	if (db->ring_capacity > MAX_RING_EVENTS || db->module_capacity > MAX_MODULES ||
-	    db->depot_bytes > MAX_DEPOT || db->stack_depth > HTRACE_MAX_DEPTH) {
+	if (db->ring_capacity > MAX_RING_EVENTS || db->ring_reserved > MAX_RING_EVENTS ||
+	    db->module_capacity > MAX_MODULES || db->depot_bytes > MAX_DEPOT ||
+	    db->stack_depth > HTRACE_MAX_DEPTH) {
 		snprintf(why, len, "the database header is corrupt (sizes out of range)");
+		return READER_CORRUPT;
+	}
+	if (db->mailbox_seq == UINT64_MAX) { /* no count of requests gets there */
+		snprintf(why, len, "the database header is corrupt (request count out of range)");
 		return READER_CORRUPT;
 	}
 	return READER_OK;

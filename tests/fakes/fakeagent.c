@@ -7,7 +7,9 @@
  *   NOT_READY    a database whose agent never finished starting
  *   ODD_MODULE   a leaked descriptor whose stack is in a module at the
  *                path HTRACE_FAKE_MODULE names (a FIFO, in the test)
- *   TORN         descriptor slots and ring records that stay half written */
+ *   TORN         descriptor slots and ring records that stay half written
+ *   HUGE_RESERVE a ring reserved of more records than any agent maps
+ *   MAILBOX_END  a count of the client's requests at its largest value */
 #include "htrace/apis.h"
 #include "htrace/db.h"
 
@@ -26,7 +28,7 @@ struct htrace_db htrace_db = {
 };
 #elif defined(NOT_READY)
 struct htrace_db htrace_db = { .version = HTRACE_DB_VERSION };
-#elif defined(ODD_MODULE) || defined(TORN)
+#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END)
 struct htrace_db htrace_db __attribute__((aligned(64)));
 static uint64_t top[HTRACE_FDTAB_TOP];
 static struct htrace_fd_slot chunk[HTRACE_FDTAB_CHUNK];
@@ -81,6 +83,16 @@ static void fill(void)
 	htrace_db.ring_addr = (uint64_t)ring;
 	htrace_db.ring_capacity = HTRACE_FDTAB_CHUNK;
 }
+#elif defined(HUGE_RESERVE)
+static void fill(void)
+{
+	htrace_db.ring_reserved = 0xffffffffu; /* -enable would make it the capacity */
+}
+#elif defined(MAILBOX_END)
+static void fill(void)
+{
+	htrace_db.mailbox_seq = UINT64_MAX; /* the next request would be number 0 */
+}
 #endif
 
 /* The current table's hash, so that BAD_SIZES fails on the sizes alone;
@@ -89,7 +101,7 @@ __attribute__((constructor)) static void set_hash(void)
 {
 #if defined(BAD_SIZES)
 	htrace_db.api_hash = htrace_api_hash();
-#elif defined(ODD_MODULE) || defined(TORN)
+#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END)
 	valid_header();
 	fill();
 #endif
