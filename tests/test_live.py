@@ -800,6 +800,43 @@ def test_process_without_the_agent():
                "the process without the agent was harmed")
 
 
+def test_thread_id_names_its_process():
+    server = Server(env={"HTRACE_TRACE": "1"})
+    try:
+        fds = server.leak(1)
+        others = [int(t) for t in os.listdir(f"/proc/{server.pid}/task") if int(t) != server.pid]
+        expect(others, "the server has no thread but its main one")
+        result = ok(["-p", others[0]])
+        expect("vfork" not in result.stderr and f"Handle 0x{fds[0]:x} - OPEN" in result.stdout,
+               f"htrace -p {others[0]} (a thread of {server.pid}):\n{result.stdout}{result.stderr}")
+    finally:
+        server.stop()
+
+
+def test_process_in_a_pid_namespace_of_its_own_is_read():
+    """The agent records the pid the process sees (1 here), not the host's."""
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
+        raise Skip("cannot make a PID namespace here (unshare -p -f)")
+    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
+    outer = subprocess.Popen([unshare, "-p", "-f", "--kill-child", SERVER], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        ready = outer.stdout.readline().split()
+        expect(ready[:1] == ["READY"], f"the server in its namespace said {ready}")
+        with open(f"/proc/{outer.pid}/task/{outer.pid}/children") as f:
+            inner = int(f.read().split()[0])
+        outer.stdin.write("leak 1\n")
+        outer.stdin.flush()
+        fd = int(outer.stdout.readline().split()[-1])
+        result = ok(["-p", inner])
+        expect("vfork" not in result.stderr and f"Handle 0x{fd:x} - OPEN" in result.stdout,
+               f"htrace -p {inner} (pid {ready[1]} in its namespace):\n{result.stdout}{result.stderr}")
+    finally:
+        outer.kill()
+        outer.wait()
+
+
 def test_incompatible_agent_version():
     expect(os.path.exists(BAD_VERSION_AGENT), f"{BAD_VERSION_AGENT} not built")
     with Sleeper(BAD_VERSION_AGENT) as target:

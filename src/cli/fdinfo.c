@@ -645,6 +645,29 @@ static void classify(struct fdinfo_ctx *ctx, const char *name, const char *link,
 
 /* ---- public API ---- */
 
+long proc_status_last(pid_t pid, const char *field, long fallback)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	size_t len = strlen(field);
+	long value = fallback;
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, field, len) != 0 || line[len] != ':')
+			continue;
+		for (char *at = line + len + 1, *end; *at; at = end) {
+			long number = strtol(at, &end, 10);
+			if (end == at)
+				break;
+			value = number;
+		}
+		break;
+	}
+	if (f)
+		fclose(f);
+	return value;
+}
+
 struct fdinfo_ctx *fdinfo_open(pid_t pid)
 {
 	struct fdinfo_ctx *ctx = calloc(1, sizeof *ctx);

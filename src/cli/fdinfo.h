@@ -25,6 +25,11 @@ struct fd_details {
 
 struct fdinfo_ctx;
 
+/* The last number on the line "field:" of /proc/PID/status (for NStgid:
+ * the process id in the innermost namespace, the one the process itself
+ * sees), or fallback when there is no such line. */
+long proc_status_last(pid_t pid, const char *field, long fallback);
+
 /* Opens the view of process pid.  NULL with errno set when /proc/PID is not
  * readable. */
 struct fdinfo_ctx *fdinfo_open(pid_t pid);

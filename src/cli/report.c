@@ -112,10 +112,12 @@ int snapshot_refresh_kernel(pid_t tid, struct snapshot *s)
 }
 
 /* A vfork child shares its parent's memory until it execs or exits: what
- * we read there is the parent's database. */
+ * we read there is the parent's database.  The agent wrote the process id
+ * its process sees, in its own PID namespace; pid may also be one of its
+ * threads. */
 static void reject_foreign_database(pid_t pid, struct snapshot *s)
 {
-	if (!s->have_db || s->db.db.pid == pid)
+	if (!s->have_db || s->db.db.pid == proc_status_last(pid, "NStgid", pid))
 		return;
 	snprintf(s->why, sizeof(s->why),
 		 "process %d shares the memory of process %d (vfork) and has no trace "

@@ -225,16 +225,7 @@ static void process_forget_snapshot(struct traced_process *p)
 
 static pid_t thread_group_of(pid_t tid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	FILE *f = fopen(path, "re");
-	pid_t tgid = tid;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Tgid: %d", &tgid) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return tgid;
+	return (pid_t)proc_status_last(tid, "Tgid", tid);
 }
 
 /* A thread of p is exiting: its process's memory and descriptors are still
