@@ -104,7 +104,7 @@ test: check
 # UBSan (in $(BUILD)/ubsan), stopping at the first undefined behaviour
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/ubsan HTRACE_SANITIZED=1 \
-		CFLAGS="-O1 -g -fsanitize=undefined -fno-sanitize-recover=all" check
+		CFLAGS="-O1 -g -fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all" check
 
 # the benchmark suite (bench/run.py): one table and the overhead budget;
 # QUICK=1 for a short run.  Never fails on a timing.

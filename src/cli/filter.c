@@ -70,7 +70,10 @@ static int parse_duration(const char *text, uint64_t *ns)
 		return -1; /* also refuses inf, nan, hex and leading blanks */
 	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
 		if (!strcmp(end, units[u].unit)) {
-			*ns = (uint64_t)(value * units[u].ns);
+			double total = value * units[u].ns;
+			if (!(total < 1.8e19)) /* past what uint64_t holds (584 years) */
+				return -1;
+			*ns = (uint64_t)total;
 			return 0;
 		}
 	return -1;
