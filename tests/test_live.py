@@ -800,6 +800,25 @@ def test_process_without_the_agent():
                "the process without the agent was harmed")
 
 
+def test_state_commands_write_their_line_to_the_output_file():
+    server = Server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="htrace-test-out-") as d:
+            nowhere = os.path.join(d, "no", "such", "dir", "out")
+            check_error(["-p", server.pid, "-o", nowhere, "-enable"], 2, ["cannot write"])
+            check_error(["-p", server.pid, "-snapshot"], 1, ["not enabled"])  # nothing was done
+            out = os.path.join(d, "state.json")
+            for command in ("-enable", "-snapshot", "-disable"):
+                result = ok(["--json", "-o", out, "-p", server.pid, command])
+                expect(result.stdout == "", f"{command} -o FILE still wrote to stdout: {result.stdout!r}")
+                with open(out) as f:
+                    said = json.loads(f.read())
+                expect(said["command"] == command[1:] and said["pid"] == server.pid,
+                       f"{command}: the file holds {said}")
+    finally:
+        server.stop()
+
+
 def test_thread_id_names_its_process():
     server = Server(env={"HTRACE_TRACE": "1"})
     try:

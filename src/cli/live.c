@@ -226,24 +226,24 @@ static int not_enabled(const struct target_db *t)
 	return fail("tracing is not enabled in process %d (htrace -p %d -enable)", t->pid, t->pid);
 }
 
-/* What a state command did, as one line: text, or a JSON object with the
- * process's pid and exe like every report. */
-static void say_state(const struct live_options *o, const struct target_db *t,
+/* What a state command did, as one line on out (stdout, or -o FILE):
+ * text, or a JSON object with the process's pid and exe like every report. */
+static void say_state(const struct live_options *o, FILE *out, const struct target_db *t,
 		      const char *command, int tracing, uint64_t snapshot, const char *text)
 {
 	if (!o->json) {
-		printf("%s\n", text);
+		fprintf(out, "%s\n", text);
 		return;
 	}
-	printf("{\"pid\":%d,\"exe\":", t->pid);
-	render_json_string(stdout, t->db.exe, 0);
-	printf(",\"status\":null,\"command\":\"%s\",\"tracing\":%s,\"snapshot_seq\":%llu,"
-	       "\"message\":", command, tracing ? "true" : "false", (unsigned long long)snapshot);
-	render_json_string(stdout, text + strlen("htrace: "), 0);
-	printf("}\n");
+	fprintf(out, "{\"pid\":%d,\"exe\":", t->pid);
+	render_json_string(out, t->db.exe, 0);
+	fprintf(out, ",\"status\":null,\"command\":\"%s\",\"tracing\":%s,\"snapshot_seq\":%llu,"
+		"\"message\":", command, tracing ? "true" : "false", (unsigned long long)snapshot);
+	render_json_string(out, text + strlen("htrace: "), 0);
+	fprintf(out, "}\n");
 }
 
-static int command_enable(const struct live_options *o, struct target_db *t)
+static int command_enable(const struct live_options *o, struct target_db *t, FILE *out)
 {
 	uint32_t max = o->enable_max_traces ? o->enable_max_traces : t->db.ring_reserved;
 	if (t->db.state & HTRACE_STATE_FAILED)
@@ -269,11 +269,11 @@ static int command_enable(const struct live_options *o, struct target_db *t)
 	snprintf(text, sizeof(text), "htrace: tracing %s in process %d (Max_Traces %u, stack depth "
 		 "%u); snapshot taken at event 0x%llX.", was ? "was already enabled" : "enabled",
 		 t->pid, was ? t->db.ring_capacity : max, t->db.stack_depth, (unsigned long long)seq);
-	say_state(o, t, "enable", 1, seq, text);
+	say_state(o, out, t, "enable", 1, seq, text);
 	return 0;
 }
 
-static int command_snapshot(const struct live_options *o, struct target_db *t)
+static int command_snapshot(const struct live_options *o, struct target_db *t, FILE *out)
 {
 	uint64_t seq;
 	if (!is_tracing(t))
@@ -283,7 +283,7 @@ static int command_snapshot(const struct live_options *o, struct target_db *t)
 	char text[128];
 	snprintf(text, sizeof(text), "htrace: snapshot taken in process %d at event 0x%llX.", t->pid,
 		 (unsigned long long)seq);
-	say_state(o, t, "snapshot", 1, seq, text);
+	say_state(o, out, t, "snapshot", 1, seq, text);
 	return 0;
 }
 
@@ -307,7 +307,7 @@ static int mailbox_done(const struct target_db *t, uint64_t seq)
 	return 0;
 }
 
-static int command_disable(const struct live_options *o, struct target_db *t)
+static int command_disable(const struct live_options *o, struct target_db *t, FILE *out)
 {
 	if (!is_tracing(t))
 		return not_enabled(t);
@@ -320,7 +320,7 @@ static int command_disable(const struct live_options *o, struct target_db *t)
 	snprintf(text, sizeof(text), "htrace: tracing disabled in process %d; its trace memory %s.",
 		 t->pid, mailbox_done(t, request) ? "is released"
 						  : "will be released at its next descriptor call");
-	say_state(o, t, "disable", 0, t->db.snapshot_seq, text);
+	say_state(o, out, t, "disable", 0, t->db.snapshot_seq, text);
 	return 0;
 }
 
@@ -394,6 +394,25 @@ static int command_report(const struct live_options *o, const struct target_db *
 	return rc;
 }
 
+/* -enable, -snapshot or -disable, once -o FILE (if any) is open: nothing
+ * is done to the process when its line could not be written. */
+static int state_command(const struct live_options *o, struct target_db *t)
+{
+	FILE *out = o->output ? fopen(o->output, "we") : stdout;
+	if (!out) {
+		fprintf(stderr, "htrace: cannot write to %s: %s\n", o->output, strerror(errno));
+		return EXIT_USAGE;
+	}
+	int rc = o->command == LIVE_ENABLE	  ? command_enable(o, t, out)
+		 : o->command == LIVE_SNAPSHOT ? command_snapshot(o, t, out)
+					       : command_disable(o, t, out);
+	if (out != stdout && fclose(out) != 0 && !rc) {
+		fprintf(stderr, "htrace: cannot write to %s: %s\n", o->output, strerror(errno));
+		rc = 1;
+	}
+	return rc;
+}
+
 int live_run(const struct live_options *o)
 {
 	struct target_db t;
@@ -408,14 +427,7 @@ int live_run(const struct live_options *o)
 		fprintf(stderr, "htrace: %s\n", why);
 		return 1;
 	}
-	switch (o->command) {
-	case LIVE_ENABLE:
-		return command_enable(o, &t);
-	case LIVE_SNAPSHOT:
-		return command_snapshot(o, &t);
-	case LIVE_DISABLE:
-		return command_disable(o, &t);
-	default:
+	if (o->command != LIVE_ENABLE && o->command != LIVE_SNAPSHOT && o->command != LIVE_DISABLE)
 		return command_report(o, &t);
-	}
+	return state_command(o, &t);
 }
