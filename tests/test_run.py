@@ -167,6 +167,10 @@ def test_filters_by_type_path_stack_and_age():
         result = run_htrace(["run", bad, BEHAVE])
         expect(result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1,
                f"{bad}: exit {result.returncode} {result.stderr!r}")
+    result = run_htrace(["run", "--stack=a", "--stack=b", BEHAVE])
+    expect(result.returncode == 2 and "--stack given twice" in result.stderr
+           and len(result.stderr.strip().splitlines()) == 1,
+           f"--stack twice: exit {result.returncode} {result.stderr!r}")
 
 
 def test_json_report_is_utf8_when_a_leaked_file_name_is_not():
@@ -504,7 +508,7 @@ def test_bad_input_gives_one_line_and_conventional_status():
 def test_untrustworthy_database_refused_in_one_line():
     cases = {"bad_version": "incompatible agent", "bad_sizes": "corrupt",
              "not_ready": "has not started", "huge_reserve": "corrupt (sizes",
-             "mailbox_end": "corrupt (request count"}
+             "mailbox_end": "corrupt (request count", "bad_event": "no agent writes"}
     for variant, fragment in cases.items():
         fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
         expect(os.path.exists(fake), f"{fake} not built")

@@ -91,7 +91,12 @@ int filter_option(int argc, char **argv, int *i, struct report_filter *f)
 	}
 	if (is_option(arg, "--stack")) {
 		value = value_of(argc, argv, i, "--stack");
-		if (!value || f->have_stack_re || regcomp(&f->stack_re, value, REG_EXTENDED | REG_NOSUB))
+		if (value && f->have_stack_re) {
+			fprintf(stderr, "htrace: --stack given twice (one regular expression: "
+					"join them with '|')\n");
+			return -1;
+		}
+		if (!value || regcomp(&f->stack_re, value, REG_EXTENDED | REG_NOSUB))
 			return bad("--stack", value);
 		f->have_stack_re = 1;
 		return 1;

@@ -259,6 +259,22 @@ static int append_open(struct target_db *t, int fd, const struct htrace_fd_slot 
 	return 0;
 }
 
+static int event_is_whole(const struct htrace_event *e)
+{
+	return e->seq != 0 && e->seq == e->seq_end;
+}
+
+/* An event an agent could have written: its kind, API and descriptor in
+ * range; else the database is corrupt (errno EBADMSG). */
+static int event_plausible(const struct htrace_event *e)
+{
+	if (e->kind >= HTRACE_OPEN && e->kind <= HTRACE_BAD_REFERENCE && e->api < HTRACE_API_COUNT &&
+	    e->fd >= 0)
+		return 1;
+	errno = EBADMSG;
+	return 0;
+}
+
 static int read_table(struct target_db *t)
 {
 	uint64_t *top = calloc(HTRACE_FDTAB_TOP, sizeof(*top));
@@ -275,17 +291,15 @@ static int read_table(struct target_db *t)
 		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
 			if (htrace_slot_current(t->db.state, t->db.trace_from_seq, chunk[i].state,
 						chunk[i].open.seq))
-				rc = append_open(t, (int)(c * HTRACE_FDTAB_CHUNK + i), &chunk[i], &cap);
+				rc = event_plausible(&chunk[i].open)
+					     ? append_open(t, (int)(c * HTRACE_FDTAB_CHUNK + i),
+							   &chunk[i], &cap)
+					     : -1;
 	}
 	free(top);
 	free(chunk);
 	free(again);
 	return rc;
-}
-
-static int event_is_whole(const struct htrace_event *e)
-{
-	return e->seq != 0 && e->seq == e->seq_end;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -311,8 +325,11 @@ static int read_ring(struct target_db *t)
 				return -1;
 		/* at any place (threads write runs of their own), and of this
 		 * tracing period only (an earlier one's are discarded, db.h) */
-		if (event_is_whole(e) && e->seq <= t->db.next_seq && e->seq >= t->db.trace_from_seq)
+		if (event_is_whole(e) && e->seq <= t->db.next_seq && e->seq >= t->db.trace_from_seq) {
+			if (!event_plausible(e))
+				return -1;
 			t->events[kept++] = *e;
+		}
 	}
 	t->nevents = kept;
 	qsort(t->events, kept, sizeof(*t->events), by_seq);
@@ -431,6 +448,10 @@ enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t 
 		if (errno == EAGAIN)
 			snprintf(why, len, "the trace database of process %d stays half written after %u "
 				 "re-reads of its records: it is corrupt", (int)pid, MAX_REREADS);
+		else if (errno == EBADMSG)
+			snprintf(why, len, "the trace database of process %d holds an event that no "
+				 "agent writes (kind, API or descriptor out of range): it is corrupt",
+				 (int)pid);
 		else
 			snprintf(why, len, "cannot read the trace database of process %d: %s", (int)pid,
 				 strerror(errno));

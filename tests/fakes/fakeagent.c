@@ -9,7 +9,8 @@
  *                path HTRACE_FAKE_MODULE names (a FIFO, in the test)
  *   TORN         descriptor slots and ring records that stay half written
  *   HUGE_RESERVE a ring reserved of more records than any agent maps
- *   MAILBOX_END  a count of the client's requests at its largest value */
+ *   MAILBOX_END  a count of the client's requests at its largest value
+ *   BAD_EVENT    a whole ring record of a kind no agent writes */
 #include "htrace/apis.h"
 #include "htrace/db.h"
 
@@ -28,7 +29,7 @@ struct htrace_db htrace_db = {
 };
 #elif defined(NOT_READY)
 struct htrace_db htrace_db = { .version = HTRACE_DB_VERSION };
-#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END)
+#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END) || defined(BAD_EVENT)
 struct htrace_db htrace_db __attribute__((aligned(64)));
 static uint64_t top[HTRACE_FDTAB_TOP];
 static struct htrace_fd_slot chunk[HTRACE_FDTAB_CHUNK];
@@ -93,6 +94,15 @@ static void fill(void)
 {
 	htrace_db.mailbox_seq = UINT64_MAX; /* the next request would be number 0 */
 }
+#elif defined(BAD_EVENT)
+static struct htrace_event ring[4];
+
+static void fill(void)
+{
+	ring[0] = (struct htrace_event){ .seq = 3, .seq_end = 3, .fd = 3, .kind = 77 };
+	htrace_db.ring_addr = (uint64_t)ring;
+	htrace_db.ring_capacity = 4;
+}
 #endif
 
 /* The current table's hash, so that BAD_SIZES fails on the sizes alone;
@@ -101,7 +111,7 @@ __attribute__((constructor)) static void set_hash(void)
 {
 #if defined(BAD_SIZES)
 	htrace_db.api_hash = htrace_api_hash();
-#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END)
+#elif defined(ODD_MODULE) || defined(TORN) || defined(HUGE_RESERVE) || defined(MAILBOX_END) || defined(BAD_EVENT)
 	valid_header();
 	fill();
 #endif
