@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-from harness import (BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement, check_usage_error,
-                     expect, functions, json_run, only_process, run_htrace, run_tests)
+from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement,
+                     check_usage_error, expect, functions, json_run, only_process, run_htrace, run_tests)
 
 BEHAVE = os.path.join(VICTIMS, "behave")
 
@@ -566,6 +566,35 @@ def test_ring_larger_than_one_read_of_the_kernel_is_read():
     expect(not p.get("error") and "cannot read" not in result.stderr,
            f"the report failed: {p.get('error')!r} {result.stderr[-300:]}")
     expect(any(h.get("state") == "leaked" for h in p["handles"]), f"no leak reported: {p}")
+
+
+def test_clone3_probe_with_bad_arguments_leaves_the_program_running():
+    """syscall(SYS_clone3, NULL, 0), as programs probing for clone3 call
+    it: the hook must not read the flags through the pointer."""
+    for tracing in ("1", "0"):
+        env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE=tracing)
+        result = subprocess.run([BEHAVE, "clone3probe"], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, env=env, timeout=TIMEOUT)
+        probes = [l for l in result.stdout.splitlines() if l.startswith("PROBE ")]
+        expect(result.returncode == 0 and len(probes) == 2,
+               f"HTRACE_TRACE={tracing}: exit {result.returncode}, {result.stdout!r}")
+
+
+def test_ebadf_on_an_open_descriptor_of_the_wrong_mode_is_no_bad_reference():
+    result, objs = json_run(["--on-error=abort", "--", BEHAVE, "wrongmode"])
+    p = only_process(objs)
+    expect(p["status"] == {"exited": 0} and p["summary"]["bad_references"] == 0,
+           f"status {p['status']}, {p['summary']['bad_references']} bad references")
+    said = [l for l in result.stdout.splitlines() if l.startswith("WRONGMODE ")]
+    expect(said and int(said[0].split()[1]) >= 1, f"no EBADF on an open descriptor: {result.stdout!r}")
+
+
+def test_failed_login_tty_records_nothing():
+    result, objs = json_run(["--", BEHAVE, "logintty"])
+    expect("LOGINTTY -1" in result.stdout, f"login_tty on /dev/null did not fail: {result.stdout!r}")
+    p = only_process(objs)
+    expect(p["summary"]["leaked"] == 0, f"a failed login_tty left leaks: "
+           f"{[(h['handle'], h['state']) for h in p['handles'] if h['state'] == 'leaked']}")
 
 
 def test_help_and_list_hooks():

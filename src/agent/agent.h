@@ -219,5 +219,10 @@ void raw_unmap(void *addr, size_t bytes) AGENT_HIDDEN;
 void raw_release(void *addr, size_t bytes) AGENT_HIDDEN;
 /* Is fd open in the kernel right now? */
 int raw_fd_is_open(int fd) AGENT_HIDDEN;
+/* Copies bytes of the process's own memory at from, which the program
+ * handed to a call and may be any address: 0, -EFAULT when it is not
+ * readable (no fault is taken), or another -errno when the kernel refuses
+ * the copy itself (a seccomp policy). */
+long raw_copy_in(void *to, const void *from, size_t bytes) AGENT_HIDDEN;
 
 #endif

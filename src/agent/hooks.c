@@ -69,7 +69,7 @@ int unwinder_refused(const void *caller)
 	HOOK_SPLIT(name, ret, params, args, missing)
 
 #define RECORD_OPENED(name) record_opened((int)result, HTRACE_API_##name)
-#define RECORD_BAD(name, fd) KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0))
+#define RECORD_BAD(name, fd) KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name))
 
 #define HOOK_FD_RESULT(name, ret, params, args) \
 	HOOK_CALL(name, ret, params, args, (ret)-1, if (result >= 0) RECORD_OPENED(name))
@@ -214,7 +214,8 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 	HOOK_CALL(name, ret, params, args, (ret)-1,                         \
 		  if (result >= 0) RECORD_OPENED(name); else if (errno == EBADF) RECORD_BAD(name, fd))
 
-/* The success path costs one comparison; EBADF is a BAD REFERENCE. */
+/* The success path costs one comparison; EBADF on a closed descriptor is
+ * a BAD REFERENCE. */
 #define FAILED_EBADF(ret) (__builtin_expect(result == (ret)-1, 0) && errno == EBADF)
 #define HOOK_USE_FD(name, ret, params, args) \
 	HOOK_CALL(name, ret, params, args, (ret)-1, if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))

@@ -172,7 +172,10 @@ static inline int is_standard_stream(const void *fp)
 void close_through(int fd, unsigned api, const void *wrapper) AGENT_HIDDEN;
 /* A call through fp: its descriptor must still be fp's (while tracing). */
 void check_file_use(FILE *fp, unsigned api) AGENT_HIDDEN;
-/* After EBADF from a call with two descriptors: the one not open. */
+/* After EBADF (or POLLNVAL): a BAD REFERENCE for fd and fd2 (-1: none)
+ * when the kernel has it closed.  The kernel also answers EBADF for an
+ * open descriptor of the wrong mode (read on O_WRONLY, fsync on O_PATH),
+ * which is no bad reference. */
 void bad_reference_among(int fd, int fd2, unsigned api) AGENT_HIDDEN;
 
 /* Descriptors carried by SCM_RIGHTS in a received message. */

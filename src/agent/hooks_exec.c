@@ -99,7 +99,7 @@ AGENT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	int result = WITH_HANDOVER(what, envp, CALL);
 #undef CALL
 	if (result == -1 && errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fexecve, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_fexecve));
 	return result;
 }
 

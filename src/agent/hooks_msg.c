@@ -27,7 +27,7 @@ static __attribute__((noinline)) ssize_t traced_recvmsg(int fd, struct msghdr *m
 	if (result >= 0)
 		KEEP_ERRNO(record_received_fds(msg, HTRACE_API_recvmsg));
 	else if (errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmsg, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_recvmsg));
 	return result;
 }
 HOOK_SPLIT(recvmsg, ssize_t, (int fd, struct msghdr *msg, int flags), (fd, msg, flags), -1)
@@ -39,7 +39,7 @@ static __attribute__((noinline)) int traced_recvmmsg(int fd, struct mmsghdr *v, 
 	for (int i = 0; i < result; i++)
 		KEEP_ERRNO(record_received_fds(&v[i].msg_hdr, HTRACE_API_recvmmsg));
 	if (result < 0 && errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_recvmmsg, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_recvmmsg));
 	return result;
 }
 HOOK_SPLIT(recvmmsg, int, (int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t),

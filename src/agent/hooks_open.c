@@ -56,7 +56,7 @@ static mode_t mode_argument(int flags, va_list ap)
 		if (fd >= 0)                                                \
 			record_opened(fd, HTRACE_API_##name);               \
 		else if (errno == EBADF)                                    \
-			KEEP_ERRNO(engine_bad_reference(dirfd, HTRACE_API_##name, 0)); \
+			KEEP_ERRNO(bad_reference_among(dirfd, -1, HTRACE_API_##name)); \
 		return fd;                                                  \
 	}
 
@@ -182,7 +182,7 @@ HOOK_SPLIT(dup3, int, (int fd, int newfd, int flags), (fd, newfd, flags), -1)
 		if (result >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) \
 			KEEP_ERRNO(engine_opened(result, HTRACE_API_##name, 0)); \
 		else if (result < 0 && errno == EBADF)                      \
-			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0)); \
+			KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name)); \
 		return result;                                              \
 	}
 
@@ -196,7 +196,7 @@ static __attribute__((noinline)) int traced_signalfd(int fd, const sigset_t *mas
 	if (result >= 0 && fd == -1)
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_signalfd, 0));
 	else if (result < 0 && errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_signalfd, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_signalfd));
 	return result;
 }
 HOOK_SPLIT(signalfd, int, (int fd, const sigset_t *mask, int flags), (fd, mask, flags), -1)
@@ -238,6 +238,6 @@ AGENT_EXPORT int ioctl(int fd, unsigned long request, ...)
 	if (result >= 0 && ioctl_opens(request))
 		KEEP_ERRNO(engine_opened(result, HTRACE_API_ioctl, 0));
 	else if (result < 0 && errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_ioctl, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_ioctl));
 	return result;
 }

@@ -43,7 +43,8 @@ AGENT_EXPORT int login_tty(int fd)
 	__typeof__(&login_tty) real = REAL(login_tty);
 	RETURN_IF_MISSING(real, -1);
 	int result = real(fd);
-	record_std_replaced(HTRACE_API_login_tty);
+	if (result == 0) /* it fails before it touches 0-2 (not a terminal) */
+		record_std_replaced(HTRACE_API_login_tty);
 	return result;
 }
 

@@ -10,7 +10,7 @@ static __attribute__((noinline)) FILE *traced_fdopen(int fd, const char *mode)
 	if (fp)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopen, fp));
 	else if (errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopen, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_fdopen));
 	return fp;
 }
 HOOK_SPLIT(fdopen, FILE *, (int fd, const char *mode), (fd, mode), NULL)
@@ -21,7 +21,7 @@ static __attribute__((noinline)) DIR *traced_fdopendir(int fd)
 	if (dir)
 		KEEP_ERRNO(engine_set_owner(fd, HTRACE_API_fdopendir, dir));
 	else if (errno == EBADF)
-		KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_fdopendir, 0));
+		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_fdopendir));
 	return dir;
 }
 HOOK_SPLIT(fdopendir, DIR *, (int fd), (fd), NULL)

@@ -70,16 +70,36 @@ static int is_clone(enum syscall_effect effect)
 	return effect == SC_CLONE || effect == SC_CLONE3;
 }
 
+/* The call's flags, once it succeeded (the kernel has read clone3's
+ * arguments). */
 static uint64_t clone_flags(enum syscall_effect effect, const long *a)
 {
 	return effect == SC_CLONE ? (uint64_t)a[0] : ((const struct clone_args *)a[0])->flags;
+}
+
+/* The flags before the call: clone3's pointer may be anything (a program
+ * probing for clone3 passes NULL), so its flags are copied without being
+ * dereferenced; the kernel then answers EFAULT or EINVAL, and 0 is as
+ * good as any.  Where the copy itself is refused, the pointer is read as
+ * the kernel is about to read it. */
+static uint64_t clone_flags_before(enum syscall_effect effect, const long *a)
+{
+	if (effect == SC_CLONE)
+		return (uint64_t)a[0];
+	uint64_t flags = 0;
+	if ((unsigned long)a[1] < sizeof(flags))
+		return 0;
+	long copied = raw_copy_in(&flags, (const void *)a[0], sizeof(flags));
+	if (copied == -EFAULT)
+		return 0;
+	return copied == 0 ? flags : ((const struct clone_args *)a[0])->flags;
 }
 
 /* clone with CLONE_VM and CLONE_VFORK: the child returns here on our
  * memory, as after vfork. */
 static int borrows_memory(enum syscall_effect effect, const long *a)
 {
-	uint64_t flags = clone_flags(effect, a);
+	uint64_t flags = clone_flags_before(effect, a);
 	return (flags & CLONE_VM) && (flags & CLONE_VFORK);
 }
 

@@ -12,7 +12,7 @@ static void report_invalid_polled(const struct pollfd *fds, nfds_t n, unsigned a
 {
 	for (nfds_t i = 0; i < n; i++)
 		if (fds[i].fd >= 0 && (fds[i].revents & POLLNVAL))
-			engine_bad_reference(fds[i].fd, api, 0);
+			bad_reference_among(fds[i].fd, -1, api);
 }
 
 /* poll, __poll_chk, ppoll: an entry with POLLNVAL is a BAD REFERENCE. */
@@ -37,9 +37,8 @@ static void report_invalid_selected(int n, const fd_set *r, const fd_set *w, con
 				    unsigned api)
 {
 	for (int fd = 0; fd < n && fd < FD_SETSIZE; fd++)
-		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) &&
-		    !raw_fd_is_open(fd))
-			engine_bad_reference(fd, api, 0);
+		if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e)))
+			bad_reference_among(fd, -1, api);
 }
 
 /* select, pselect: EBADF names no set member; each is asked of the kernel. */
@@ -64,7 +63,7 @@ HOOK_SELECT(pselect,
 	{                                                                             \
 		void *result = REAL(name)(a, n, prot, fl, fd, off);                   \
 		if (result == MAP_FAILED && errno == EBADF && !(fl & MAP_ANONYMOUS))  \
-			KEEP_ERRNO(engine_bad_reference(fd, HTRACE_API_##name, 0));   \
+			KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name));   \
 		return result;                                                        \
 	}                                                                             \
 	HOOK_SPLIT(name, void *, (void *a, size_t n, int prot, int fl, int fd, off_type off), \

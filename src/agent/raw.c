@@ -4,10 +4,12 @@
  * must not touch errno. */
 #include "agent.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 
 long raw_syscall(long nr, long a, long b, long c, long d, long e, long f)
 {
@@ -25,6 +27,13 @@ long raw_syscall(long nr, long a, long b, long c, long d, long e, long f)
 int raw_fd_is_open(int fd)
 {
 	return RAW3(SYS_fcntl, fd, F_GETFD, 0) >= 0;
+}
+
+long raw_copy_in(void *to, const void *from, size_t bytes)
+{
+	struct iovec local = { to, bytes }, remote = { (void *)from, bytes };
+	long got = RAW6(SYS_process_vm_readv, RAW0(SYS_getpid), &local, 1, &remote, 1, 0);
+	return got == (long)bytes ? 0 : got < 0 ? got : -EFAULT;
 }
 
 void *raw_map(size_t bytes)

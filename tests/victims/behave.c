@@ -31,14 +31,24 @@
  *               /dev/null once (2 events each), none leaked
  *   badname DIR creates and leaks DIR/"leak-\xff\xfe.txt", a name that is
  *               not UTF-8
+ *   clone3probe calls clone3 with a NULL and an unreadable argument, as
+ *               programs probing for it do; prints "PROBE <errno>" for each
+ *   wrongmode   calls that fail with EBADF on open descriptors of the
+ *               wrong mode (read on O_WRONLY, fsync and fchdir on O_PATH);
+ *               prints "WRONGMODE <number of EBADF>", leaks nothing
+ *   logintty    login_tty on /dev/null, which fails (not a terminal);
+ *               prints "LOGINTTY <result>", leaks nothing
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <link.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <utmp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -217,6 +227,42 @@ static int clone_child_leaks(void *arg)
 	return 0;
 }
 
+static int clone3_probe(void)
+{
+	long bad[] = { syscall(SYS_clone3, NULL, 0),
+		       syscall(SYS_clone3, (void *)16, sizeof(struct clone_args)) };
+	for (int i = 0; i < 2; i++) {
+		if (bad[i] != -1)
+			return 1; /* a child: cannot happen with these arguments */
+		printf("PROBE %d\n", errno);
+	}
+	return 0;
+}
+
+static int wrong_mode(void)
+{
+	char c;
+	int w = open("/dev/null", O_WRONLY), p = open("/tmp", O_PATH | O_DIRECTORY), ebadf = 0;
+	if (w < 0 || p < 0)
+		return 1;
+	ebadf += read(w, &c, 1) < 0 && errno == EBADF;
+	ebadf += fsync(p) < 0 && errno == EBADF;
+	ebadf += fchdir(p) < 0 && errno == EBADF;
+	printf("WRONGMODE %d\n", ebadf);
+	close(w);
+	close(p);
+	return 0;
+}
+
+static int login_tty_on_devnull(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	int result = login_tty(fd);
+	printf("LOGINTTY %d\n", result);
+	close(fd);
+	return 0;
+}
+
 static int clone_fork(void)
 {
 	static char stack[256 * 1024] __attribute__((aligned(16)));
@@ -361,6 +407,12 @@ int main(int argc, char **argv)
 		return clone_fork();
 	if (!strcmp(mode, "unshare"))
 		return unshare_and_close();
+	if (!strcmp(mode, "clone3probe"))
+		return clone3_probe();
+	if (!strcmp(mode, "wrongmode"))
+		return wrong_mode();
+	if (!strcmp(mode, "logintty"))
+		return login_tty_on_devnull();
 	if (!strcmp(mode, "unsharesolo")) {
 		leak_here();
 		pthread_create(&t, NULL, idle_thread, NULL);
