@@ -597,6 +597,17 @@ def test_failed_login_tty_records_nothing():
            f"{[(h['handle'], h['state']) for h in p['handles'] if h['state'] == 'leaked']}")
 
 
+def test_close_range_that_fails_closes_nothing_in_the_report():
+    """close_range refused (ENOSYS, as before Linux 5.9, here by a seccomp
+    filter): the leaked descriptor in its range stays a leak, with its stack."""
+    result, objs = json_run(["--", BEHAVE, "closerangedenied"])
+    expect("CLOSERANGE -1 38" in result.stdout, f"close_range was not refused: {result.stdout!r}")
+    fd = int(result.stdout.split("LEAK ")[1].split()[0])
+    p = only_process(objs)
+    states = {h["handle"]: h["state"] for h in p["handles"]}
+    expect(states.get(fd) == "leaked", f"fd {fd} is {states.get(fd)!r} after a failed close_range")
+
+
 def test_help_and_list_hooks():
     for flag in ("-?", "--help"):
         result = run_htrace([flag])

@@ -1,5 +1,6 @@
 /* Hooks of close_range and closefrom: every tracked descriptor in the range
- * is recorded as closing before the call closes it. */
+ * is recorded as closing before the call closes it (unless close_range
+ * would fail: closefrom falls back to closing each). */
 #include <linux/close_range.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,10 +22,20 @@ static int range_call_valid(unsigned lo, unsigned hi, int flags)
 	return lo <= hi && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC));
 }
 
+/* Whether close_range can close anything here: a kernel before 5.9 has
+ * none (ENOSYS), and a seccomp policy may refuse it.  Asked each time (a
+ * policy can come later) by closing a number no descriptor can have. */
+static int close_range_works(void)
+{
+	return RAW3(SYS_close_range, ~0u, ~0u, 0) == 0;
+}
+
 void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api)
 {
 	if (!range_call_valid(lo, hi, flags) || (flags & (CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
 		return; /* fails, only marks close-on-exec, or is decided afterwards */
+	if (api != HTRACE_API_closefrom && !close_range_works())
+		return; /* fails too: the descriptors stay open */
 	struct range_close r = { lo, hi, api };
 	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_in_range, &r));
 }

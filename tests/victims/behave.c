@@ -38,14 +38,21 @@
  *               prints "WRONGMODE <number of EBADF>", leaks nothing
  *   logintty    login_tty on /dev/null, which fails (not a terminal);
  *               prints "LOGINTTY <result>", leaks nothing
+ *   closerangedenied  leaks, then a seccomp filter makes close_range fail
+ *               with ENOSYS (as before Linux 5.9), and close_range(3, ~0U)
+ *               closes nothing; prints "CLOSERANGE <result> <errno>"
  * Each leak prints "LEAK <fd>" on stdout. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <link.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <utmp.h>
@@ -263,6 +270,31 @@ static int login_tty_on_devnull(void)
 	return 0;
 }
 
+/* From here on close_range fails with ENOSYS, as on kernels before 5.9. */
+static int deny_close_range(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog program = { sizeof(filter) / sizeof(filter[0]), filter };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program);
+}
+
+static int close_range_denied(void)
+{
+	leak_here();
+	if (deny_close_range() != 0)
+		return 1;
+	int result = close_range(3, ~0u, 0);
+	printf("CLOSERANGE %d %d\n", result, result ? errno : 0);
+	return 0;
+}
+
 static int clone_fork(void)
 {
 	static char stack[256 * 1024] __attribute__((aligned(16)));
@@ -413,6 +445,8 @@ int main(int argc, char **argv)
 		return wrong_mode();
 	if (!strcmp(mode, "logintty"))
 		return login_tty_on_devnull();
+	if (!strcmp(mode, "closerangedenied"))
+		return close_range_denied();
 	if (!strcmp(mode, "unsharesolo")) {
 		leak_here();
 		pthread_create(&t, NULL, idle_thread, NULL);
