@@ -357,6 +357,14 @@ def test_clone_child_has_its_own_database():
     check_single_leak_from(child, result.stdout)
 
 
+def test_child_of_syscall_fork_has_its_own_database():
+    result, objs = json_run(["-f", "--", BEHAVE, "sysfork"])
+    expect(result.returncode == 0 and len(objs) == 2, f"exit {result.returncode}: {objs}")
+    child = objs[0]
+    expect(child.get("error") is None, f"syscall(SYS_fork) child: {child.get('error')}")
+    check_single_leak_from(child, result.stdout)
+
+
 def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     result, objs = json_run(["--", BEHAVE, "unshare"])
     p = only_process(objs)

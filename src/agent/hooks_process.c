@@ -106,6 +106,8 @@ static int clone_hooked(int (*real)(int (*)(void *), void *, int, void *, ...), 
 		errno = ENOSYS;
 		return -1;
 	}
+	if (!(flags & CLONE_VM))
+		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */
 	if (!(flags & CLONE_VM) && stack && fn) {
 		uintptr_t top = ((uintptr_t)stack - sizeof(struct clone_start)) & ~(uintptr_t)15;
 		struct clone_start *start = (struct clone_start *)top;

@@ -95,12 +95,15 @@ static uint64_t clone_flags_before(enum syscall_effect effect, const long *a)
 	return copied == 0 ? flags : ((const struct clone_args *)a[0])->flags;
 }
 
-/* clone with CLONE_VM and CLONE_VFORK: the child returns here on our
- * memory, as after vfork. */
-static int borrows_memory(enum syscall_effect effect, const long *a)
+/* syscall(SYS_fork): a fork that runs no pthread_atfork handler (as
+ * _Fork), made whether tracing is on or not. */
+static long fork_by_syscall(__typeof__(&syscall) real)
 {
-	uint64_t flags = clone_flags_before(effect, a);
-	return (flags & CLONE_VM) && (flags & CLONE_VFORK);
+	forksafe_before_fork();
+	long pid = real(__NR_fork);
+	if (pid == 0)
+		KEEP_ERRNO(agent_after_fork_child());
+	return pid;
 }
 
 static void after_clone(enum syscall_effect effect, unsigned api, const long *a, long result)
@@ -231,15 +234,22 @@ AGENT_EXPORT long syscall(long nr, ...)
 		return validate_for_unwinder((const void *)a[1]);
 	__typeof__(&syscall) real = REAL(syscall);
 	RETURN_IF_MISSING(real, -1);
+	if (nr == __NR_fork)
+		return fork_by_syscall(real);
 	unsigned api = 0;
 	enum syscall_effect effect = effect_of(nr, &api);
 	if (!is_clone(effect)) /* a clone sharing our memory is marked even so */
 		RETURN_IF_QUIET(real(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
-	int borrowed = is_clone(effect) && borrows_memory(effect, a);
+	uint64_t flags = is_clone(effect) ? clone_flags_before(effect, a) : 0;
+	if (is_clone(effect) && !(flags & CLONE_VM))
+		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */
+	/* with CLONE_VM and CLONE_VFORK, the child runs on our memory until it
+	 * execs, as after vfork */
+	int borrowed = (flags & CLONE_VM) && (flags & CLONE_VFORK);
 	if (borrowed)
-		htrace_in_vfork = 1; /* the child runs on our memory until it execs */
+		htrace_in_vfork = 1;
 	long result = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (borrowed && result != 0)
 		htrace_in_vfork = 0;

@@ -21,6 +21,7 @@
  *   cancelclose a thread is cancelled in close(): the descriptor stays open
  *   closefrom   closefrom(-1): glibc closes everything from 0
  *   clonefork   a clone() child without CLONE_VM leaks and exits
+ *   sysfork     the same with a child of syscall(SYS_fork)
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
@@ -295,6 +296,19 @@ static int close_range_denied(void)
 	return 0;
 }
 
+/* syscall(SYS_fork): a fork without pthread_atfork handlers; the child
+ * leaks and exits. */
+static int syscall_fork(void)
+{
+	long pid = syscall(SYS_fork);
+	if (pid == 0)
+		_exit(clone_child_leaks(NULL));
+	int status = 1;
+	if (pid < 0 || waitpid((pid_t)pid, &status, 0) < 0)
+		return 1;
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static int clone_fork(void)
 {
 	static char stack[256 * 1024] __attribute__((aligned(16)));
@@ -447,6 +461,8 @@ int main(int argc, char **argv)
 		return login_tty_on_devnull();
 	if (!strcmp(mode, "closerangedenied"))
 		return close_range_denied();
+	if (!strcmp(mode, "sysfork"))
+		return syscall_fork();
 	if (!strcmp(mode, "unsharesolo")) {
 		leak_here();
 		pthread_create(&t, NULL, idle_thread, NULL);
