@@ -365,6 +365,15 @@ def test_child_of_syscall_fork_has_its_own_database():
     check_single_leak_from(child, result.stdout)
 
 
+def test_pidfd_received_with_scm_pidfd_is_a_descriptor_opened_by_recvmsg():
+    result, objs = json_run(["--", BEHAVE, "pidfdmsg"])
+    if "SKIP" in result.stdout:
+        raise Skip("the kernel has no SO_PASSPIDFD (Linux 6.5)")
+    p = only_process(objs)
+    check_single_leak_from(p, result.stdout, function="receive_pidfd")
+    expect(leaked(p)[0]["traces"][0]["api"] == "recvmsg", f"{leaked(p)[0]['traces'][0]}")
+
+
 def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     result, objs = json_run(["--", BEHAVE, "unshare"])
     p = only_process(objs)

@@ -1,8 +1,13 @@
 /* Hooks of recvmsg and recvmmsg: every descriptor another process passes
- * with SCM_RIGHTS becomes a new descriptor here. */
+ * with SCM_RIGHTS becomes a new descriptor here, and so does the pidfd of
+ * the sender that SCM_PIDFD brings (SO_PASSPIDFD, Linux 6.5). */
 #include <string.h>
 
 #include "hooks.h"
+
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04 /* linux/socket.h since 6.5 */
+#endif
 
 void record_received_fds(const struct msghdr *msg, unsigned api)
 {
@@ -10,7 +15,8 @@ void record_received_fds(const struct msghdr *msg, unsigned api)
 		return;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
 	     c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		if (c->cmsg_level != SOL_SOCKET ||
+		    (c->cmsg_type != SCM_RIGHTS && c->cmsg_type != SCM_PIDFD))
 			continue;
 		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < count; i++) {

@@ -22,6 +22,8 @@
  *   closefrom   closefrom(-1): glibc closes everything from 0
  *   clonefork   a clone() child without CLONE_VM leaks and exits
  *   sysfork     the same with a child of syscall(SYS_fork)
+ *   pidfdmsg    receives its own pidfd with SCM_PIDFD (SO_PASSPIDFD) and
+ *               leaks it ("LEAK <fd>"); exit 77 when the kernel has none
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
@@ -54,6 +56,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <utmp.h>
@@ -309,6 +312,39 @@ static int syscall_fork(void)
 	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#define SCM_PIDFD 0x04
+#endif
+
+/* A byte over a socket pair whose receiving end asks for the sender's
+ * pidfd: the pidfd received is leaked. */
+static int receive_pidfd(void)
+{
+	int sv[2], on = 1;
+	char byte = 'x', control[CMSG_SPACE(sizeof(int))];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		return 1;
+	if (setsockopt(sv[1], SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) != 0) {
+		printf("SKIP no SO_PASSPIDFD\n");
+		return 77;
+	}
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof(control) };
+	if (write(sv[0], &byte, 1) != 1 || recvmsg(sv[1], &msg, 0) != 1)
+		return 1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_PIDFD) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+			printf("LEAK %d\n", fd);
+		}
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+
 static int clone_fork(void)
 {
 	static char stack[256 * 1024] __attribute__((aligned(16)));
@@ -463,6 +499,8 @@ int main(int argc, char **argv)
 		return close_range_denied();
 	if (!strcmp(mode, "sysfork"))
 		return syscall_fork();
+	if (!strcmp(mode, "pidfdmsg"))
+		return receive_pidfd();
 	if (!strcmp(mode, "unsharesolo")) {
 		leak_here();
 		pthread_create(&t, NULL, idle_thread, NULL);
