@@ -349,20 +349,20 @@ def test_closefrom_negative_closes_everything():
            f"after closefrom(-1): {p['handles']} {p['summary']}")
 
 
-def test_clone_child_has_its_own_database():
-    result, objs = json_run(["-f", "--", BEHAVE, "clonefork"])
-    expect(result.returncode == 0 and len(objs) == 2, f"exit {result.returncode}: {objs}")
+def check_fork_child_has_its_own_database(mode):
+    result, objs = json_run(["-f", "--", BEHAVE, mode])
+    expect(result.returncode == 0 and len(objs) == 2, f"{mode}: exit {result.returncode}: {objs}")
     child = objs[0]
-    expect(child.get("error") is None, f"clone child: {child.get('error')}")
+    expect(child.get("error") is None, f"{mode} child: {child.get('error')}")
     check_single_leak_from(child, result.stdout)
+
+
+def test_clone_child_has_its_own_database():
+    check_fork_child_has_its_own_database("clonefork")
 
 
 def test_child_of_syscall_fork_has_its_own_database():
-    result, objs = json_run(["-f", "--", BEHAVE, "sysfork"])
-    expect(result.returncode == 0 and len(objs) == 2, f"exit {result.returncode}: {objs}")
-    child = objs[0]
-    expect(child.get("error") is None, f"syscall(SYS_fork) child: {child.get('error')}")
-    check_single_leak_from(child, result.stdout)
+    check_fork_child_has_its_own_database("sysfork")
 
 
 def test_pidfd_received_with_scm_pidfd_is_a_descriptor_opened_by_recvmsg():

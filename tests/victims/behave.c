@@ -418,6 +418,23 @@ static void *idle_thread(void *arg)
 	return arg;
 }
 
+/* The modes that are one function of their own. */
+static const struct {
+	const char *mode;
+	int (*run)(void);
+} scenarios[] = {
+	{ "forklock", fork_with_loader_lock_held },
+	{ "cancelclose", cancel_in_close },
+	{ "clonefork", clone_fork },
+	{ "unshare", unshare_and_close },
+	{ "clone3probe", clone3_probe },
+	{ "wrongmode", wrong_mode },
+	{ "logintty", login_tty_on_devnull },
+	{ "closerangedenied", close_range_denied },
+	{ "sysfork", syscall_fork },
+	{ "pidfdmsg", receive_pidfd },
+};
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "clean";
@@ -481,26 +498,9 @@ int main(int argc, char **argv)
 		printf(" %s\n", defining_object("backtrace"));
 		return 0;
 	}
-	if (!strcmp(mode, "forklock"))
-		return fork_with_loader_lock_held();
-	if (!strcmp(mode, "cancelclose"))
-		return cancel_in_close();
-	if (!strcmp(mode, "clonefork"))
-		return clone_fork();
-	if (!strcmp(mode, "unshare"))
-		return unshare_and_close();
-	if (!strcmp(mode, "clone3probe"))
-		return clone3_probe();
-	if (!strcmp(mode, "wrongmode"))
-		return wrong_mode();
-	if (!strcmp(mode, "logintty"))
-		return login_tty_on_devnull();
-	if (!strcmp(mode, "closerangedenied"))
-		return close_range_denied();
-	if (!strcmp(mode, "sysfork"))
-		return syscall_fork();
-	if (!strcmp(mode, "pidfdmsg"))
-		return receive_pidfd();
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		if (!strcmp(mode, scenarios[i].mode))
+			return scenarios[i].run();
 	if (!strcmp(mode, "unsharesolo")) {
 		leak_here();
 		pthread_create(&t, NULL, idle_thread, NULL);
