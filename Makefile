@@ -29,7 +29,7 @@ UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/un
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
 DEMO = $(BUILD)/examples/leaky
 PLUGINS = $(BUILD)/tests/plugins/libplugin_fp.so $(BUILD)/tests/plugins/libplugin_nofp.so
-FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready odd_module torn huge_reserve mailbox_end bad_event,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
+FAKE_AGENTS = $(foreach v,bad_version bad_sizes not_ready odd_module torn few_torn huge_reserve mailbox_end bad_event,$(BUILD)/tests/fakes/$(v)/libhtrace.so)
 BENCH = $(BUILD)/bench/bench
 
 .PHONY: all deps demo check test sanitize bench install clean

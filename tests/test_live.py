@@ -835,8 +835,11 @@ def test_thread_id_names_its_process():
 def test_process_in_a_pid_namespace_of_its_own_is_read():
     """The agent records the pid the process sees (1 here), not the host's."""
     unshare = shutil.which("unshare")
-    if not unshare or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
-        raise Skip("cannot make a PID namespace here (unshare -p -f)")
+    if not unshare or subprocess.run([unshare, "-p", "-f", "--kill-child", "true"],
+                                     capture_output=True).returncode:
+        raise Skip("cannot make a PID namespace here (unshare -p -f --kill-child)")
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        raise Skip("no /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN) to find the server")
     env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
     outer = subprocess.Popen([unshare, "-p", "-f", "--kill-child", SERVER], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

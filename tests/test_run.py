@@ -576,8 +576,28 @@ def test_database_that_stays_half_written_refused_in_one_line():
            f"exit {result.returncode}, expected 1 and one line:\n{result.stderr}")
 
 
+def test_a_few_records_left_half_written_are_left_out():
+    """As threads killed in the middle of a write leave: the report goes on."""
+    env = dict(os.environ, HTRACE_AGENT=fake_agent("few_torn"))
+    result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+    expect(result.returncode == 0 and "half written" not in result.stderr
+           and "htrace: 0 leaked handles" in result.stderr,
+           f"exit {result.returncode}:\n{result.stderr}")
+
+
+def available_memory():
+    """MemAvailable of /proc/meminfo, in bytes (0 if unknown)."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def test_ring_larger_than_one_read_of_the_kernel_is_read():
     """54,000,000 records (2.16 GB) are more than process_vm_readv moves at once."""
+    if available_memory() < 4 << 30:
+        raise Skip("needs 4 GiB of available memory: the client copies the 2.16 GB ring")
     result, objs = json_run(["--max-traces=54000000", "--", BEHAVE, "exit", "0"])
     p = only_process(objs)
     expect(not p.get("error") and "cannot read" not in result.stderr,
@@ -587,14 +607,18 @@ def test_ring_larger_than_one_read_of_the_kernel_is_read():
 
 def test_clone3_probe_with_bad_arguments_leaves_the_program_running():
     """syscall(SYS_clone3, NULL, 0), as programs probing for clone3 call
-    it: the hook must not read the flags through the pointer."""
-    for tracing in ("1", "0"):
-        env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE=tracing)
-        result = subprocess.run([BEHAVE, "clone3probe"], capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, env=env, timeout=TIMEOUT)
-        probes = [l for l in result.stdout.splitlines() if l.startswith("PROBE ")]
-        expect(result.returncode == 0 and len(probes) == 2,
-               f"HTRACE_TRACE={tracing}: exit {result.returncode}, {result.stdout!r}")
+    it: the hook must not read the flags through the pointer, also where a
+    seccomp policy refuses the agent's safe copy (clone3nocopy)."""
+    for mode in ("clone3probe", "clone3nocopy"):
+        for tracing in ("1", "0"):
+            env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE=tracing)
+            result = subprocess.run([BEHAVE, mode], capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL, env=env, timeout=TIMEOUT)
+            if result.returncode == 77:
+                raise Skip(f"{mode}: {result.stdout.strip()}")
+            probes = [l for l in result.stdout.splitlines() if l.startswith("PROBE ")]
+            expect(result.returncode == 0 and len(probes) == 2,
+                   f"{mode}, HTRACE_TRACE={tracing}: exit {result.returncode}, {result.stdout!r}")
 
 
 def test_ebadf_on_an_open_descriptor_of_the_wrong_mode_is_no_bad_reference():
@@ -618,6 +642,8 @@ def test_close_range_that_fails_closes_nothing_in_the_report():
     """close_range refused (ENOSYS, as before Linux 5.9, here by a seccomp
     filter): the leaked descriptor in its range stays a leak, with its stack."""
     result, objs = json_run(["--", BEHAVE, "closerangedenied"])
+    if "SKIP" in result.stdout:
+        raise Skip(result.stdout.strip())
     expect("CLOSERANGE -1 38" in result.stdout, f"close_range was not refused: {result.stdout!r}")
     fd = int(result.stdout.split("LEAK ")[1].split()[0])
     p = only_process(objs)

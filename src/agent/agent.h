@@ -224,5 +224,7 @@ int raw_fd_is_open(int fd) AGENT_HIDDEN;
  * readable (no fault is taken), or another -errno when the kernel refuses
  * the copy itself (a seccomp policy). */
 long raw_copy_in(void *to, const void *from, size_t bytes) AGENT_HIDDEN;
+/* Whether [at, at + bytes) lies in mapped memory (mincore). */
+int raw_is_mapped(const void *at, size_t bytes) AGENT_HIDDEN;
 
 #endif

@@ -79,9 +79,10 @@ static uint64_t clone_flags(enum syscall_effect effect, const long *a)
 
 /* The flags before the call: clone3's pointer may be anything (a program
  * probing for clone3 passes NULL), so its flags are copied without being
- * dereferenced; the kernel then answers EFAULT or EINVAL, and 0 is as
- * good as any.  Where the copy itself is refused, the pointer is read as
- * the kernel is about to read it. */
+ * dereferenced; when it is not readable the kernel answers EFAULT, and 0
+ * is as good as any.  Where the copy itself is refused (a seccomp policy
+ * without process_vm_readv), the pointer is read only if its memory is
+ * mapped. */
 static uint64_t clone_flags_before(enum syscall_effect effect, const long *a)
 {
 	if (effect == SC_CLONE)
@@ -90,9 +91,11 @@ static uint64_t clone_flags_before(enum syscall_effect effect, const long *a)
 	if ((unsigned long)a[1] < sizeof(flags))
 		return 0;
 	long copied = raw_copy_in(&flags, (const void *)a[0], sizeof(flags));
-	if (copied == -EFAULT)
-		return 0;
-	return copied == 0 ? flags : ((const struct clone_args *)a[0])->flags;
+	if (copied == 0)
+		return flags;
+	if (copied != -EFAULT && raw_is_mapped((const void *)a[0], sizeof(flags)))
+		return ((const struct clone_args *)a[0])->flags;
+	return 0;
 }
 
 /* syscall(SYS_fork): a fork that runs no pthread_atfork handler (as

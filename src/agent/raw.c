@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -34,6 +35,16 @@ long raw_copy_in(void *to, const void *from, size_t bytes)
 	struct iovec local = { to, bytes }, remote = { (void *)from, bytes };
 	long got = RAW6(SYS_process_vm_readv, RAW0(SYS_getpid), &local, 1, &remote, 1, 0);
 	return got == (long)bytes ? 0 : got < 0 ? got : -EFAULT;
+}
+
+int raw_is_mapped(const void *at, size_t bytes)
+{
+	uintptr_t page = 4096, first = (uintptr_t)at & ~(page - 1);
+	unsigned char resident[2];
+	uintptr_t span = (uintptr_t)at + bytes - first;
+	if (!bytes || (uintptr_t)at + bytes < (uintptr_t)at || span > 2 * page)
+		return 0;
+	return RAW3(SYS_mincore, first, span, resident) == 0;
 }
 
 void *raw_map(size_t bytes)

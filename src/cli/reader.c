@@ -18,6 +18,10 @@
 #define AGENT_BASENAME "libhtrace.so"
 #define MAX_RETRIES 100 /* re-reads of one torn slot or record */
 #define MAX_REREADS 20000 /* of all of them, in one reading of the database */
+/* Slots and records still torn after their re-reads (left out) beyond
+ * which the database is refused: more than threads killed in the middle
+ * of a write could leave. */
+#define MAX_TORN 1000
 #define MAX_RING_EVENTS (64u << 20)
 #define MAX_MODULES 65536u
 #define MAX_DEPOT (1u << 30)
@@ -197,26 +201,22 @@ static enum reader_error check_header(const struct htrace_db *db, char *why, siz
 	return READER_OK;
 }
 
-/* One more re-read of a torn slot or record; -1 (errno EAGAIN) when the
- * reading has made MAX_REREADS already: a database that stays half
- * written is corrupt, not busy. */
-static int reread_allowed(unsigned *rereads_left)
+/* Whether a torn slot or record may be read once more: not once the
+ * reading has made MAX_REREADS (it is then left out at once, so that a
+ * database that stays half written is not read for hours). */
+static int reread_allowed(struct rereads *r)
 {
-	if (*rereads_left == 0) {
-		errno = EAGAIN;
-		return -1;
-	}
-	--*rereads_left;
-	return 0;
+	if (r->left == 0)
+		return 0;
+	r->left--;
+	return 1;
 }
 
 /* Reads one slot until a copy is bracketed by the same even generation. */
-static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out, unsigned *rereads_left)
+static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out, struct rereads *r)
 {
-	for (int tries = 0; tries < MAX_RETRIES; tries++) {
+	for (int tries = 0; tries < MAX_RETRIES && reread_allowed(r); tries++) {
 		uint32_t gen_after;
-		if (reread_allowed(rereads_left) < 0)
-			return -1;
 		if (read_memory(pid, addr, out, sizeof(*out)) < 0 ||
 		    read_memory(pid, addr, &gen_after, sizeof(gen_after)) < 0)
 			return -1;
@@ -224,6 +224,7 @@ static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out, unsig
 			return 0;
 	}
 	out->state = HTRACE_FD_CLOSED; /* never whole: leave it out */
+	r->torn++;
 	return 0;
 }
 
@@ -231,14 +232,14 @@ static int read_slot(pid_t pid, uint64_t addr, struct htrace_fd_slot *out, unsig
  * generation is odd or moved between the two was being written, and is
  * read again on its own. */
 static int read_chunk(pid_t pid, uint64_t addr, struct htrace_fd_slot *chunk,
-		      struct htrace_fd_slot *again, unsigned *rereads_left)
+		      struct htrace_fd_slot *again, struct rereads *r)
 {
 	size_t bytes = HTRACE_FDTAB_CHUNK * sizeof(*chunk);
 	if (read_memory(pid, addr, chunk, bytes) < 0 || read_memory(pid, addr, again, bytes) < 0)
 		return -1;
 	for (unsigned i = 0; i < HTRACE_FDTAB_CHUNK; i++)
 		if ((chunk[i].gen & 1) || chunk[i].gen != again[i].gen)
-			if (read_slot(pid, addr + i * sizeof(*chunk), &chunk[i], rereads_left) < 0)
+			if (read_slot(pid, addr + i * sizeof(*chunk), &chunk[i], r) < 0)
 				return -1;
 	return 0;
 }
@@ -287,7 +288,7 @@ static int read_table(struct target_db *t)
 	for (unsigned c = 0; !rc && c < HTRACE_FDTAB_TOP; c++) {
 		if (!top[c])
 			continue;
-		rc = read_chunk(t->pid, top[c], chunk, again, &t->rereads_left);
+		rc = read_chunk(t->pid, top[c], chunk, again, &t->rereads);
 		for (unsigned i = 0; !rc && i < HTRACE_FDTAB_CHUNK; i++)
 			if (htrace_slot_current(t->db.state, t->db.trace_from_seq, chunk[i].state,
 						chunk[i].open.seq))
@@ -319,10 +320,12 @@ static int read_ring(struct target_db *t)
 	size_t kept = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct htrace_event *e = &t->events[i];
-		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES; tries++)
-			if (reread_allowed(&t->rereads_left) < 0 ||
-			    read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
+		for (int tries = 0; e->seq && !event_is_whole(e) && tries < MAX_RETRIES &&
+				    reread_allowed(&t->rereads);
+		     tries++)
+			if (read_memory(t->pid, t->db.ring_addr + i * sizeof(*e), e, sizeof(*e)) < 0)
 				return -1;
+		t->rereads.torn += e->seq && !event_is_whole(e);
 		/* at any place (threads write runs of their own), and of this
 		 * tracing period only (an earlier one's are discarded, db.h) */
 		if (event_is_whole(e) && e->seq <= t->db.next_seq && e->seq >= t->db.trace_from_seq) {
@@ -438,16 +441,27 @@ enum reader_error reader_attach(pid_t pid, struct target_db *t, char *why, size_
 	return READER_OK;
 }
 
+/* More torn slots and records than any process could leave: errno EAGAIN. */
+static int too_torn(const struct target_db *t)
+{
+	if (t->rereads.torn <= MAX_TORN)
+		return 0;
+	errno = EAGAIN;
+	return 1;
+}
+
 enum reader_error reader_open(pid_t pid, struct target_db *t, char *why, size_t len)
 {
 	enum reader_error err = reader_attach(pid, t, why, len);
 	if (err)
 		return err;
-	t->rereads_left = MAX_REREADS;
-	if (read_table(t) < 0 || read_ring(t) < 0 || read_depot(t) < 0 || read_modules(t) < 0) {
+	t->rereads = (struct rereads){ .left = MAX_REREADS };
+	if (read_table(t) < 0 || read_ring(t) < 0 || read_depot(t) < 0 || read_modules(t) < 0 ||
+	    too_torn(t)) {
 		if (errno == EAGAIN)
-			snprintf(why, len, "the trace database of process %d stays half written after %u "
-				 "re-reads of its records: it is corrupt", (int)pid, MAX_REREADS);
+			snprintf(why, len, "the trace database of process %d stays half written (%u "
+				 "descriptor slots and ring records torn after re-reading): it is corrupt",
+				 (int)pid, t->rereads.torn);
 		else if (errno == EBADMSG)
 			snprintf(why, len, "the trace database of process %d holds an event that no "
 				 "agent writes (kind, API or descriptor out of range): it is corrupt",

@@ -29,7 +29,10 @@ struct target_db {
 	size_t nmodules;
 	unsigned char *depot; /* a copy of the depot's used part */
 	size_t depot_len;
-	unsigned rereads_left; /* of torn slots and records, in this reading */
+	struct rereads {
+		unsigned left; /* re-reads of torn slots and records still allowed */
+		unsigned torn; /* slots and records left out, still torn */
+	} rereads; /* in this reading */
 };
 
 /* Why reader_open failed. */
