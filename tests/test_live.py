@@ -901,6 +901,8 @@ def test_malformed_handles_and_counts():
         for args in (["-p", s.pid, 3, "abc"], ["-p", s.pid, 3, "-1"], ["-p", s.pid, "-enable", "abc"],
                      ["-p", s.pid, "-enable", "-1"], [3, s.pid, "x"]):
             check_error(args, None, [""])
+        for args in (["--html", "-p", s.pid], ["-o", "-p", s.pid], ["-p", s.pid, "-o", "--json"]):
+            check_error(args, 2, ["needs a file name, not '-"])
         expect(descriptors(s.pid) == fds, "bad input changed the target's descriptors")
         s.check_alive()
 

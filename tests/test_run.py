@@ -512,6 +512,8 @@ def test_bad_input_gives_one_line_and_conventional_status():
             (["run", "--error-exitcode=x", BEHAVE], 2, "--error-exitcode"),
             (["run", "--error-exitcode"], 2, "--error-exitcode"),
             (["run", "-o"], 2, "-o"),
+            (["run", "--html", "-p", BEHAVE], 2, "--html needs a file name, not '-p'"),
+            (["run", "-o", "--json", BEHAVE], 2, "needs a file name, not '--json'"),
             (["run", "-o", os.path.join(d, "no", "such", "dir"), BEHAVE], 2, "cannot write"),
             (["run", os.path.join(d, "missing-program")], 127, "missing-program"),
             (["run", "htrace-no-such-command-anywhere"], 127, "htrace-no-such-command"),

@@ -107,18 +107,21 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 		return 1;
 	}
 	if (!strcmp(argv[*i], "-o") || !strcmp(argv[*i], "--output")) {
-		if (*i + 1 >= argc)
-			return -usage("%s needs a file name", argv[*i]);
-		o->output = argv[++*i];
-		return 1;
+		o->output = *i + 1 < argc ? argv[++*i] : "";
+		return is_file_name(o->output)
+			       ? 1
+			       : -usage("-o or --output needs a file name, not '%s'", o->output);
 	}
 	if (!strcmp(argv[*i], "--html") || !strncmp(argv[*i], "--html=", 7)) {
 		o->html = argv[*i][6] ? argv[*i] + 7 : *i + 1 < argc ? argv[++*i] : "";
-		return *o->html ? 1 : -usage("%s needs a file name", "--html");
+		return is_file_name(o->html) ? 1
+					     : -usage("--html needs a file name, not '%s'", o->html);
 	}
 	if (!strncmp(argv[*i], "--output=", 9)) {
 		o->output = argv[*i] + 9;
-		return 1;
+		return is_file_name(o->output)
+			       ? 1
+			       : -usage("-o or --output needs a file name, not '%s'", o->output);
 	}
 	return 0;
 }

@@ -43,6 +43,13 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
 	return NULL;
 }
 
+/* A value given for a file: not empty, and not the next option taken by
+ * mistake ("--html -p 1"; a file named so is written ./-p). */
+int is_file_name(const char *value)
+{
+	return value && *value && !(value[0] == '-' && value[1]);
+}
+
 static int matches(const char *arg, const char *name)
 {
 	size_t len = strlen(name);
@@ -89,14 +96,16 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 		o->follow_forks = 1;
 	else if (!strcmp(arg, "-o") || matches(arg, "--output")) {
 		o->output = option_value(argc, argv, i, arg[1] == 'o' ? "-o" : "--output");
-		if (!o->output || !*o->output)
-			return usage_error("%s needs a file name", arg);
+		if (!is_file_name(o->output))
+			return usage_error("-o or --output needs a file name, not '%s'",
+					   o->output ? o->output : "");
 	} else if (matches(arg, "--error-exitcode")) {
 		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
 			o->error_exitcode = (int)n;
 	} else if (matches(arg, "--html")) {
-		if (!(o->html = option_value(argc, argv, i, "--html")) || !*o->html)
-			return usage_error("%s needs a file name", "--html");
+		if (!is_file_name(o->html = option_value(argc, argv, i, "--html")))
+			return usage_error("--html needs a file name, not '%s'",
+					   o->html ? o->html : "");
 	} else if (matches(arg, "--on-error")) {
 		const char *mode = option_value(argc, argv, i, "--on-error");
 		if (!mode || (strcmp(mode, "report") && strcmp(mode, "abort")))

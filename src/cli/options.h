@@ -36,4 +36,8 @@ int options_parse_run(int argc, char **argv, struct run_options *out);
 /* Parses a decimal number (or 0x hex) within [lo, hi]; -1 when bad. */
 int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out);
 
+/* Whether value may name a file given to -o or --html: not missing or
+ * empty, and not an option ("-p"); "-" alone is a name. */
+int is_file_name(const char *value);
+
 #endif
