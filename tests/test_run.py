@@ -374,6 +374,15 @@ def test_pidfd_received_with_scm_pidfd_is_a_descriptor_opened_by_recvmsg():
     expect(leaked(p)[0]["traces"][0]["api"] == "recvmsg", f"{leaked(p)[0]['traces'][0]}")
 
 
+def test_descriptor_of_a_fanotify_event_is_one_opened_by_read():
+    result, objs = json_run(["--", BEHAVE, "fanotify"])
+    if "SKIP" in result.stdout:
+        raise Skip(result.stdout.strip())
+    p = only_process(objs)
+    check_single_leak_from(p, result.stdout, function="read_fanotify_events")
+    expect(leaked(p)[0]["traces"][0]["api"] == "read", f"{leaked(p)[0]['traces'][0]}")
+
+
 def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     result, objs = json_run(["--", BEHAVE, "unshare"])
     p = only_process(objs)

@@ -70,6 +70,8 @@ void engine_bad_reference(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
 /* fd is now owned by a FILE* or DIR* (owner), wrapped by api. */
 void engine_set_owner(int fd, unsigned api, const void *owner) AGENT_HIDDEN;
 int engine_is_open(int fd) AGENT_HIDDEN;
+/* The API of fd's OPEN event when the table has it open, else 0. */
+unsigned engine_open_api(int fd) AGENT_HIDDEN;
 /* Brings fd's entry in line with the kernel after a call that changed it
  * behind our back (daemon, login_tty, fcloseall); api names the call. */
 void engine_resync(int fd, unsigned api) AGENT_HIDDEN;

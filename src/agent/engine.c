@@ -551,6 +551,12 @@ int engine_is_open(int fd)
 	return slot_read(fd, &copy) && slot_current(&copy);
 }
 
+unsigned engine_open_api(int fd)
+{
+	struct htrace_fd_slot copy;
+	return slot_read(fd, &copy) && slot_current(&copy) ? copy.open.api : 0;
+}
+
 void engine_resync(int fd, unsigned api)
 {
 	int kernel_open = raw_fd_is_open(fd);

@@ -172,6 +172,13 @@ static inline int is_standard_stream(const void *fp)
 void close_through(int fd, unsigned api, const void *wrapper) AGENT_HIDDEN;
 /* A call through fp: its descriptor must still be fp's (while tracing). */
 void check_file_use(FILE *fp, unsigned api) AGENT_HIDDEN;
+/* hooks_msg.c: fanotify groups (made by fanotify_init while tracing).
+ * The descriptors of the events (and their pidfds) in len bytes read
+ * from fd, when fd is a fanotify group. */
+void note_fanotify_group(unsigned api) AGENT_HIDDEN;
+int fanotify_groups_made(void) AGENT_HIDDEN;
+void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api) AGENT_HIDDEN;
+
 /* After EBADF (or POLLNVAL): a BAD REFERENCE for fd and fd2 (-1: none)
  * when the kernel has it closed.  The kernel also answers EBADF for an
  * open descriptor of the wrong mode (read on O_WRONLY, fsync on O_PATH),

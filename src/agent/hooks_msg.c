@@ -1,9 +1,71 @@
-/* Hooks of recvmsg and recvmmsg: every descriptor another process passes
- * with SCM_RIGHTS becomes a new descriptor here, and so does the pidfd of
- * the sender that SCM_PIDFD brings (SO_PASSPIDFD, Linux 6.5). */
+/* Descriptors that arrive with data.  recvmsg and recvmmsg: every
+ * descriptor another process passes with SCM_RIGHTS becomes a new
+ * descriptor here, and so does the pidfd of the sender that SCM_PIDFD
+ * brings (SO_PASSPIDFD, Linux 6.5).  read from a fanotify group: each
+ * event carries a new descriptor of the file (and, with FAN_REPORT_PIDFD,
+ * a pidfd of the process) that the reader must close. */
+#include <linux/fanotify.h>
 #include <string.h>
 
 #include "hooks.h"
+
+#ifndef FAN_EVENT_INFO_TYPE_PIDFD
+#define FAN_EVENT_INFO_TYPE_PIDFD 4 /* linux/fanotify.h since 5.15 */
+struct fanotify_event_info_pidfd {
+	struct fanotify_event_info_header hdr;
+	__s32 pidfd;
+};
+#endif
+
+/* Set once fanotify_init has made a group while tracing: until then a
+ * read costs one more load. */
+static int fanotify_group_seen;
+
+void note_fanotify_group(unsigned api)
+{
+	if (api == HTRACE_API_fanotify_init || api == HTRACE_API_SYS_fanotify_init)
+		__atomic_store_n(&fanotify_group_seen, 1, __ATOMIC_RELAXED);
+}
+
+int fanotify_groups_made(void)
+{
+	return __atomic_load_n(&fanotify_group_seen, __ATOMIC_RELAXED);
+}
+
+/* The pidfds among an event's information records, in [at, at + len). */
+static void record_fanotify_pidfds(const char *at, size_t len, unsigned api)
+{
+	struct fanotify_event_info_header h;
+	for (; len >= sizeof(h); at += h.len, len -= h.len) {
+		memcpy(&h, at, sizeof(h));
+		if (h.len < sizeof(h) || h.len > len)
+			return;
+		if (h.info_type == FAN_EVENT_INFO_TYPE_PIDFD &&
+		    h.len >= sizeof(struct fanotify_event_info_pidfd)) {
+			struct fanotify_event_info_pidfd p;
+			memcpy(&p, at, sizeof(p));
+			if (p.pidfd >= 0)
+				engine_opened(p.pidfd, api, 0);
+		}
+	}
+}
+
+void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
+{
+	unsigned group = engine_open_api(fd);
+	if (group != HTRACE_API_fanotify_init && group != HTRACE_API_SYS_fanotify_init)
+		return;
+	struct fanotify_event_metadata m;
+	for (const char *at = buf; len >= sizeof(m); at += m.event_len, len -= m.event_len) {
+		memcpy(&m, at, sizeof(m));
+		if (m.vers != FANOTIFY_METADATA_VERSION || m.metadata_len < sizeof(m) ||
+		    m.event_len < m.metadata_len || m.event_len > len)
+			return;
+		if (m.fd >= 0)
+			engine_opened(m.fd, api, 0);
+		record_fanotify_pidfds(at + m.metadata_len, m.event_len - m.metadata_len, api);
+	}
+}
 
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04 /* linux/socket.h since 6.5 */

@@ -132,6 +132,7 @@ HOOK_SPLIT(socketpair, int, (int domain, int type, int protocol, int sv[2]),
 
 void record_opened(int fd, unsigned api)
 {
+	note_fanotify_group(api);
 	KEEP_ERRNO(engine_opened(fd, api, 0));
 }
 

@@ -164,6 +164,7 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 	}
 	switch (effect) {
 	case SC_FD_RESULT:
+		note_fanotify_group(api);
 		engine_opened((int)result, api, 0);
 		break;
 	case SC_PAIR_ARG0:

@@ -24,6 +24,9 @@
  *   sysfork     the same with a child of syscall(SYS_fork)
  *   pidfdmsg    receives its own pidfd with SCM_PIDFD (SO_PASSPIDFD) and
  *               leaks it ("LEAK <fd>"); exit 77 when the kernel has none
+ *   fanotify    a fanotify group watches a file it then opens; the event's
+ *               descriptor, read from the group, is leaked; exit 77 without
+ *               fanotify (it needs CAP_SYS_ADMIN)
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
@@ -56,6 +59,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -354,6 +358,40 @@ static int receive_pidfd(void)
 	return 0;
 }
 
+/* Reads the group's events and leaks the descriptor each one carries. */
+static NOINLINE int read_fanotify_events(int group)
+{
+	char buf[4096] __attribute__((aligned(8)));
+	ssize_t len = read(group, buf, sizeof(buf));
+	if (len <= 0)
+		return 1;
+	for (struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
+	     FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len))
+		if (m->fd >= 0)
+			printf("LEAK %d\n", m->fd);
+	return 0;
+}
+
+static int fanotify_event_leak(void)
+{
+	int group = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
+	if (group < 0) {
+		printf("SKIP fanotify_init: %s\n", strerror(errno));
+		return 77;
+	}
+	char path[] = "/tmp/htrace-fanotify-XXXXXX";
+	int file = mkstemp(path);
+	if (file < 0 || fanotify_mark(group, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path) != 0)
+		return 1;
+	close(file);
+	int opened = open(path, O_RDONLY); /* the event */
+	int rc = read_fanotify_events(group);
+	close(opened);
+	close(group);
+	unlink(path);
+	return rc;
+}
+
 static int clone_fork(void)
 {
 	static char stack[256 * 1024] __attribute__((aligned(16)));
@@ -443,6 +481,7 @@ static const struct {
 	{ "closerangedenied", close_range_denied },
 	{ "sysfork", syscall_fork },
 	{ "pidfdmsg", receive_pidfd },
+	{ "fanotify", fanotify_event_leak },
 };
 
 int main(int argc, char **argv)
