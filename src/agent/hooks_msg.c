@@ -21,9 +21,14 @@ struct fanotify_event_info_pidfd {
  * read costs one more load. */
 static int fanotify_group_seen;
 
+static int makes_fanotify_group(unsigned api)
+{
+	return api == HTRACE_API_fanotify_init || api == HTRACE_API_SYS_fanotify_init;
+}
+
 void note_fanotify_group(unsigned api)
 {
-	if (api == HTRACE_API_fanotify_init || api == HTRACE_API_SYS_fanotify_init)
+	if (makes_fanotify_group(api))
 		__atomic_store_n(&fanotify_group_seen, 1, __ATOMIC_RELAXED);
 }
 
@@ -52,8 +57,7 @@ static void record_fanotify_pidfds(const char *at, size_t len, unsigned api)
 
 void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
 {
-	unsigned group = engine_open_api(fd);
-	if (group != HTRACE_API_fanotify_init && group != HTRACE_API_SYS_fanotify_init)
+	if (!makes_fanotify_group(engine_open_api(fd)))
 		return;
 	struct fanotify_event_metadata m;
 	for (const char *at = buf; len >= sizeof(m); at += m.event_len, len -= m.event_len) {

@@ -22,19 +22,11 @@
 
 /* --- parsing ------------------------------------------------------------ */
 
-static int usage(const char *fmt, const char *arg)
-{
-	fputs("htrace: ", stderr);
-	fprintf(stderr, fmt, arg);
-	fputs(" (see htrace --help)\n", stderr);
-	return EXIT_USAGE;
-}
-
 static int parse_pid(const char *text, pid_t *out)
 {
 	uint64_t n;
 	if (options_number(text, 1, INT_MAX, &n) < 0)
-		return usage("bad process id '%s'", text);
+		return options_usage("bad process id '%s'", text);
 	*out = (pid_t)n;
 	return 0;
 }
@@ -43,7 +35,8 @@ static int parse_handle(const char *text, int *out)
 {
 	uint64_t n;
 	if (options_number(text, 0, INT_MAX, &n) < 0)
-		return usage("bad handle '%s': expected a descriptor number, decimal or 0x hex", text);
+		return options_usage("bad handle '%s': expected a descriptor number, decimal or 0x hex",
+				     text);
 	*out = n ? (int)n : -1; /* 0: all handles */
 	return 0;
 }
@@ -69,19 +62,19 @@ static int parse_words(char **words, int n, struct live_options *o)
 		o->command = LIVE_ENABLE;
 		if (n > 1 && !(rc = parse_max(words[1], MAX_MAX_TRACES, &max)))
 			o->enable_max_traces = (uint32_t)max;
-		return rc ? rc : n > 2 ? usage("unexpected '%s'", words[2]) : 0;
+		return rc ? rc : n > 2 ? options_usage("unexpected '%s'", words[2]) : 0;
 	}
 	if (!strcmp(w, "-snapshot") || !strcmp(w, "-diff") || !strcmp(w, "-disable")) {
 		o->command = !strcmp(w, "-snapshot") ? LIVE_SNAPSHOT
 			     : !strcmp(w, "-diff")   ? LIVE_DIFF
 						     : LIVE_DISABLE;
-		return n > 1 ? usage("unexpected '%s'", words[1]) : 0;
+		return n > 1 ? options_usage("unexpected '%s'", words[1]) : 0;
 	}
 	if ((rc = parse_handle(w, &o->handle)))
 		return rc;
 	if (n > 1 && (rc = parse_max(words[1], UINT64_MAX, &o->max_traces)))
 		return rc;
-	return n > 2 ? usage("unexpected '%s'", words[2]) : 0;
+	return n > 2 ? options_usage("unexpected '%s'", words[2]) : 0;
 }
 
 /* Options (--json, -o FILE) may come anywhere before the words. */
@@ -101,27 +94,21 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 	if (!strncmp(argv[*i], "--format=", 9)) {
 		const char *f = argv[*i] + 9;
 		if (strcmp(f, "text") && strcmp(f, "json") && strcmp(f, "folded"))
-			return -usage("--format needs text, json or folded, not '%s'", f);
+			return -options_usage("--format needs text, json or folded, not '%s'", f);
 		o->json = !strcmp(f, "json");
 		o->folded = !strcmp(f, "folded");
 		return 1;
 	}
-	if (!strcmp(argv[*i], "-o") || !strcmp(argv[*i], "--output")) {
-		o->output = *i + 1 < argc ? argv[++*i] : "";
-		return is_file_name(o->output)
-			       ? 1
-			       : -usage("-o or --output needs a file name, not '%s'", o->output);
-	}
-	if (!strcmp(argv[*i], "--html") || !strncmp(argv[*i], "--html=", 7)) {
-		o->html = argv[*i][6] ? argv[*i] + 7 : *i + 1 < argc ? argv[++*i] : "";
-		return is_file_name(o->html) ? 1
-					     : -usage("--html needs a file name, not '%s'", o->html);
-	}
-	if (!strncmp(argv[*i], "--output=", 9)) {
-		o->output = argv[*i] + 9;
-		return is_file_name(o->output)
-			       ? 1
-			       : -usage("-o or --output needs a file name, not '%s'", o->output);
+	const char *arg = argv[*i];
+	int html = !strcmp(arg, "--html") || !strncmp(arg, "--html=", 7);
+	if (html || !strcmp(arg, "-o") || !strcmp(arg, "--output") || !strncmp(arg, "--output=", 9)) {
+		const char *name = html ? "--html" : arg[1] == 'o' ? "-o" : "--output";
+		const char *file = options_file(argc, argv, i, name);
+		if (html)
+			o->html = file;
+		else
+			o->output = file;
+		return file ? 1 : -EXIT_USAGE;
 	}
 	return 0;
 }
@@ -140,14 +127,14 @@ int live_parse(int argc, char **argv, struct live_options *o)
 			continue;
 		if (!strcmp(argv[i], "-p")) {
 			if (i + 1 >= argc)
-				return usage("%s needs a process id", "-p");
+				return options_usage("%s needs a process id", "-p");
 			if ((rc = parse_pid(argv[++i], &o->pid)))
 				return rc;
 			have_pid = 1;
 		} else if (nwords < 8) {
 			words[nwords++] = argv[i];
 		} else {
-			return usage("unexpected '%s'", argv[i]);
+			return options_usage("unexpected '%s'", argv[i]);
 		}
 	}
 	if (have_pid) {
@@ -156,14 +143,14 @@ int live_parse(int argc, char **argv, struct live_options *o)
 		rc = parse_words(words, nwords, o);
 		if (!rc && o->html && (o->command == LIVE_ENABLE || o->command == LIVE_SNAPSHOT ||
 				       o->command == LIVE_DISABLE))
-			return usage("%s writes reports: not with -enable, -snapshot or -disable", "--html");
+			return options_usage("%s writes reports: not with -enable, -snapshot or -disable", "--html");
 		return rc;
 	}
 	/* the kernel-mode form: HANDLE PID [MAX_TRACES] */
 	if (nwords && (words[0][0] < '0' || words[0][0] > '9'))
-		return usage("unknown command '%s'", words[0]);
+		return options_usage("unknown command '%s'", words[0]);
 	if (nwords < 2 || nwords > 3)
-		return usage("%s", "expected -p PID, or HANDLE PID [MAX_TRACES]");
+		return options_usage("%s", "expected -p PID, or HANDLE PID [MAX_TRACES]");
 	if ((rc = parse_handle(words[0], &o->handle)) || (rc = parse_pid(words[1], &o->pid)))
 		return rc;
 	return nwords == 3 ? parse_max(words[2], UINT64_MAX, &o->max_traces) : 0;

@@ -22,7 +22,7 @@ int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
 	return 0;
 }
 
-static int usage_error(const char *fmt, const char *arg)
+int options_usage(const char *fmt, const char *arg)
 {
 	fputs("htrace: ", stderr);
 	fprintf(stderr, fmt, arg);
@@ -43,11 +43,15 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
 	return NULL;
 }
 
-/* A value given for a file: not empty, and not the next option taken by
- * mistake ("--html -p 1"; a file named so is written ./-p). */
-int is_file_name(const char *value)
+const char *options_file(int argc, char **argv, int *i, const char *name)
 {
-	return value && *value && !(value[0] == '-' && value[1]);
+	const char *file = option_value(argc, argv, i, name);
+	if (file && *file && !(file[0] == '-' && file[1]))
+		return file;
+	char message[256];
+	snprintf(message, sizeof(message), "%s needs a file name, not '%s'", name, file ? file : "");
+	options_usage("%s", message);
+	return NULL;
 }
 
 static int matches(const char *arg, const char *name)
@@ -61,7 +65,7 @@ static int number_option(int argc, char **argv, int *i, const char *name, uint64
 {
 	const char *value = option_value(argc, argv, i, name);
 	if (!value)
-		return usage_error("%s needs a value", name);
+		return options_usage("%s needs a value", name);
 	if (options_number(value, lo, hi, out) < 0) {
 		fprintf(stderr, "htrace: bad value '%s' for %s: expected a number from %llu to %llu\n",
 			value, name, (unsigned long long)lo, (unsigned long long)hi);
@@ -82,7 +86,7 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 	else if (matches(arg, "--format")) {
 		const char *format = option_value(argc, argv, i, "--format");
 		if (!format || (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "folded")))
-			return usage_error("%s needs text, json or folded", "--format");
+			return options_usage("%s needs text, json or folded", "--format");
 		o->json = !strcmp(format, "json");
 		o->folded = !strcmp(format, "folded");
 	}
@@ -95,21 +99,18 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 	else if (!strcmp(arg, "-f") || !strcmp(arg, "--follow-forks"))
 		o->follow_forks = 1;
 	else if (!strcmp(arg, "-o") || matches(arg, "--output")) {
-		o->output = option_value(argc, argv, i, arg[1] == 'o' ? "-o" : "--output");
-		if (!is_file_name(o->output))
-			return usage_error("-o or --output needs a file name, not '%s'",
-					   o->output ? o->output : "");
+		if (!(o->output = options_file(argc, argv, i, arg[1] == 'o' ? "-o" : "--output")))
+			return EXIT_USAGE;
 	} else if (matches(arg, "--error-exitcode")) {
 		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
 			o->error_exitcode = (int)n;
 	} else if (matches(arg, "--html")) {
-		if (!is_file_name(o->html = option_value(argc, argv, i, "--html")))
-			return usage_error("--html needs a file name, not '%s'",
-					   o->html ? o->html : "");
+		if (!(o->html = options_file(argc, argv, i, "--html")))
+			return EXIT_USAGE;
 	} else if (matches(arg, "--on-error")) {
 		const char *mode = option_value(argc, argv, i, "--on-error");
 		if (!mode || (strcmp(mode, "report") && strcmp(mode, "abort")))
-			return usage_error("%s needs report or abort", "--on-error");
+			return options_usage("%s needs report or abort", "--on-error");
 		o->on_error_abort = !strcmp(mode, "abort");
 	} else if (matches(arg, "--max-traces")) {
 		if (!(rc = number_option(argc, argv, i, "--max-traces", 0, MAX_MAX_TRACES, &n)))
@@ -118,7 +119,7 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 		if (!(rc = number_option(argc, argv, i, "--stack-depth", 1, 64, &n)))
 			o->stack_depth = (uint32_t)n;
 	} else
-		return usage_error("unknown option '%s'", arg);
+		return options_usage("unknown option '%s'", arg);
 	return rc;
 }
 
@@ -141,7 +142,7 @@ int options_parse_run(int argc, char **argv, struct run_options *o)
 			return rc;
 	}
 	if (i >= argc)
-		return usage_error("%s", "run: no program given");
+		return options_usage("%s", "run: no program given");
 	o->argv = &argv[i];
 	return 0;
 }

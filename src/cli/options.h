@@ -36,8 +36,14 @@ int options_parse_run(int argc, char **argv, struct run_options *out);
 /* Parses a decimal number (or 0x hex) within [lo, hi]; -1 when bad. */
 int options_number(const char *text, uint64_t lo, uint64_t hi, uint64_t *out);
 
-/* Whether value may name a file given to -o or --html: not missing or
- * empty, and not an option ("-p"); "-" alone is a name. */
-int is_file_name(const char *value);
+/* One line "htrace: " fmt (with arg) " (see htrace --help)" on stderr;
+ * returns EXIT_USAGE. */
+int options_usage(const char *fmt, const char *arg);
+
+/* The file that the option name (-o, --output, --html) at argv[*i] gives,
+ * as name=FILE or name FILE (then *i moves on); NULL after one line on
+ * stderr when it is missing, empty, or the next option taken by mistake
+ * ("--html -p 1"; a file named so is written ./-p; "-" alone is a name). */
+const char *options_file(int argc, char **argv, int *i, const char *name);
 
 #endif
