@@ -24,6 +24,7 @@ HEADERS = $(wildcard include/*.h include/htrace/*.h include/htrace/*.def src/*/*
 
 AGENT = $(BUILD)/lib/htrace/libhtrace.so
 HTRACE = $(BUILD)/bin/htrace
+ASAN_HTRACE = $(BUILD)/tests/asan/htrace
 GDB_COMMAND = $(BUILD)/share/htrace/htrace-gdb.py
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 VICTIMS = $(patsubst tests/victims/%.c,$(BUILD)/tests/victims/%,$(wildcard tests/victims/*.c))
@@ -68,6 +69,15 @@ $(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h
 	@mkdir -p $(dir $@)
 	$(CC) $(VICTIM_CFLAGS) -o $@ $< -lpthread -lutil
 
+$(BUILD)/tests/victims/dblayout: include/htrace/db.h
+
+# the client again with AddressSanitizer, for tests/test_corrupt_db.py:
+# a read past what it copied from a corrupt database stops it there
+$(ASAN_HTRACE): $(CLI_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+		-fno-sanitize-recover=all -o $@ $(CLI_SRC) -ldw -lelf
+
 # the same plugin built twice, with and without frame pointers
 $(BUILD)/tests/plugins/libplugin_fp.so: PLUGIN_CFLAGS = -fno-omit-frame-pointer
 $(BUILD)/tests/plugins/libplugin_nofp.so: PLUGIN_CFLAGS = -fomit-frame-pointer
@@ -94,7 +104,7 @@ demo: deps
 	@$(HTRACE) run -- $(DEMO); status=$$?; [ $$status -eq 0 ] || exit $$status
 
 check: deps
-	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(PLUGINS) $(DEMO) $(FAKE_AGENTS) $(BENCH)
+	@$(MAKE) --no-print-directory $(HTRACE) $(AGENT) $(GDB_COMMAND) $(UNIT_TESTS) $(VICTIMS) $(PLUGINS) $(DEMO) $(FAKE_AGENTS) $(BENCH) $(ASAN_HTRACE)
 	@HTRACE=$(abspath $(HTRACE)) HTRACE_VICTIMS=$(abspath $(BUILD)/tests/victims) \
 		HTRACE_BUILD=$(abspath $(BUILD)) tests/run.sh
 
