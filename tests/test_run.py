@@ -616,6 +616,30 @@ def test_ring_larger_than_one_read_of_the_kernel_is_read():
     expect(any(h.get("state") == "leaked" for h in p["handles"]), f"no leak reported: {p}")
 
 
+def test_agent_variable_with_a_bad_value_is_said_in_one_line_and_the_program_runs_on():
+    """A variable of the agent's set by hand to a value it cannot use: one
+    line on the program's stderr naming it, the program's own output and
+    status untouched; the values it knows say nothing."""
+    bad = {"HTRACE_TRACE": "yes", "HTRACE_MAX_TRACES": "1e9", "HTRACE_STACK_DEPTH": "65",
+           "HTRACE_ON_ERROR": "crash", "HTRACE_UNWIND": "fast"}
+    good = {"HTRACE_TRACE": "0", "HTRACE_MAX_TRACES": "0x400", "HTRACE_STACK_DEPTH": "1",
+            "HTRACE_ON_ERROR": "report", "HTRACE_UNWIND": "libunwind"}
+    script = "exec 3</dev/null; echo ran; exit 3"
+    for name, value in list(bad.items()) + list(good.items()):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HTRACE_")}
+        env.update(LD_PRELOAD=AGENT, **{name: value})
+        result = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, env=env, timeout=TIMEOUT)
+        expect(result.returncode == 3 and result.stdout == "ran\n",
+               f"{name}={value}: exit {result.returncode}, stdout {result.stdout!r}")
+        said = result.stderr.splitlines()
+        if bad.get(name) == value:
+            expect(len(said) == 1 and said[0].startswith(f"htrace: ignoring {name}={value} ("),
+                   f"{name}={value}: stderr {result.stderr!r}")
+        else:
+            expect(not said, f"{name}={value} is valid, yet stderr has {result.stderr!r}")
+
+
 def test_clone3_probe_with_bad_arguments_leaves_the_program_running():
     """syscall(SYS_clone3, NULL, 0), as programs probing for clone3 call
     it: the hook must not read the flags through the pointer, also where a

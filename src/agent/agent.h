@@ -46,6 +46,8 @@ extern struct htrace_db htrace_db_here AGENT_HIDDEN;
 void agent_init(void) AGENT_HIDDEN;
 void agent_after_fork_child(void) AGENT_HIDDEN;
 void agent_fail(const char *why) AGENT_HIDDEN;
+void agent_env_ignored(const char *name, const char *value, const char *why,
+		       const char *instead) AGENT_HIDDEN;
 
 /* --- engine.c: the live table, the ring, recording ------------------- */
 void engine_init(void) AGENT_HIDDEN;

@@ -42,17 +42,56 @@ void agent_after_fork_child(void)
 	engine_fork_child();
 }
 
-/* A number from the environment within [lo, hi], or fallback. */
-static unsigned env_number(const char *name, unsigned fallback, unsigned lo, unsigned hi)
+/* One line on stderr for a variable of ours whose value the agent cannot
+ * use: "htrace: ignoring NAME=VALUE (why): what it does instead".  The
+ * program runs on; no stdio, no malloc. */
+void agent_env_ignored(const char *name, const char *value, const char *why, const char *instead)
+{
+	char line[320];
+	size_t n = 0;
+	const char *parts[] = { "htrace: ignoring ", name, "=", value, " (", why, "): ", instead };
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		size_t most = i == 3 ? 64 : sizeof(line); /* a long value is cut, with "..." */
+		const char *c = parts[i];
+		for (; *c && n < sizeof(line) - 4 && (size_t)(c - parts[i]) < most; c++)
+			line[n++] = *c;
+		for (int dot = 0; *c && dot < 3; dot++)
+			line[n++] = '.';
+	}
+	line[n++] = '\n';
+	RAW3(SYS_write, 2, line, n);
+}
+
+/* A number from the environment within [lo, hi], or fallback (said on
+ * stderr when the variable is set to something else). */
+static unsigned env_number(const char *name, unsigned fallback, unsigned lo, unsigned hi,
+			   const char *why, const char *instead)
 {
 	const char *text = getenv(name);
 	if (!text || !*text)
 		return fallback;
 	char *end;
 	unsigned long value = strtoul(text, &end, 0);
-	if (*end || value < lo || value > hi)
+	if (*end || value < lo || value > hi || *text == '-' || *text == ' ') {
+		agent_env_ignored(name, text, why, instead);
 		return fallback;
+	}
 	return (unsigned)value;
+}
+
+/* Whether the variable is set to one of the words of choices (NULL
+ * ended), or unset or empty; said on stderr when it is set to another. */
+static int env_word_known(const char *name, const char *const *choices, const char *why,
+			  const char *instead)
+{
+	const char *text = getenv(name);
+	if (!text || !*text)
+		return 1;
+	for (; *choices; choices++)
+		if (!strcmp(text, *choices))
+			return 1;
+	agent_env_ignored(name, text, why, instead);
+	return 0;
 }
 
 static void read_exe_path(void)
@@ -66,12 +105,20 @@ static void read_exe_path(void)
  * tracing by writing the database, even while the process is stopped. */
 static void prepare_tracing(void)
 {
+	static const char *const trace_words[] = { "0", "1", NULL };
+	static const char *const on_error_words[] = { "report", "abort", NULL };
 	const char *trace = getenv("HTRACE_TRACE");
-	unsigned max_traces = env_number("HTRACE_MAX_TRACES", DEFAULT_MAX_TRACES, 0, MAX_MAX_TRACES);
-	unsigned depth = env_number("HTRACE_STACK_DEPTH", DEFAULT_STACK_DEPTH, 1, HTRACE_MAX_DEPTH);
+	env_word_known("HTRACE_TRACE", trace_words, "neither 1 nor 0",
+		       "tracing stays off until htrace -p PID -enable");
+	unsigned max_traces = env_number("HTRACE_MAX_TRACES", DEFAULT_MAX_TRACES, 0, MAX_MAX_TRACES,
+					 "not a number from 0 to 67108864", "the ring keeps 65536 events");
+	unsigned depth = env_number("HTRACE_STACK_DEPTH", DEFAULT_STACK_DEPTH, 1, HTRACE_MAX_DEPTH,
+				    "not a number from 1 to 64", "stacks keep up to 24 frames");
 	if (engine_reserve(max_traces, depth, trace && strcmp(trace, "1") == 0) < 0)
 		agent_fail("cannot map memory for the trace ring and stack depot");
 	const char *on_error = getenv("HTRACE_ON_ERROR");
+	env_word_known("HTRACE_ON_ERROR", on_error_words, "neither report nor abort",
+		       "a BAD REFERENCE is only recorded");
 	htrace_db.on_error_abort = on_error && strcmp(on_error, "abort") == 0;
 }
 

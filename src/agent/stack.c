@@ -112,6 +112,9 @@ void stack_init(void)
 		unwind_mode = LIBUNWIND_ONLY;
 	else if (mode && !strcmp(mode, "check"))
 		unwind_mode = CHECK;
+	else if (mode && *mode)
+		agent_env_ignored("HTRACE_UNWIND", mode, "neither libunwind nor check",
+				  "stacks are taken by the agent's unwinder first");
 	unwind_init(stack_limit, forksafe_loader_lock(), agent_lo, agent_hi);
 	modules_refresh(); /* the objects' unwind tables, now that unwind.c can follow changes */
 }
