@@ -29,8 +29,9 @@ UNWINDER = os.path.join(VICTIMS, "unwinder")
 BENCH = os.path.join(BUILD, "bench", "bench")
 PLUGINS = [os.path.join(BUILD, "tests", "plugins", f"libplugin_{v}.so") for v in ("fp", "nofp")]
 REPORT_RE = re.compile(r"^htrace: unwind check: pid (\d+): fast (\d+), gave up (\d+), stale (\d+), "
-                       r"libunwind stale (\d+), mismatches (\d+), joined (\d+), recent (\d+)$")
-FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches", "joined", "recent")
+                       r"libunwind stale (\d+), mismatches (\d+), joined (\d+), recent (\d+), "
+                       r"known (\d+)$")
+FIELDS = ("fast", "gave_up", "stale", "libunwind_stale", "mismatches", "joined", "recent", "known")
 
 
 def checked_run(args, each=None):
@@ -121,6 +122,10 @@ def test_memo_serves_stacks_under_a_loop_counter_kept_in_rbp():
     expect("DONE rbpcount" in stdout, f"the victim did not run its rounds: {stdout}")
     expect(counts["recent"] >= 1900,
            f"stacks under the loop were not found among the thread's recent ones: {counts}")
+    # and, from the second round on, without a walk: the first frame's
+    # caller is the memo's (checked against the walk, as mismatches)
+    expect(counts["known"] >= 1900,
+           f"stacks under the loop were walked instead of known from the last walk: {counts}")
 
 
 def test_plugins_unloaded_and_loaded_at_the_same_address():

@@ -174,6 +174,10 @@ struct unwind_info {
  * follow, before the thread's next capture. */
 int unwind_fast(uint64_t *pcs, unsigned max, struct unwind_info *info,
 		const void *frame) AGENT_HIDDEN;
+/* 1 when the stack is its first frame (*first_pc) and the frames after
+ * the first of the thread's last walk (numbered *tail): see unwind.c. */
+int unwind_fast_joined(unsigned max, const void *frame, uint64_t *first_pc,
+		       uint64_t *tail) AGENT_HIDDEN;
 /* Writes the rest of the n frames (copy) or not, and lets the memo go;
  * nothing when info->filled is 0. */
 void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info,

@@ -40,7 +40,7 @@ static int (*unwinder_backtrace)(void **pcs, int size);
 enum { FAST, LIBUNWIND_ONLY, CHECK };
 static int unwind_mode;
 static struct {
-	uint64_t fast, gave_up, stale, libunwind_stale, mismatches, joined, recent;
+	uint64_t fast, gave_up, stale, libunwind_stale, mismatches, joined, recent, known;
 } check_counts;
 /* HTRACE_UNWIND=check: libunwind's step by step walk, without the cache of
  * unw_backtrace, which outlives a dlclose */
@@ -177,6 +177,7 @@ static inline void count_check(uint64_t *counter)
 
 static void check_stored(uint32_t id, const uint64_t *frames, unsigned kept,
 			 const struct unwind_info *info);
+static void check_mismatch(const char *what);
 static uint32_t depot_put_hashed(const uint64_t *pc, unsigned depth, uint64_t wide_hash,
 				 int *is_new);
 
@@ -266,7 +267,7 @@ static uint32_t depot_id(const uint64_t *frames, unsigned kept, uint64_t hash)
 	return id;
 }
 
-static uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generation)
+ALWAYS_INLINE uint32_t recent_find(uint64_t tail, uint64_t first_pc, uint64_t generation)
 {
 	const struct recent_stack *pair = recent_pair(first_pc);
 	if (recent_holds(&pair[0], tail, first_pc, generation))
@@ -308,6 +309,22 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 	return id;
 }
 
+/* The depot id of the stack when it is the first frame and the frames
+ * after the first of the thread's last walk, already among its recent
+ * stacks (unwind_fast_joined): no walk, no copy of the frames; else 0. */
+static inline uint32_t stack_known(const void *frame, uint64_t generation)
+{
+	uint64_t first_pc, tail;
+	if (recent.busy || !unwind_fast_joined(htrace_db.stack_depth, frame, &first_pc, &tail))
+		return 0;
+	recent.busy = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	uint32_t id = recent_find(tail, first_pc, generation);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	recent.busy = 0;
+	return id && depot_generation_now() == generation ? id : 0;
+}
+
 /* No stack: in a fork child whose loader lock may be held by a vanished
  * thread, or on an alternate signal stack (see unwind). */
 static uint32_t stack_skipped(void)
@@ -316,17 +333,10 @@ static uint32_t stack_skipped(void)
 	return 0;
 }
 
-uint32_t stack_capture(const void *frame)
+/* The stack walked (by our unwinder, else libunwind) and its depot id. */
+static __attribute__((noinline)) uint32_t stack_walked(const void *frame, uint64_t generation)
 {
-	if (agent_self.unwinding) {
-		COUNT(stacks_nested); /* a signal handler's call while libunwind unwinds */
-		return 0;
-	}
-	if (!unwinder_backtrace)
-		return 0;
-	if (fork_child_without_stacks)
-		return stack_skipped();
-	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES], generation = depot_generation_now();
+	uint64_t pcs[HTRACE_MAX_DEPTH + MAX_AGENT_FRAMES];
 	struct unwind_info info;
 	int fast;
 	unsigned first;
@@ -339,6 +349,31 @@ uint32_t stack_capture(const void *frame)
 					: depot_id_of_all(pcs, frames, kept, &info);
 	if (unwind_mode == CHECK && fast && !on_alternate_stack())
 		check_stored(id, frames, kept, &info); /* libunwind, with its need of stack */
+	return id;
+}
+
+/* A stack known from the thread's last walk needs no walk (stack_known);
+ * HTRACE_UNWIND=check walks it all the same, and says so if they differ. */
+uint32_t stack_capture(const void *frame)
+{
+	if (agent_self.unwinding) {
+		COUNT(stacks_nested); /* a signal handler's call while libunwind unwinds */
+		return 0;
+	}
+	if (!unwinder_backtrace)
+		return 0;
+	if (fork_child_without_stacks)
+		return stack_skipped();
+	uint64_t generation = depot_generation_now();
+	uint32_t known = unwind_mode != LIBUNWIND_ONLY ? stack_known(frame, generation) : 0;
+	if (known && unwind_mode == FAST)
+		return known;
+	uint32_t id = stack_walked(frame, generation);
+	if (known) {
+		count_check(&check_counts.known);
+		if (id != known)
+			check_mismatch("the depot id of a stack known from the last walk");
+	}
 	return id;
 }
 
@@ -468,6 +503,7 @@ __attribute__((destructor)) static void check_report(void)
 	at = put_number(put_text(at, ", mismatches "), check_counts.mismatches, 10);
 	at = put_number(put_text(at, ", joined "), check_counts.joined, 10);
 	at = put_number(put_text(at, ", recent "), check_counts.recent, 10);
+	at = put_number(put_text(at, ", known "), check_counts.known, 10);
 	*at++ = '\n';
 	say(line, (size_t)(at - line));
 }

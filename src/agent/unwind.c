@@ -383,11 +383,25 @@ static void find_block_field(uint64_t sp, uint64_t self)
 		agent_self.block_searches++;
 }
 
+/* The thread's stack block as last found (a thread keeps its block for
+ * life, and a new thread starts with these 0) */
+static AGENT_TLS uint64_t block_start, block_end;
+
 /* The end of the stack sp lies on, or 0 when it is not known. */
-static uint64_t stack_end(uint64_t sp)
+static __attribute__((noinline)) uint64_t thread_stack_end(uint64_t sp);
+
+ALWAYS_INLINE uint64_t stack_end(uint64_t sp)
 {
 	if (sp < main_stack_end && main_stack_end - sp < main_stack_size)
 		return main_stack_end;
+	if (sp >= block_start && sp < block_end)
+		return block_end;
+	return thread_stack_end(sp);
+}
+
+/* stack_end off the main thread's stack, from the thread's descriptor */
+static uint64_t thread_stack_end(uint64_t sp)
+{
 	if (!descriptor_size)
 		return 0;
 	uint64_t self = (uint64_t)pthread_self();
@@ -397,7 +411,14 @@ static uint64_t stack_end(uint64_t sp)
 		find_block_field(sp, self);
 		off = LOAD_RELAXED(&block_field);
 	}
-	return off > 0 && is_block_of((const uint64_t *)(self + off), sp, self) ? self : 0;
+	if (off <= 0 || !is_block_of((const uint64_t *)(self + off), sp, self))
+		return 0;
+	block_end = 0; /* a signal handler's capture in between sees neither */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	block_start = *(const uint64_t *)(self + off);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	block_end = self;
+	return self;
 }
 
 /* --- the rule of a pc --------------------------------------------------- */
@@ -816,7 +837,7 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at
  * to save rbp at CFA-16 and never realign its stack: no assembly and no
  * over-aligned local on the way from a hook to here (test_unwind checks
  * the agent's code for it). */
-static int first_outside_agent(struct frame *f, uint64_t hi, uint64_t frame)
+ALWAYS_INLINE int first_outside_agent(struct frame *f, uint64_t hi, uint64_t frame)
 {
 	/* above sp, and not this frame: its return address is ours whether
 	 * this is unwind_fast's frame (called from stack.c) or its own; the
@@ -874,6 +895,9 @@ struct walk_memo {
 	const uint64_t *bp_at[MEMO_FRAMES];
 	uint64_t bp_read; /* bit j: the step to frame j read rbp (j < n only) */
 	uint64_t hash[MEMO_FRAMES]; /* of the frame and those outside it */
+	/* 1: known that the walk from the second frame on did not use its
+	 * rbp (memo_used_bp), until the next walk */
+	int second_bp_unused;
 };
 
 static AGENT_TLS struct walk_memo memo;
@@ -926,12 +950,19 @@ static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_m
  * Words usually hold, so they are first compared all together, without a
  * branch a frame: each return address, then rbp only where a step read it
  * (code without frame pointers seldom saves it). */
-static unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
+/* the word a frame of stack pointer sp returns to */
+#define RETURN_ADDRESS(sp) (*(const uint64_t *)((sp) - 8))
+
+ALWAYS_INLINE unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
 {
 	uint64_t diff = m->end_at ? *(const uint64_t *)m->end_at ^ m->end_pc : 0;
-#pragma GCC unroll 2
-	for (unsigned j = n; --j > from;)
-		diff |= *(const uint64_t *)(m->sp[j] - 8) ^ m->pc[j];
+	const uint64_t *sp = &m->sp[from + 1], *end = &m->sp[n];
+	const ptrdiff_t pc = m->pc - m->sp; /* sp[pc]: the frame's pc */
+	for (; end - sp >= 4; sp += 4) /* four at a time: a deep stack's outer frames */
+		diff |= (RETURN_ADDRESS(sp[0]) ^ sp[pc]) | (RETURN_ADDRESS(sp[1]) ^ sp[pc + 1]) |
+			(RETURN_ADDRESS(sp[2]) ^ sp[pc + 2]) | (RETURN_ADDRESS(sp[3]) ^ sp[pc + 3]);
+	for (; sp < end; sp++)
+		diff |= RETURN_ADDRESS(sp[0]) ^ sp[pc];
 	for (uint64_t bits = m->bp_read & ~1ull << from & ~(~0ull << n); bits; bits &= bits - 1) {
 		unsigned j = (unsigned)__builtin_ctzll(bits);
 		diff |= *m->bp_at[j] ^ m->bp[j];
@@ -1000,8 +1031,10 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 	struct frame f = *start;
 	unsigned n = 0, old_n = m ? m->n : 0, join_from = 0;
 	uint64_t end_at = 0, end_pc = 0, bp_at = 0;
-	if (m)
+	if (m) {
 		m->n = 0; /* a walk that gives up leaves no memo */
+		m->second_bp_unused = 0;
+	}
 	for (;;) {
 		if (m) {
 			if (n < old_n && n >= join_from && same_registers(m, n, old_n, &f)) {
@@ -1077,6 +1110,57 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct un
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	m->busy = 0;
 	return n;
+}
+
+/* Whether the stack is the first frame outside the agent (*first_pc) and
+ * the frames after the first of m's walk: the first frame's caller has
+ * the registers of m's second frame, and every word m's walk read above
+ * it is unchanged (what unwind_fast would find, joining there or at the
+ * first frame).  m is the thread's memo, held by the caller; what
+ * memo_used_bp found for the second frame is kept in it. */
+ALWAYS_INLINE int joins_memo_at_caller(struct walk_memo *m, unsigned max,
+				       const void *frame, uint64_t *first_pc)
+{
+	unsigned n = m->n;
+	if (n < 2 || m->max != max)
+		return 0;
+	uint64_t hi = stack_end((uint64_t)__builtin_frame_address(0));
+	uint64_t now = objects_now();
+	struct frame f;
+	if (!hi || !now || now != LOAD(&seen_objects) || now != m->objects ||
+	    first_outside_agent(&f, hi, (uint64_t)frame) < 0 || f.pc < MIN_PC)
+		return 0;
+	uint64_t w = rule_cached(f.pc - 1), bp_at;
+	if (!(w & W_FOLLOWED) || (w & W_END))
+		return 0;
+	*first_pc = f.pc;
+	if (step(&f, w, hi, &bp_at) < 0 || f.pc < MIN_PC || m->sp[1] != f.sp || m->pc[1] != f.pc)
+		return 0;
+	if (m->bp[1] != f.bp && !m->second_bp_unused) {
+		if (memo_used_bp(m, 1, n))
+			return 0;
+		m->second_bp_unused = 1; /* a loop counter in rbp, say */
+	}
+	return !memo_changed_above(m, 1, n);
+}
+
+/* The common capture in a loop, in a fraction of unwind_fast's work (see
+ * joins_memo_at_caller): 1 with the stack's first frame and the memo's
+ * tail, which name it among stack.c's recent stacks; else 0, and the memo
+ * is left as it was.  The memo is held meanwhile, so that a signal
+ * handler's capture walks without it. */
+__attribute__((noinline)) int unwind_fast_joined(unsigned max, const void *frame,
+						 uint64_t *first_pc, uint64_t *tail)
+{
+	if (memo.busy)
+		return 0;
+	memo.busy = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	int joined = joins_memo_at_caller(&memo, max, frame, first_pc);
+	*tail = memo.tail;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	memo.busy = 0;
+	return joined;
 }
 
 void unwind_fast_finish(uint64_t *pcs, unsigned n, struct unwind_info *info, int copy)
