@@ -1149,7 +1149,7 @@ ALWAYS_INLINE int joins_memo_at_caller(struct walk_memo *m, unsigned max,
  * tail, which name it among stack.c's recent stacks; else 0, and the memo
  * is left as it was.  The memo is held meanwhile, so that a signal
  * handler's capture walks without it. */
-__attribute__((noinline)) int unwind_fast_joined(unsigned max, const void *frame,
+int unwind_fast_joined(unsigned max, const void *frame,
 						 uint64_t *first_pc, uint64_t *tail)
 {
 	if (memo.busy)
