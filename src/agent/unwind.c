@@ -387,15 +387,20 @@ static void find_block_field(uint64_t sp, uint64_t self)
  * life, and a new thread starts with these 0) */
 static AGENT_TLS uint64_t block_start, block_end;
 
-/* The end of the stack sp lies on, or 0 when it is not known. */
 static __attribute__((noinline)) uint64_t thread_stack_end(uint64_t sp);
 
+/* The end of the stack sp lies on, or 0 when it is not known.  The
+ * thread's block is read end first, as thread_stack_end writes it last:
+ * a signal handler that records it between the two reads leaves this
+ * capture an end of 0, never the handler's end with an older start. */
 ALWAYS_INLINE uint64_t stack_end(uint64_t sp)
 {
 	if (sp < main_stack_end && main_stack_end - sp < main_stack_size)
 		return main_stack_end;
-	if (sp >= block_start && sp < block_end)
-		return block_end;
+	uint64_t end = block_end;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (sp >= block_start && sp < end)
+		return end;
 	return thread_stack_end(sp);
 }
 
@@ -840,8 +845,9 @@ static inline int step(struct frame *f, uint64_t w, uint64_t hi, uint64_t *bp_at
 ALWAYS_INLINE int first_outside_agent(struct frame *f, uint64_t hi, uint64_t frame)
 {
 	/* above sp, and not this frame: its return address is ours whether
-	 * this is unwind_fast's frame (called from stack.c) or its own; the
-	 * engine's frame, further out, when given */
+	 * this is unwind_fast's frame, stack_capture's (where the route of
+	 * unwind_fast_joined is inlined) or its own; the engine's frame,
+	 * further out, when given */
 	uint64_t here = (uint64_t)__builtin_frame_address(0);
 	uint64_t at = frame > here ? frame : *(const uint64_t *)here;
 	for (unsigned n = 0; n < OWN_FRAMES_MOST; n++) {
@@ -884,8 +890,8 @@ struct walk_memo {
 	uint64_t objects; /* objects_now() of the walk */
 	unsigned n, max; /* frames recorded (0: none), and the most it was asked for */
 	uint64_t end_at, end_pc; /* a return address below MIN_PC that ended it, and where */
-	/* in use, by a walk or from unwind_fast to unwind_fast_finish: a
-	 * signal handler's capture leaves it alone (one that siglongjmps out
+	/* in use, by a walk, from unwind_fast to unwind_fast_finish, or by
+	 * unwind_fast_joined: a signal handler's capture leaves it alone (one that siglongjmps out
 	 * of a capture leaves it set: the thread then walks without it) */
 	int busy;
 	uint64_t tail; /* the number of its frames after the first (unwind_info) */
@@ -944,25 +950,29 @@ static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_m
 	return 0;
 }
 
+/* Not 0 when the return address of the frame whose memo sp is at `at`
+ * (inside m->sp) is no longer the memo's pc: one pointer over the memo's
+ * bytes reaches both arrays */
+#define PC_FROM_SP ((ptrdiff_t)offsetof(struct walk_memo, pc) - (ptrdiff_t)offsetof(struct walk_memo, sp))
+#define RETURN_ADDRESS_CHANGED(at) \
+	(*(const uint64_t *)(*(const uint64_t *)(at) - 8) ^ *(const uint64_t *)((at) + PC_FROM_SP))
+
 /* 0 when every word that the memo's walk of n frames read above frame
  * `from` still holds; else the highest frame whose words changed (n: the
  * word that ended the walk), below which no frame can join the memo.
  * Words usually hold, so they are first compared all together, without a
- * branch a frame: each return address, then rbp only where a step read it
+ * branch a frame: each return address (four frames at a time, for the
+ * outer frames of a deep stack), then rbp only where a step read it
  * (code without frame pointers seldom saves it). */
-/* the word a frame of stack pointer sp returns to */
-#define RETURN_ADDRESS(sp) (*(const uint64_t *)((sp) - 8))
-
 ALWAYS_INLINE unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
 {
 	uint64_t diff = m->end_at ? *(const uint64_t *)m->end_at ^ m->end_pc : 0;
-	const uint64_t *sp = &m->sp[from + 1], *end = &m->sp[n];
-	const ptrdiff_t pc = m->pc - m->sp; /* sp[pc]: the frame's pc */
-	for (; end - sp >= 4; sp += 4) /* four at a time: a deep stack's outer frames */
-		diff |= (RETURN_ADDRESS(sp[0]) ^ sp[pc]) | (RETURN_ADDRESS(sp[1]) ^ sp[pc + 1]) |
-			(RETURN_ADDRESS(sp[2]) ^ sp[pc + 2]) | (RETURN_ADDRESS(sp[3]) ^ sp[pc + 3]);
-	for (; sp < end; sp++)
-		diff |= RETURN_ADDRESS(sp[0]) ^ sp[pc];
+	const char *at = (const char *)&m->sp[from + 1], *end = (const char *)&m->sp[n];
+	for (; end - at >= 32; at += 32)
+		diff |= RETURN_ADDRESS_CHANGED(at) | RETURN_ADDRESS_CHANGED(at + 8) |
+			RETURN_ADDRESS_CHANGED(at + 16) | RETURN_ADDRESS_CHANGED(at + 24);
+	for (; at < end; at += 8)
+		diff |= RETURN_ADDRESS_CHANGED(at);
 	for (uint64_t bits = m->bp_read & ~1ull << from & ~(~0ull << n); bits; bits &= bits - 1) {
 		unsigned j = (unsigned)__builtin_ctzll(bits);
 		diff |= *m->bp_at[j] ^ m->bp[j];
@@ -1146,11 +1156,10 @@ ALWAYS_INLINE int joins_memo_at_caller(struct walk_memo *m, unsigned max,
 
 /* The common capture in a loop, in a fraction of unwind_fast's work (see
  * joins_memo_at_caller): 1 with the stack's first frame and the memo's
- * tail, which name it among stack.c's recent stacks; else 0, and the memo
- * is left as it was.  The memo is held meanwhile, so that a signal
- * handler's capture walks without it. */
-int unwind_fast_joined(unsigned max, const void *frame,
-						 uint64_t *first_pc, uint64_t *tail)
+ * tail, which name it among stack.c's recent stacks; else 0.  The memo's
+ * walk is left as it was (only second_bp_unused may be set).  The memo is
+ * held meanwhile, so that a signal handler's capture walks without it. */
+int unwind_fast_joined(unsigned max, const void *frame, uint64_t *first_pc, uint64_t *tail)
 {
 	if (memo.busy)
 		return 0;
