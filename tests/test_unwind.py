@@ -190,6 +190,34 @@ def test_reports_are_the_same_as_with_libunwind_alone():
     expect(len(ours) >= 22, f"only {len(ours)} frames: {ours}")
 
 
+def event_stacks(mode, unwinder):
+    """Every event that `htrace run --history` recorded for the unwinder
+    victim's mode, in order, with its frames (module, function, offset)."""
+    env = {k: v for k, v in os.environ.items() if k != "HTRACE_UNWIND"}
+    if unwinder:
+        env["HTRACE_UNWIND"] = unwinder
+    result, objs = json_run(["--history", "--", UNWINDER, mode], env=env)
+    expect(result.returncode == 0, f"unwinder {mode} exited {result.returncode}")
+    events = [(t["seq"], h["handle"], t["kind"],
+               [(f["module"], f["function"], f["offset"]) for f in t["frames"]])
+              for h in only_process(objs)["handles"] for t in h["traces"] if t["seq"]]
+    return sorted(events)
+
+
+def test_stacks_known_from_the_last_walk_are_libunwinds_in_the_default_mode():
+    # HTRACE_UNWIND=check walks every stack, and so rewrites the memo that
+    # the default mode keeps across the stacks it knows without a walk:
+    # here the default mode itself is compared, event by event, where the
+    # memo matters (a new caller above the same frames, frames moved, a
+    # loop counter in rbp)
+    for mode in ("outer", "moved", "rbpcount"):
+        ours, theirs = event_stacks(mode, None), event_stacks(mode, "libunwind")
+        expect(len(ours) >= 20, f"{mode}: only {len(ours)} events recorded")
+        differ = [(a, b) for a, b in zip(ours, theirs) if a != b]
+        expect(len(ours) == len(theirs) and not differ,
+               f"{mode}: {len(differ)} of {len(ours)} events differ, first: {differ[:1]}")
+
+
 if __name__ == "__main__":
     sys.exit(run_tests(globals(), "unwind", HTRACE,
                        needs=[("the unwinder victim", UNWINDER), ("the benchmark", BENCH)] +
