@@ -103,6 +103,10 @@ static void read_exe_path(void)
 /* The ring and depot are mapped now, tracing or not (mapped memory costs
  * nothing until written), so that `htrace -p PID -enable` can start
  * tracing by writing the database, even while the process is stopped. */
+_Static_assert(DEFAULT_MAX_TRACES == 65536 && MAX_MAX_TRACES == 67108864 &&
+		       DEFAULT_STACK_DEPTH == 24 && HTRACE_MAX_DEPTH == 64,
+	       "prepare_tracing's messages name these numbers");
+
 static void prepare_tracing(void)
 {
 	static const char *const trace_words[] = { "0", "1", NULL };
