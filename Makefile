@@ -65,11 +65,10 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -g -O0 -o $@ $< src/common/apis.c
 
-$(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h
+# (some victims read the agent's database in their own memory)
+$(BUILD)/tests/victims/%: tests/victims/%.c include/htrace.h include/htrace/db.h
 	@mkdir -p $(dir $@)
 	$(CC) $(VICTIM_CFLAGS) -o $@ $< -lpthread -lutil
-
-$(BUILD)/tests/victims/dblayout: include/htrace/db.h
 
 # the client again with AddressSanitizer, for tests/test_corrupt_db.py:
 # a read past what it copied from a corrupt database stops it there

@@ -309,6 +309,31 @@ def listing_by_handle(server):
     return p, {h["handle"]: h for h in p["handles"]}
 
 
+def test_large_ring_not_yet_gone_round_is_read_only_where_written():
+    """With the largest ring (67,108,864 events, 2.5 GiB mapped), a process
+    that recorded a few hundred events: the client copies only the records
+    handed out so far, in a few MiB, and still lists every leak."""
+    with Server(env={"HTRACE_TRACE": "1", "HTRACE_MAX_TRACES": "67108864"}) as s:
+        leaked = s.leak(6)
+        s.ask("quiet")
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            client = subprocess.Popen([HTRACE, "--json", "-p", str(s.pid)], stdout=out,
+                                      stderr=err, stdin=subprocess.DEVNULL)
+            watchdog = threading.Timer(TIMEOUT, client.kill)
+            watchdog.start()
+            _, status, usage = os.wait4(client.pid, 0)  # the client's own peak memory
+            watchdog.cancel()
+            out.seek(0)
+            err.seek(0)
+            code, text, said = os.waitstatus_to_exitcode(status), out.read().decode(), err.read()
+        expect(code == 0, f"exit {code}: {said.decode()[:300]}")
+        p = json_objects(text)[0]
+        listed = {h["handle"] for h in p["handles"] if h["state"] == "leaked" and h["traces"]}
+        expect(set(leaked) <= listed, f"leaks {leaked} not all listed with traces: {sorted(listed)}")
+        peak = usage.ru_maxrss * 1024
+        expect(peak < 64 * MiB, f"the client reached {peak // MiB} MiB: it copied the whole ring")
+
+
 def test_descriptors_opened_while_tracing_was_off_are_untracked_after_enable():
     """Tracing off, a hook only calls libc: the agent records nothing, not
     even the open set.  After -enable, every descriptor the kernel has open

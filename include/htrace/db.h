@@ -23,10 +23,10 @@
 #include <stdint.h>
 
 #define HTRACE_DB_MAGIC 0x3162647472636874ULL /* "htrcdb1" little-endian */
-#define HTRACE_DB_VERSION 2
+#define HTRACE_DB_VERSION 3
 /* Padding that puts next_seq at a multiple of 64 bytes from the start of
  * struct htrace_db (checked below; the agent aligns its instance to 64). */
-#define HTRACE_NEXT_SEQ_GAP 56u
+#define HTRACE_NEXT_SEQ_GAP 48u
 #define HTRACE_DB_SYMBOL "htrace_db"
 
 /* The live descriptor table: a fixed top array of chunk addresses, each
@@ -122,6 +122,11 @@ struct htrace_db {
 	uint32_t stack_depth; /* frames kept per stack */
 	uint32_t ring_capacity; /* Max_Traces: events kept in the ring */
 	uint64_t ring_addr; /* struct htrace_event[ring_capacity], 0 if none */
+	/* Address of the agent's count of ring records handed out so far (a
+	 * uint64_t, growing; 0 if none): the records at and after
+	 * max(that count, next_seq), below ring_capacity, were never written,
+	 * so that a reader need not copy a large ring that is mostly unused. */
+	uint64_t ring_taken_addr;
 	/* The table's slots are true of this tracing period only: an open
 	 * slot counts when tracing is on and its OPEN's seq is at least
 	 * trace_from_seq (htrace_slot_current).  While tracing is off the hooks

@@ -771,6 +771,7 @@ int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace)
 	htrace_db.ring_capacity = max_traces;
 	htrace_db.ring_reserved = max_traces;
 	htrace_db.ring_addr = (uint64_t)ring;
+	htrace_db.ring_taken_addr = (uint64_t)&ring_runs.taken;
 	htrace_db.depot_bytes = DEPOT_BYTES;
 	htrace_db.depot_used = 8; /* offset 0 means "no stack" */
 	htrace_db.buckets_addr = (uint64_t)buckets;

@@ -309,10 +309,25 @@ static int by_seq(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* How many of the ring's records from its start may have been written:
+ * its capacity, or less while the ring has not gone round once (the count
+ * of records handed out, read after the header, covers every event the
+ * header counts; one that cannot be read leaves the whole ring). */
+static uint32_t ring_records_used(const struct target_db *t)
+{
+	uint32_t capacity = t->db.ring_capacity;
+	uint64_t taken;
+	if (!t->db.ring_taken_addr ||
+	    read_memory(t->pid, t->db.ring_taken_addr, &taken, sizeof(taken)) < 0)
+		return capacity;
+	uint64_t used = taken > t->db.next_seq ? taken : t->db.next_seq;
+	return used < capacity ? (uint32_t)used : capacity;
+}
+
 static int read_ring(struct target_db *t)
 {
-	uint32_t n = t->db.ring_capacity;
-	if (!t->db.ring_addr || !n)
+	uint32_t n = t->db.ring_addr ? ring_records_used(t) : 0;
+	if (!n)
 		return 0;
 	t->events = malloc((size_t)n * sizeof(*t->events));
 	if (!t->events || read_memory(t->pid, t->db.ring_addr, t->events, (size_t)n * sizeof(*t->events)) < 0)
