@@ -9,9 +9,10 @@ Each command must either report (exit 0; with --json, lines that parse)
 or refuse in one line on stderr starting "htrace: " (exit 1): never crash,
 never read past what it copied, never hang, never write to the target.
 The corruptions cover the header, the descriptor table's top array and
-slots, the ring, the depot, its hash buckets and the module table, with
-single bytes, bit flips, words set to edge values, pointers moved and
-runs of bytes that end no string.
+slots, the ring and the agent's count of its records handed out, the
+depot, its hash buckets and the module table, with single bytes, bit
+flips, words set to edge values, pointers moved and runs of bytes that
+end no string.
 
 The target is stopped (SIGSTOP) meanwhile, so that its agent never sees
 a corrupted database: after the last corruption its bytes are put back
@@ -93,6 +94,7 @@ def database_regions(memory, db, layout):
         "fdtab top": (fdtab, 64),
         "slots": (memory.u64(fdtab), 64 * layout["slot_size"]),  # descriptors 0-63
         "ring": (u64("ring_addr"), events * layout["event_size"]),
+        "ring count": (u64("ring_taken_addr"), 8),  # records handed out
         "depot": (u64("depot_addr"), u64("depot_used")),
         "buckets": (u64("buckets_addr"), min(u32("nbuckets"), 4096) * 4),
         "modules": (u64("modules_addr"), u32("module_count") * layout["module_size"]),

@@ -14,6 +14,7 @@ int main(void)
 	FIELD(state);
 	FIELD(ring_capacity);
 	FIELD(ring_addr);
+	FIELD(ring_taken_addr);
 	FIELD(depot_addr);
 	FIELD(depot_bytes);
 	FIELD(depot_used);
