@@ -360,6 +360,28 @@ def test_descriptors_opened_while_tracing_was_off_are_untracked_after_enable():
                f"summary {summary}, the kernel has {kernel}, {traced} opened while tracing")
 
 
+def test_dup2_onto_a_descriptor_opened_while_tracing_was_off_records_its_close():
+    """A descriptor opened while tracing was off is untracked, but the
+    kernel has it open: a dup2 onto it after -enable closes it inside the
+    call, so its history shows that implicit CLOSE before the dup2's OPEN,
+    both at the dup2, and the number is now a leak with that stack."""
+    with Server() as s:
+        s.ask("quiet")
+        fd = s.leak(1)[0]
+        enable(s)
+        expect(s.ask(f"replace {fd}") == [str(fd)], f"replace {fd}")
+        history = one_json(ok(["--json", "-p", s.pid, str(fd)]))
+        traces = [t for h in history["handles"] for t in h["traces"]]
+        kinds = [(t["kind"], t["api"], t["implicit"]) for t in traces]
+        expect(kinds == [("OPEN", "dup2", False), ("CLOSE", "dup2", True)],
+               f"fd {fd}: history {kinds}, expected the dup2's OPEN after its implicit CLOSE")
+        expect(traces[1]["seq"] < traces[0]["seq"], "the CLOSE is not recorded before the OPEN")
+        names = [[f["function"] for f in t["frames"]] for t in traces]
+        expect(all("scenario_replace" in n for n in names), f"stacks {names}")
+        p, handles = listing_by_handle(s)
+        expect(handles[fd]["state"] == "leaked", f"fd {fd} after the dup2: {handles[fd]['state']}")
+
+
 def test_number_reused_while_tracing_was_off_is_not_given_the_old_stack():
     """A descriptor recorded in one tracing period, closed and opened again
     while tracing is off: after the next -enable its old OPEN is stale, and

@@ -58,10 +58,15 @@ int engine_reserve(uint32_t max_traces, uint32_t stack_depth, int trace) AGENT_H
 void engine_opened(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
 /* A descriptor is about to be closed (before the call that closes it). */
 void engine_closing(int fd, unsigned api, unsigned flags) AGENT_HIDDEN;
+/* Before a dup2 or dup3 onto fd: true when tracing and the kernel has fd
+ * open but the table does not (it was opened while tracing was off), so
+ * that the call's implicit close of it is recorded too (one fcntl, only
+ * when the table does not have fd open). */
+int engine_open_untracked(int fd) AGENT_HIDDEN;
 /* dup2, dup3: fd now names another open file description; what it named
- * before (if the table had it open) was closed inside the call.  Both
- * events share one stack. */
-void engine_replaced(int fd, unsigned api) AGENT_HIDDEN;
+ * before (if the table had it open, or was_open_untracked) was closed
+ * inside the call.  Both events share one stack. */
+void engine_replaced(int fd, unsigned api, int was_open_untracked) AGENT_HIDDEN;
 /* fclose, pclose, closedir, freopen: owner's descriptor is about to be
  * closed; a descriptor that is no longer owner's is a BAD REFERENCE. */
 void engine_closing_wrapped(int fd, unsigned api, const void *owner) AGENT_HIDDEN;

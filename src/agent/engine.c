@@ -455,10 +455,12 @@ void engine_closing(int fd, unsigned api, unsigned flags)
 /* dup2 onto an open descriptor, tracing: its implicit CLOSE and the new
  * OPEN are one call, so they share one time, one stack and one increment
  * of next_seq, and the slot goes from the old OPEN to the new one in one
- * write. */
-static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, uint32_t period)
+ * write.  tracked: the table had the old descriptor open (else it was
+ * opened while tracing was off, and only the kernel knew it). */
+static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, int tracked,
+			    uint32_t period)
 {
-	if (slot->owner_api && !bulk_close(api))
+	if (tracked && slot->owner_api && !bulk_close(api))
 		engine_bad_reference(fd, api, HTRACE_EV_OWNED);
 	struct htrace_event pair[2];
 	event_fill(&pair[0], fd, api, HTRACE_CLOSE, HTRACE_EV_IMPLICIT, TAKE_STACK);
@@ -466,17 +468,27 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, u
 	pair[1].kind = HTRACE_OPEN;
 	pair[1].flags &= HTRACE_EV_NO_STACK;
 	events_number(pair, 2, period);
-	slot_open(slot, &pair[1], 0, 0);
+	if (slot)
+		slot_open(slot, &pair[1], 0, 0);
 }
 
-void engine_replaced(int fd, unsigned api)
+int engine_open_untracked(int fd)
+{
+	if (fd < 0 || htrace_in_vfork || !engine_tracing())
+		return 0;
+	return !slot_current(slot_of(fd, 0)) && raw_fd_is_open(fd);
+}
+
+void engine_replaced(int fd, unsigned api, int was_open_untracked)
 {
 	uint32_t period;
 	if (fd < 0 || htrace_in_vfork || !engine_recording_in(&period))
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
 	if (slot_current(slot))
-		replaced_traced(slot, fd, api, period);
+		replaced_traced(slot, fd, api, 1, period);
+	else if (was_open_untracked)
+		replaced_traced(slot_of(fd, 1), fd, api, 0, period);
 	else
 		opened_traced(slot_of(fd, 1), fd, api, 0, TAKE_STACK, period);
 }

@@ -148,8 +148,9 @@ void record_opened(int fd, unsigned api) AGENT_HIDDEN;
 /* dup2, dup3 (or a syscall doing their work) succeeded onto newfd: its old
  * descriptor was closed, a new one is there.  Its close can only be
  * recorded once the call has succeeded (recording it before would be wrong
- * when the call fails and newfd stays open). */
-void record_dup_onto(int newfd, unsigned api) AGENT_HIDDEN;
+ * when the call fails and newfd stays open).  was_open_untracked: what
+ * engine_open_untracked(newfd) said before the call. */
+void record_dup_onto(int newfd, unsigned api, int was_open_untracked) AGENT_HIDDEN;
 
 /* refuse_unwinder's part while this thread unwinds (out of line). */
 int unwinder_refused(const void *caller) AGENT_HIDDEN __attribute__((noinline));

@@ -136,9 +136,9 @@ void record_opened(int fd, unsigned api)
 	KEEP_ERRNO(engine_opened(fd, api, 0));
 }
 
-void record_dup_onto(int newfd, unsigned api)
+void record_dup_onto(int newfd, unsigned api, int was_open_untracked)
 {
-	KEEP_ERRNO(engine_replaced(newfd, api));
+	KEEP_ERRNO(engine_replaced(newfd, api, was_open_untracked));
 }
 
 /* --- descriptors created only in some modes ----------------------------- */
@@ -146,9 +146,10 @@ void record_dup_onto(int newfd, unsigned api)
 #define HOOK_DUP2(name)                                                     \
 	static __attribute__((noinline)) int traced_##name(int fd, int newfd) \
 	{                                                                   \
+		int untracked = fd != newfd && engine_open_untracked(newfd); \
 		int result = REAL(name)(fd, newfd);                         \
 		if (result >= 0 && fd != newfd)                             \
-			record_dup_onto(result, HTRACE_API_##name);         \
+			record_dup_onto(result, HTRACE_API_##name, untracked); \
 		else if (result < 0 && errno == EBADF)                      \
 			KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_##name)); \
 		return result;                                              \
@@ -160,9 +161,10 @@ HOOK_DUP2(__dup2)
 
 static __attribute__((noinline)) int traced_dup3(int fd, int newfd, int flags)
 {
+	int untracked = fd != newfd && engine_open_untracked(newfd);
 	int result = REAL(dup3)(fd, newfd, flags);
 	if (result >= 0)
-		record_dup_onto(result, HTRACE_API_dup3);
+		record_dup_onto(result, HTRACE_API_dup3, untracked);
 	else if (errno == EBADF)
 		KEEP_ERRNO(bad_reference_among(fd, -1, HTRACE_API_dup3));
 	return result;

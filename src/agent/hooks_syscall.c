@@ -151,8 +151,10 @@ static int bpf_cmd_opens(int cmd)
 #define LANDLOCK_QUERY_FLAGS (LANDLOCK_CREATE_RULESET_VERSION | (1U << 1))
 #endif
 
-/* Effects that happen after a successful call: new descriptors. */
-static void after(enum syscall_effect effect, unsigned api, const long *a, long result)
+/* Effects that happen after a successful call: new descriptors.
+ * untracked: engine_open_untracked said so of a dup's target before. */
+static void after(enum syscall_effect effect, unsigned api, const long *a, long result,
+		  int untracked)
 {
 	if (is_clone(effect)) {
 		after_clone(effect, api, a, result);
@@ -175,7 +177,7 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 		break;
 	case SC_DUP_TO_ARG1:
 		if (a[0] != a[1])
-			record_dup_onto((int)result, api);
+			record_dup_onto((int)result, api, untracked);
 		break;
 	case SC_FCNTL:
 		if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
@@ -246,6 +248,7 @@ AGENT_EXPORT long syscall(long nr, ...)
 		RETURN_IF_QUIET(real(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
+	int untracked = effect == SC_DUP_TO_ARG1 && a[0] != a[1] && engine_open_untracked((int)a[1]);
 	uint64_t flags = is_clone(effect) ? clone_flags_before(effect, a) : 0;
 	if (is_clone(effect) && !(flags & CLONE_VM))
 		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */
@@ -258,6 +261,6 @@ AGENT_EXPORT long syscall(long nr, ...)
 	if (borrowed && result != 0)
 		htrace_in_vfork = 0;
 	if (effect != SC_NONE && result >= 0)
-		KEEP_ERRNO(after(effect, api, a, result));
+		KEEP_ERRNO(after(effect, api, a, result, untracked));
 	return result;
 }
