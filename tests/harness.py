@@ -7,6 +7,7 @@ passed, 1 a failure, 77 skipped)."""
 import json
 import os
 import re
+import struct
 import subprocess
 
 HTRACE = os.environ.get("HTRACE", "")  # the htrace binary
@@ -14,6 +15,7 @@ VICTIMS = os.environ.get("HTRACE_VICTIMS", "")  # the built victims (tests/victi
 BUILD = os.environ.get("HTRACE_BUILD", "")  # the build directory
 AGENT = os.path.join(BUILD, "lib", "htrace", "libhtrace.so")
 TIMEOUT = 60  # seconds an htrace command or a victim may take
+DBLAYOUT = os.path.join(VICTIMS, "dblayout")  # prints the database's layout
 
 
 class Failure(Exception):
@@ -145,6 +147,46 @@ def parsed_dumped(text):
     expect(len(lines) >= 2 and PARSED_RE.match(lines[-2]) and DUMPED_RE.match(lines[-1]),
            f"output does not end with Parsed/Dumped:\n{text}")
     return parsed[0], dumped[0]
+
+
+# ---- a target's trace database, in its memory ----
+
+class TargetMemory:
+    """A stopped process's memory, read and written through /proc/PID/mem."""
+
+    def __init__(self, pid):
+        self.file = open(f"/proc/{pid}/mem", "r+b", buffering=0)
+
+    def read(self, addr, size):
+        self.file.seek(addr)
+        return self.file.read(size)
+
+    def write(self, addr, data):
+        self.file.seek(addr)
+        self.file.write(data)
+
+    def u64(self, addr):
+        return struct.unpack("<Q", self.read(addr, 8))[0]
+
+    def close(self):
+        self.file.close()
+
+
+def database_address(pid):
+    """Where the agent's htrace_db is in pid: the agent's lowest mapping
+    plus the symbol's value (the agent is linked at 0)."""
+    with open(f"/proc/{pid}/maps") as f:
+        starts = [int(line.split("-")[0], 16) for line in f if line.rstrip().endswith("/libhtrace.so")]
+    expect(starts, f"the agent is not mapped in process {pid}")
+    symbols = subprocess.run(["nm", "-D", AGENT], capture_output=True, text=True).stdout
+    value = re.search(r"^([0-9a-f]+) [BD] htrace_db$", symbols, re.M)
+    expect(value, "nm does not show htrace_db in the agent")
+    return min(starts) + int(value.group(1), 16)
+
+
+def database_layout():
+    """Offsets and sizes of the database (tests/victims/dblayout.c)."""
+    return json.loads(subprocess.run([DBLAYOUT], capture_output=True, text=True, check=True).stdout)
 
 
 # ---- running the tests ----

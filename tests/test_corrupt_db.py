@@ -27,7 +27,6 @@ Exit status: 0 all passed, 1 a failure, 77 something missing."""
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import struct
@@ -35,50 +34,17 @@ import subprocess
 import sys
 import tempfile
 
-from harness import AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, expect, run_tests
+from harness import (AGENT, BUILD, DBLAYOUT, HTRACE, TIMEOUT, VICTIMS, TargetMemory,
+                     database_address, database_layout, expect, run_tests)
 from test_live import Server, wait_state
 
 ASAN_HTRACE = os.path.join(BUILD, "tests", "asan", "htrace")
-DBLAYOUT = os.path.join(VICTIMS, "dblayout")
 # fixed by default, so that a failure can be run again as it was
 SEED = int(os.environ.get("HTRACE_CORRUPT_SEED", "6"))
 TRIALS = int(os.environ.get("HTRACE_CORRUPT_TRIALS", "300"))
 EDGE_VALUES = [0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x7fffffff, 0x80000000, 0xffffffff,
                1 << 32, 1 << 63, (1 << 63) - 1, (1 << 64) - 1]
 POINTER_MOVES = [-4096, -64, -8, -1, 1, 8, 64, 4096, 1 << 20, 1 << 30]
-
-
-class TargetMemory:
-    """A stopped process's memory, read and written through /proc/PID/mem."""
-
-    def __init__(self, pid):
-        self.file = open(f"/proc/{pid}/mem", "r+b", buffering=0)
-
-    def read(self, addr, size):
-        self.file.seek(addr)
-        return self.file.read(size)
-
-    def write(self, addr, data):
-        self.file.seek(addr)
-        self.file.write(data)
-
-    def u64(self, addr):
-        return struct.unpack("<Q", self.read(addr, 8))[0]
-
-    def close(self):
-        self.file.close()
-
-
-def database_address(pid):
-    """Where the agent's htrace_db is in pid: the agent's lowest mapping
-    plus the symbol's value (the agent is linked at 0)."""
-    with open(f"/proc/{pid}/maps") as f:
-        starts = [int(line.split("-")[0], 16) for line in f if line.rstrip().endswith("/libhtrace.so")]
-    expect(starts, f"the agent is not mapped in process {pid}")
-    symbols = subprocess.run(["nm", "-D", AGENT], capture_output=True, text=True).stdout
-    value = re.search(r"^([0-9a-f]+) [BD] htrace_db$", symbols, re.M)
-    expect(value, "nm does not show htrace_db in the agent")
-    return min(starts) + int(value.group(1), 16)
 
 
 def database_regions(memory, db, layout):
@@ -183,8 +149,7 @@ def prepared_target():
 
 def campaign(server, memory, db, html):
     """The trials; returns (problems, how many commands reported)."""
-    layout = json.loads(subprocess.run([DBLAYOUT], capture_output=True, text=True,
-                                       check=True).stdout)
+    layout = database_layout()
     regions = database_regions(memory, db, layout)
     empty = [name for name, (addr, size) in regions.items() if not addr or size <= 0]
     expect(not empty, f"parts of the database missing in the target: {empty}")

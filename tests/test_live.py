@@ -26,9 +26,9 @@ import threading
 import time
 
 from harness import (AGENT, BUILD, DUMPED_RE, FRAME_RE, HEADER_RE, HTRACE, INLINED_RE, PARSED_RE,
-                     TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement, closing_counts, expect,
-                     functions, has_frame, json_objects, parse_traces, parsed_dumped, run_htrace,
-                     run_tests)
+                     TIMEOUT, VICTIMS, Failure, Skip, TargetMemory, check_kernel_agreement,
+                     closing_counts, database_address, database_layout, expect, functions,
+                     has_frame, json_objects, parse_traces, parsed_dumped, run_htrace, run_tests)
 
 SERVER = os.path.join(VICTIMS, "server")
 BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
@@ -397,6 +397,37 @@ def test_number_reused_while_tracing_was_off_is_not_given_the_old_stack():
         h = handles.get(fd, {})
         expect(h.get("state") == "untracked" and p["summary"]["leaked"] == 0,
                f"fd {fd}, reopened while tracing was off: {h}, summary {p['summary']}")
+
+
+def test_enable_keeps_a_failure_the_agent_records_while_the_client_works():
+    """-enable reads the target's database, then writes to it.  A failure
+    the agent records in between (its FAILED bit of the state word) must
+    stay: the client writes only its own byte of that word.  gdb stops
+    the client at its first write, and the FAILED bit is set in the
+    target's memory then, as the agent would."""
+    if not shutil.which("gdb"):
+        raise Skip("gdb is not installed (scripts/install-deps.sh installs it)")
+    layout = database_layout()
+    with Server() as s:
+        s.ask("quiet")
+        state_at = database_address(s.pid) + layout["state"]
+        failed = layout["state_failed"]
+        set_failed = (f"python m = open('/proc/{s.pid}/mem', 'r+b', buffering=0); m.seek({state_at}); "
+                      f"v = int.from_bytes(m.read(4), 'little') | {failed}; m.seek({state_at}); "
+                      f"m.write(v.to_bytes(4, 'little')); m.close()")
+        gdb = subprocess.run(["gdb", "-nx", "-batch", "-ex", "set breakpoint pending on",
+                              "-ex", "break process_vm_writev", "-ex", "run", "-ex", set_failed,
+                              "-ex", "delete", "-ex", "continue",
+                              "--args", HTRACE, "-p", str(s.pid), "-enable"],
+                             capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+        expect("Breakpoint 1," in gdb.stdout, f"the client made no write: {gdb.stdout[-400:]} {gdb.stderr[-400:]}")
+        memory = TargetMemory(s.pid)
+        state = int.from_bytes(memory.read(state_at, 4), "little")
+        memory.close()
+        expect(state & failed, f"state {state:#x} after -enable: the agent's FAILED bit {failed:#x} was undone")
+        listing = run_htrace(["-p", str(s.pid)])
+        expect(listing.returncode == 1 and "stopped tracing" in listing.stderr + listing.stdout,
+               f"htrace -p after the failure: exit {listing.returncode}, {listing.stderr.strip()[:200]}")
 
 
 def test_events_of_an_earlier_tracing_period_are_not_listed():

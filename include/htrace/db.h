@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define HTRACE_DB_MAGIC 0x3162647472636874ULL /* "htrcdb1" little-endian */
-#define HTRACE_DB_VERSION 3
+#define HTRACE_DB_VERSION 4
 /* Padding that puts next_seq at a multiple of 64 bytes from the start of
  * struct htrace_db (checked below; the agent aligns its instance to 64). */
 #define HTRACE_NEXT_SEQ_GAP 48u
@@ -54,9 +54,13 @@ enum htrace_kind {
 #define HTRACE_EV_STALE 0x20 /* BAD REFERENCE: a FILE or DIR used after its descriptor
 				was closed (and perhaps reused) */
 
-/* Database state bits. */
+/* Database state bits, in two bytes with one writer each, so that neither
+ * undoes the other's: the client writes byte 0 (TRACING) alone, with
+ * HTRACE_STATE_CLIENT_BYTE; the agent sets TRACING (at start) and FAILED
+ * with an atomic or of the word. */
 #define HTRACE_STATE_TRACING 0x1 /* stacks and history are being recorded */
-#define HTRACE_STATE_FAILED 0x2 /* the agent hit a failure and stopped; see failure[] */
+#define HTRACE_STATE_FAILED 0x100 /* the agent hit a failure and stopped; see failure[] */
+#define HTRACE_STATE_CLIENT_BYTE 0 /* offset in state of the byte with TRACING */
 
 /* One event.  A ring record is whole when seq_end equals seq (and is not
  * 0); while a writer fills it, seq_end has its top bit set and the

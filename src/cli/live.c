@@ -172,6 +172,14 @@ static int write_u32(const struct target_db *t, uint64_t addr, uint32_t value)
 	return reader_write(t->pid, addr, &value, sizeof(value));
 }
 
+/* Turns the tracing bit on or off by writing its byte of the state word
+ * alone, so that a FAILED the agent sets meanwhile stays (db.h). */
+static int write_tracing(const struct target_db *t, int on)
+{
+	uint8_t byte = on ? HTRACE_STATE_TRACING : 0;
+	return reader_write(t->pid, FIELD_ADDR(t, state) + HTRACE_STATE_CLIENT_BYTE, &byte, 1);
+}
+
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* One line on stderr; htrace's exit status 1. */
@@ -253,7 +261,7 @@ static int command_enable(const struct live_options *o, struct target_db *t, FIL
 	    (!was && write_u32(t, FIELD_ADDR(t, periods), t->db.periods + 1) < 0) ||
 	    take_snapshot(t, &seq) < 0 ||
 	    (!was && write_u64(t, FIELD_ADDR(t, trace_from_seq), seq + 1) < 0) ||
-	    write_u32(t, FIELD_ADDR(t, state), t->db.state | HTRACE_STATE_TRACING) < 0)
+	    write_tracing(t, 1) < 0)
 		return write_failed(t);
 	char text[256];
 	snprintf(text, sizeof(text), "htrace: tracing %s in process %d (Max_Traces %u, stack depth "
@@ -302,7 +310,7 @@ static int command_disable(const struct live_options *o, struct target_db *t, FI
 	if (!is_tracing(t))
 		return not_enabled(t);
 	uint64_t request = t->db.mailbox_seq + 1;
-	if (write_u32(t, FIELD_ADDR(t, state), t->db.state & ~HTRACE_STATE_TRACING) < 0 ||
+	if (write_tracing(t, 0) < 0 ||
 	    write_u32(t, FIELD_ADDR(t, mailbox_cmd), HTRACE_MAILBOX_RELEASE) < 0 ||
 	    write_u64(t, FIELD_ADDR(t, mailbox_seq), request) < 0)
 		return write_failed(t);

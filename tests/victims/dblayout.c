@@ -1,6 +1,7 @@
 /* dblayout: prints where the trace database's fields are (include/htrace/db.h)
  * as one JSON object, so that tests/test_corrupt_db.py can find and corrupt
- * each part of a running target's database without copying the layout. */
+ * each part of a running target's database without copying the layout (and
+ * test_live.py the agent's FAILED bit of its state word). */
 #include <stddef.h>
 #include <stdio.h>
 
@@ -24,6 +25,7 @@ int main(void)
 	FIELD(modules_addr);
 	FIELD(module_count);
 	FIELD(next_seq);
+	printf("\"state_failed\": %u, ", (unsigned)HTRACE_STATE_FAILED);
 	printf("\"db_size\": %zu, \"event_size\": %zu, \"slot_size\": %zu, \"module_size\": %zu}\n",
 	       sizeof(struct htrace_db), sizeof(struct htrace_event), sizeof(struct htrace_fd_slot),
 	       sizeof(struct htrace_module));
