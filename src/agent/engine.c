@@ -474,9 +474,10 @@ static void replaced_traced(struct htrace_fd_slot *slot, int fd, unsigned api, i
 
 int engine_open_untracked(int fd)
 {
-	if (fd < 0 || htrace_in_vfork || !engine_tracing())
-		return 0;
-	return !slot_current(slot_of(fd, 0)) && raw_fd_is_open(fd);
+	/* slot_current is false while tracing is off: asked first, as the
+	 * common answer (the table has fd open) needs nothing else */
+	return fd >= 0 && !htrace_in_vfork && !slot_current(slot_of(fd, 0)) && engine_tracing() &&
+	       raw_fd_is_open(fd);
 }
 
 void engine_replaced(int fd, unsigned api, int was_open_untracked)
@@ -485,12 +486,12 @@ void engine_replaced(int fd, unsigned api, int was_open_untracked)
 	if (fd < 0 || htrace_in_vfork || !engine_recording_in(&period))
 		return;
 	struct htrace_fd_slot *slot = slot_of(fd, 0);
-	if (slot_current(slot))
-		replaced_traced(slot, fd, api, 1, period);
-	else if (was_open_untracked)
-		replaced_traced(slot_of(fd, 1), fd, api, 0, period);
-	else
+	int tracked = slot_current(slot);
+	if (!tracked && !was_open_untracked) {
 		opened_traced(slot_of(fd, 1), fd, api, 0, TAKE_STACK, period);
+		return;
+	}
+	replaced_traced(tracked ? slot : slot_of(fd, 1), fd, api, tracked, period);
 }
 
 void engine_closing_wrapped(int fd, unsigned api, const void *owner)
