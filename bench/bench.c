@@ -15,6 +15,14 @@
  *                    (bench/deep.c, built without frame pointers)
  *       --hold N     open N descriptors first and keep them open
  *                    (RLIMIT_NOFILE raised as needed; exit 77 if it can't)
+ *       --turns IN,OUT,K  takes turns with other bench processes: the
+ *                    measured loop is cut into K batches, and before each
+ *                    one the process waits for a byte on descriptor IN,
+ *                    after it writes one to OUT (bench/run.py joins the
+ *                    configurations of a repetition in a ring of pipes,
+ *                    so that they alternate every few milliseconds and a
+ *                    change of the machine's speed hits them alike); the
+ *                    time per operation counts only the batches
  *     prints: RESULT ns_per_op=X ops=ITERATIONS threads=N wall_ns=W ...
  *             agent=A stacks=S
  *       where A is 1 when the agent is loaded and S is 1 when it recorded
@@ -96,10 +104,17 @@ static int ensure_nofile(rlim_t need)
 
 /* ---- the workloads: one operation each ---- */
 
+/* Turns taken with other processes (--turns); batches 1 and no descriptors
+ * when alone. */
+struct turns {
+	int in, out;
+	long batches;
+};
+
 struct worker {
 	int workload;
 	int deep;
-	long iterations;
+	long iterations; /* of the batch being run */
 	long warmup;
 	int dup_base;   /* dup: the descriptor duplicated */
 	int dup_target; /* dup: the number dup2 writes over, kept open */
@@ -199,18 +214,90 @@ static void setup_worker(struct worker *w)
 		run_warmup(w);
 }
 
+/* A worker thread: each batch starts when every thread and the main one
+ * are at the barrier, and the main thread reads the clocks of the batch
+ * after the second barrier. */
 static void *thread_main(void *arg)
 {
 	struct worker *w = arg;
 	setup_worker(w);
-	pthread_barrier_wait(w->barrier);
-	w->start_ns = now_ns();
-	run_measured(w);
-	w->end_ns = now_ns();
-	return NULL;
+	for (;;) {
+		pthread_barrier_wait(w->barrier);
+		if (!w->iterations)
+			return NULL;
+		w->start_ns = now_ns();
+		run_measured(w);
+		w->end_ns = now_ns();
+		pthread_barrier_wait(w->barrier);
+	}
 }
 
-static int workload_main(int workload, long iterations, int threads, int deep, long hold)
+static void wait_turn(const struct turns *t)
+{
+	char c;
+	if (t->in >= 0 && read(t->in, &c, 1) != 1)
+		die("read the turn");
+}
+
+static void give_turn(const struct turns *t)
+{
+	char c = 't';
+	if (t->out >= 0 && write(t->out, &c, 1) != 1)
+		die("write the turn");
+}
+
+/* Batch b's share of the iterations (the batches differ by one at most). */
+static long batch_size(long iterations, long batches, long b)
+{
+	return iterations * (b + 1) / batches - iterations * b / batches;
+}
+
+/* The measured loop of one thread, in batches: its wall time. */
+static uint64_t measure_alone(struct worker *w, long iterations, const struct turns *t)
+{
+	uint64_t total = 0;
+	for (long b = 0; b < t->batches; b++) {
+		w->iterations = batch_size(iterations, t->batches, b);
+		wait_turn(t);
+		uint64_t t0 = now_ns();
+		run_measured(w);
+		total += now_ns() - t0;
+		give_turn(t);
+	}
+	return total;
+}
+
+/* The same in threads: wall time of each batch from the first thread's
+ * start to the last one's end (each thread reads the clock itself, since a
+ * scheduler, valgrind's, may run them one at a time). */
+static uint64_t measure_threads(struct worker *workers, int threads, long iterations,
+				const struct turns *t, pthread_barrier_t *barrier)
+{
+	uint64_t total = 0;
+	for (long b = 0; b < t->batches; b++) {
+		for (int i = 0; i < threads; i++)
+			workers[i].iterations = batch_size(iterations, t->batches, b);
+		wait_turn(t);
+		pthread_barrier_wait(barrier);
+		pthread_barrier_wait(barrier);
+		uint64_t t0 = UINT64_MAX, t1 = 0;
+		for (int i = 0; i < threads; i++) {
+			if (workers[i].start_ns < t0)
+				t0 = workers[i].start_ns;
+			if (workers[i].end_ns > t1)
+				t1 = workers[i].end_ns;
+		}
+		total += t1 - t0;
+		give_turn(t);
+	}
+	for (int i = 0; i < threads; i++)
+		workers[i].iterations = 0; /* the workers' signal to end */
+	pthread_barrier_wait(barrier);
+	return total;
+}
+
+static int workload_main(int workload, long iterations, int threads, int deep, long hold,
+			 const struct turns *turns)
 {
 	if (hold > 0) {
 		if (ensure_nofile((rlim_t)hold + 64 + 4 * (rlim_t)threads))
@@ -226,37 +313,25 @@ static int workload_main(int workload, long iterations, int threads, int deep, l
 		warmup = 1;
 
 	struct worker workers[MAX_THREADS];
-	uint64_t t0, t1;
+	uint64_t wall;
 	if (threads == 1) {
 		struct worker *w = &workers[0];
-		*w = (struct worker){.workload = workload, .deep = deep, .iterations = iterations, .warmup = warmup};
+		*w = (struct worker){.workload = workload, .deep = deep, .warmup = warmup};
 		setup_worker(w);
-		t0 = now_ns();
-		run_measured(w);
-		t1 = now_ns();
+		wall = measure_alone(w, iterations, turns);
 	} else {
 		pthread_barrier_t barrier;
 		pthread_barrier_init(&barrier, NULL, (unsigned)threads + 1);
 		for (int t = 0; t < threads; t++) {
-			workers[t] = (struct worker){.workload = workload, .deep = deep, .iterations = iterations,
-						     .warmup = warmup, .barrier = &barrier};
+			workers[t] = (struct worker){.workload = workload, .deep = deep, .warmup = warmup,
+						     .barrier = &barrier};
 			errno = pthread_create(&workers[t].thread, NULL, thread_main, &workers[t]);
 			if (errno)
 				die("pthread_create");
 		}
-		/* wall time from the first thread's start to the last one's end:
-		 * each thread reads the clock itself, since a scheduler (valgrind's
-		 * runs one thread at a time) may run them before this thread */
-		pthread_barrier_wait(&barrier);
-		t0 = UINT64_MAX;
-		t1 = 0;
-		for (int t = 0; t < threads; t++) {
+		wall = measure_threads(workers, threads, iterations, turns, &barrier);
+		for (int t = 0; t < threads; t++)
 			pthread_join(workers[t].thread, NULL);
-			if (workers[t].start_ns < t0)
-				t0 = workers[t].start_ns;
-			if (workers[t].end_ns > t1)
-				t1 = workers[t].end_ns;
-		}
 		pthread_barrier_destroy(&barrier);
 	}
 	int agent = htrace_fd_state != NULL, stacks = 0;
@@ -268,7 +343,7 @@ static int workload_main(int workload, long iterations, int threads, int deep, l
 		close(fd);
 	}
 	printf("RESULT ns_per_op=%.2f ops=%ld threads=%d wall_ns=%llu workload=%s deep=%d hold=%ld agent=%d stacks=%d\n",
-	       (double)(t1 - t0) / (double)iterations, iterations, threads, (unsigned long long)(t1 - t0),
+	       (double)wall / (double)iterations, iterations, threads, (unsigned long long)wall,
 	       workload_names[workload], deep, hold, agent, stacks);
 	return 0;
 }
@@ -389,7 +464,8 @@ static int hold_traced_main(long count, long paths)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: bench [--threads N] [--deep] [--hold N] open|socket|pipe|dup|fopen ITERATIONS\n"
+	fprintf(stderr, "usage: bench [--threads N] [--deep] [--hold N] [--turns IN,OUT,K]\n"
+			"             open|socket|pipe|dup|fopen ITERATIONS\n"
 			"       bench memory EVENTS\n"
 			"       bench hold-traced COUNT [PATHS]\n");
 	return 2;
@@ -408,10 +484,25 @@ static int number(const char *text, long min, long max, long *out)
 	return 0;
 }
 
+/* --turns IN,OUT,K */
+static int parse_turns(const char *text, struct turns *t)
+{
+	char in[32], out[32], k[32];
+	long v[3];
+	if (sscanf(text, "%31[^,],%31[^,],%31s", in, out, k) != 3 || number(in, 0, 1 << 20, &v[0]) ||
+	    number(out, 0, 1 << 20, &v[1]) || number(k, 1, 1 << 20, &v[2])) {
+		fprintf(stderr, "bench: --turns wants IN,OUT,K (descriptors, batches): '%s'\n", text);
+		return -1;
+	}
+	*t = (struct turns){(int)v[0], (int)v[1], v[2]};
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long threads = 1, hold = 0;
 	int deep = 0, i = 1;
+	struct turns turns = {-1, -1, 1};
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--deep"))
 			deep = 1;
@@ -420,6 +511,9 @@ int main(int argc, char **argv)
 				return 2;
 		} else if (!strcmp(argv[i], "--hold") && i + 1 < argc) {
 			if (number(argv[++i], 0, 1L << 24, &hold))
+				return 2;
+		} else if (!strcmp(argv[i], "--turns") && i + 1 < argc) {
+			if (parse_turns(argv[++i], &turns))
 				return 2;
 		} else
 			return usage();
@@ -442,6 +536,6 @@ int main(int argc, char **argv)
 		return usage();
 	for (int w = 0; w < (int)(sizeof(workload_names) / sizeof(*workload_names)); w++)
 		if (!strcmp(mode, workload_names[w]))
-			return workload_main(w, n, (int)threads, deep, hold);
+			return n < turns.batches ? usage() : workload_main(w, n, (int)threads, deep, hold, &turns);
 	return usage();
 }

@@ -11,20 +11,24 @@ Max_Traces); `valgrind --track-fds=yes`; `strace -f -k -e trace=%desc -o
 figures compare).
 
 Every figure is a median over repetitions.  Within a repetition the
-configurations of a workload run one after the other, in an order shuffled
-at each repetition (a fixed seed, so a run can be repeated): drift of the
-machine hits all of them alike, and no configuration always follows the
-same other one (in trials on the 2-CPU machine of the README, with four
-configurations in an order merely rotated, the untraced run made again
-came out 3-6% slower than the first in 11 of 12 trials); each ratio is the
-median of the per-repetition ratios to the untraced run of the same
-repetition.  A ratio over its budget line is shown with the 95% confidence
-interval of its median (distribution-free: two order statistics of the
-repetitions' ratios), which tells whether the miss is beyond this run's
-noise; the verdict itself is the median's.  Many short runs (21 of about
-0.13 s) rather than a few long ones (7 of 0.4 s): in those trials the
-traced ratio of dup+dup2+close spread over 1.27-1.35 across five trials
-instead of 1.22-1.39 across four.
+native configurations of a workload (untraced, untraced again, tracing
+off, tracing on) run at once, taking turns: their loops are cut into
+batches of about 1.3 ms, and a byte passed round a ring of pipes lets one
+batch run at a time, in a ring order shuffled at each repetition (a fixed
+seed, so a run can be repeated).  The machine's speed, which on a shared
+virtual machine comes and goes over tenths of a second, then hits them
+alike: in trials on the 2-CPU machine of the README the repetitions'
+ratios spread half to a third as widely (interquartile range 0.03-0.09
+on dup+dup2+close, against 0.07-0.26 for runs one after the other).  What
+is left is mostly each process's own luck (where its pages and code
+land), which only more repetitions average out.  valgrind and strace run
+on their own in the same shuffled order.  Each ratio is the median of the
+per-repetition ratios to the untraced run of the same repetition.  A
+ratio over its budget line is shown with the 95% confidence interval of
+its median (distribution-free: two order statistics of the repetitions'
+ratios), which tells whether the miss is beyond this run's noise; the
+verdict itself is the median's.  Runs of about 0.13 s: halving them made
+the repetitions' ratios spread more widely, not less.
 
 Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
   --quick   (or QUICK=1 in the environment) few iterations and repetitions,
@@ -76,6 +80,10 @@ WORKLOADS = [("open", "open+close /dev/null"), ("socket", "socket+close (AF_INET
              ("pipe", "pipe+close both ends"), ("dup", "dup+dup2+close"), ("fopen", "fopen+fclose /dev/null")]
 HOLD = 10000
 NATIVE_SECONDS = 0.13  # seconds of one untraced run in a full bench
+# batches of a native run, which take turns with the other native
+# configurations of the same repetition (bench --turns): about 1.3 ms each
+TURN_BATCHES = {"full": 100, "quick": 20, "smoke": 2}
+NATIVE = ("untraced", "again", "off", "on")
 
 
 class Row:
@@ -163,6 +171,74 @@ def run_once(config, args, timeout):
         return "error", f"timed out after {timeout} s: {' '.join(cmd)}"
     except OSError as e:
         return "error", f"cannot run {cmd[0]}: {e}"
+    return parse_result(config, cmd, p)
+
+
+def run_in_turns(configs, args, batches, timeout):
+    """Runs one process of each configuration at once, joined in a ring of
+    pipes in the order given: each runs a batch of its loop when the byte
+    comes round to it (bench --turns), so that the configurations alternate
+    every millisecond or so and a change of the machine's speed, which
+    comes and goes over tenths of a second here, hits them alike.  Returns
+    {config: result}, each as run_once's; when one process fails, the
+    others, whose turn would never come, are stopped and reported with
+    it."""
+    n = len(configs)
+    pipes = [os.pipe() for _ in configs]
+    procs, results = {}, {}
+    try:
+        for i, config in enumerate(configs):
+            rin, wout = pipes[i][0], pipes[(i + 1) % n][1]
+            cmd, env = command(config, ["--turns", f"{rin},{wout},{batches}"] + args)
+            try:
+                procs[config] = (cmd, subprocess.Popen(cmd, env=env, pass_fds=(rin, wout),
+                                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.PIPE, text=True))
+            except OSError as e:
+                results[config] = ("error", f"cannot run {cmd[0]}: {e}")
+        if results:
+            raise Broken(next(iter(results.values()))[1])
+        os.write(pipes[0][1], b"t")
+        wait_ring(procs, results, timeout)
+    except Broken as e:
+        for config in configs:
+            results.setdefault(config, ("error", f"stopped: another configuration's run failed ({e})"))
+    finally:
+        for _, p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+    return results
+
+
+def wait_ring(procs, results, timeout):
+    """Collects the ring's processes as they end; raises Broken when one
+    ended without its result or the time ran out."""
+    deadline, failed = time.monotonic() + timeout, None
+    while len(results) < len(procs):
+        for config, (cmd, p) in procs.items():
+            if config not in results and p.poll() is not None:
+                results[config] = parse_result(config, cmd, p)
+                if results[config][0] == "error":
+                    raise Broken(results[config][1])
+                if results[config][0] == "skip" and not failed:
+                    # a skip (a limit) comes before the first turn, to all
+                    # alike: the others have a moment to say so too
+                    failed, deadline = results[config][1], min(deadline, time.monotonic() + 5)
+        if time.monotonic() > deadline:
+            raise Broken(failed or f"timed out after {timeout} s")
+        time.sleep(0.005)
+
+
+def parse_result(config, cmd, p):
+    """A bench process's result: p is a CompletedProcess, or a Popen that
+    has ended."""
+    if isinstance(p, subprocess.Popen):
+        stdout, stderr = p.communicate()
+        p = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
     m = re.search(r"^RESULT ns_per_op=([0-9.]+) .* agent=(\d) stacks=(\d)$", p.stdout, re.M)
     if p.returncode == 0 and m:
         want = {"off": ("1", "0"), "on": ("1", "1")}.get(config, ("0", "0"))
@@ -281,6 +357,12 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
     def job(row, config):
         return row, config, run_once(config, row.args + [row.workload, str(row.iterations[config])], timeout)
 
+    def turns_job(row, natives):
+        """The native configurations of a row, taking turns (all have the
+        same iterations)."""
+        args = row.args + [row.workload, str(row.iterations[natives[0]])]
+        return row, run_in_turns(natives, args, TURN_BATCHES[mode], timeout)
+
     def record(row, config, result, samples):
         status, value = result
         if status == "ok":
@@ -297,24 +379,34 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
         def cost(rc):
             r, c = rc
             return (c == "strace" and r.variant == "held") * 100 + (c == "valgrind") * 10 + (c == "strace")
-        jobs = sorted(((r, c) for r in rows for c in configs), key=cost, reverse=True)
+        jobs = sorted(((r, c) for r in rows for c in configs if c in TOOLS), key=cost, reverse=True)
         per_row = {id(r): {} for r in rows}
+        natives = [c for c in configs if c in NATIVE]
         with concurrent.futures.ThreadPoolExecutor(max(2, len(os.sched_getaffinity(0)))) as pool:
-            for row, config, result in pool.map(lambda a: job(*a), jobs):
-                record(row, config, result, per_row[id(row)])
+            ran = [pool.submit(job, *a) for a in jobs] + [pool.submit(turns_job, r, natives) for r in rows]
+            for done in ran:
+                got = done.result()
+                if len(got) == 3:
+                    record(got[0], got[1], got[2], per_row[id(got[0])])
+                else:
+                    for config, result in got[1].items():
+                        record(got[0], config, result, per_row[id(got[0])])
         for r in rows:
             add_samples(r, per_row[id(r)])
         return
 
     for rep in range(reps):
         for r in rows:
-            todo = [c for c in configs if c not in TOOLS or rep < tool_reps]
+            todo = [c for c in configs if (c not in TOOLS or rep < tool_reps) and c not in r.notes]
             random.Random(f"{rep}/{r.label}").shuffle(todo)
+            natives = [c for c in todo if c in NATIVE]  # in the shuffled order
             samples = {}
             for config in todo:
-                if config in r.notes:
-                    continue
-                record(*job(r, config), samples)
+                if config in TOOLS:
+                    record(*job(r, config), samples)
+                elif config == natives[0]:
+                    for c, result in turns_job(r, natives)[1].items():
+                        record(r, c, result, samples)
             add_samples(r, samples)
         print(f"  repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
 
@@ -660,9 +752,11 @@ def print_report(rows, configs, notes, memory, client, client_note, args, mode, 
         print("- SMOKE RUN: every configuration once, tiny iteration counts, runs in parallel: "
               "the figures mean nothing")
     else:
-        print(f"- {reps} repetitions (valgrind and strace: {tool_reps}), configurations interleaved within each "
-              "repetition in a shuffled order; ns/op is the median untraced time per operation, each ratio the "
-              "median of the per-repetition ratios to the untraced run of the same repetition")
+        print(f"- {reps} repetitions (valgrind and strace: {tool_reps}); within each, the native configurations "
+              f"run at once taking turns, {TURN_BATCHES[mode]} batches each, one batch at a time in a shuffled "
+              "order (bench --turns), valgrind and strace on their own; ns/op is the median untraced time per "
+              "operation, each ratio the median of the per-repetition ratios to the untraced run of the same "
+              "repetition")
         print(f"- iterations per run: untraced, tracing off and on the same, "
               f"{f'~{NATIVE_SECONDS} s' if mode == 'full' else '~0.04 s'} untraced; valgrind a tenth of "
               f"{'~0.4 s' if mode == 'full' else 'those'}; strace "
