@@ -534,8 +534,12 @@ int main(int argc, char **argv)
 	}
 	if (argc - i != 2)
 		return usage();
+	if (n < turns.batches) {
+		fprintf(stderr, "bench: %ld iterations cannot make %ld batches (--turns)\n", n, turns.batches);
+		return 2;
+	}
 	for (int w = 0; w < (int)(sizeof(workload_names) / sizeof(*workload_names)); w++)
 		if (!strcmp(mode, workload_names[w]))
-			return n < turns.batches ? usage() : workload_main(w, n, (int)threads, deep, hold, &turns);
+			return workload_main(w, n, (int)threads, deep, hold, &turns);
 	return usage();
 }

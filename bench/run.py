@@ -180,9 +180,9 @@ def run_in_turns(configs, args, batches, timeout):
     comes round to it (bench --turns), so that the configurations alternate
     every millisecond or so and a change of the machine's speed, which
     comes and goes over tenths of a second here, hits them alike.  Returns
-    {config: result}, each as run_once's; when one process fails, the
-    others, whose turn would never come, are stopped and reported with
-    it."""
+    {config: result}, each as run_once's; when one process fails or
+    skips, the others, whose turn would never come, are stopped and
+    reported as ("stopped", why): no figure, and no fault of theirs."""
     n = len(configs)
     pipes = [os.pipe() for _ in configs]
     procs, results = {}, {}
@@ -202,12 +202,12 @@ def run_in_turns(configs, args, batches, timeout):
         wait_ring(procs, results, timeout)
     except Broken as e:
         for config in configs:
-            results.setdefault(config, ("error", f"stopped: another configuration's run failed ({e})"))
+            results.setdefault(config, ("stopped", str(e)))
     finally:
         for _, p in procs.values():
             if p.poll() is None:
                 p.kill()
-            p.wait()
+            p.communicate()  # reaps it and closes its pipes
         for r, w in pipes:
             os.close(r)
             os.close(w)
@@ -223,11 +223,12 @@ def wait_ring(procs, results, timeout):
             if config not in results and p.poll() is not None:
                 results[config] = parse_result(config, cmd, p)
                 if results[config][0] == "error":
-                    raise Broken(results[config][1])
+                    raise Broken(f"{HEADINGS[config]} failed: {results[config][1]}")
                 if results[config][0] == "skip" and not failed:
                     # a skip (a limit) comes before the first turn, to all
                     # alike: the others have a moment to say so too
-                    failed, deadline = results[config][1], min(deadline, time.monotonic() + 5)
+                    failed = f"{HEADINGS[config]} skipped: {results[config][1]}"
+                    deadline = min(deadline, time.monotonic() + 5)
         if time.monotonic() > deadline:
             raise Broken(failed or f"timed out after {timeout} s")
         time.sleep(0.005)
@@ -359,14 +360,22 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
 
     def turns_job(row, natives):
         """The native configurations of a row, taking turns (all have the
-        same iterations)."""
+        same iterations).  Those stopped because another one skipped (a
+        limit of its own) take their turns again without it."""
         args = row.args + [row.workload, str(row.iterations[natives[0]])]
-        return row, run_in_turns(natives, args, TURN_BATCHES[mode], timeout)
+        results = run_in_turns(natives, args, TURN_BATCHES[mode], timeout)
+        skipped = [c for c in natives if results[c][0] == "skip"]
+        again = [c for c in natives if results[c][0] == "stopped"]
+        if skipped and again:
+            results.update(run_in_turns(again, args, TURN_BATCHES[mode], timeout))
+        return row, results
 
     def record(row, config, result, samples):
         status, value = result
         if status == "ok":
             samples[config] = value
+        elif status == "stopped":  # another configuration failed: not this one's fault
+            pass
         elif status == "skip":
             row.notes[config] = f"skipped: {value}"
         else:

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from harness import AGENT, BUILD, HTRACE, skip
 
@@ -39,11 +40,59 @@ def median_interval_problems():
     return [] if got == want else [f"median_interval of 0..n-1: {got}, expected {want}"]
 
 
+def turns_problems():
+    """bench --turns runs a batch only when a byte comes in: a process
+    whose ring is its own pipe waits until the first byte, then passes
+    itself the turn until done.  And run.py's ring survives a process that
+    dies in it: the others are stopped at once, with no figure and no
+    fault of theirs, and no process is left behind."""
+    problems = []
+    r, w = os.pipe()
+    try:
+        p = subprocess.Popen([BENCH, "--turns", f"{r},{w},3", "dup", "300"], pass_fds=(r, w),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        try:
+            p.wait(timeout=0.5)
+            problems.append("bench --turns ran before its first turn came")
+        except subprocess.TimeoutExpired:
+            os.write(w, b"t")
+            out, _ = p.communicate(timeout=60)
+            if p.returncode != 0 or "RESULT ns_per_op=" not in out:
+                problems.append(f"bench --turns, given the turn: exit {p.returncode}, {out!r}")
+    finally:
+        os.close(r)
+        os.close(w)
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import run as bench_run
+    real_command = bench_run.command
+
+    def dying_again(config, args):
+        cmd, env = real_command(config, args)
+        return (["sh", "-c", "sleep 0.2; kill -SEGV $$"] if config == "again" else cmd), env
+
+    bench_run.command, bench_run.BENCH = dying_again, BENCH
+    try:
+        start = time.monotonic()
+        got = bench_run.run_in_turns(["untraced", "again", "on"], ["dup", "50000000"], 100, 60)
+        took = time.monotonic() - start
+    finally:
+        bench_run.command = real_command
+    states = {c: r[0] for c, r in got.items()}
+    if states != {"untraced": "stopped", "again": "error", "on": "stopped"} or took > 10:
+        problems.append(f"a ring with a process that dies: {states} after {took:.1f} s")
+    children = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "pid=,stat=,comm="],
+                              capture_output=True, text=True).stdout.split("\n")
+    children = [c.strip() for c in children if c.strip() and c.split()[-1] != "ps"]
+    if children:
+        problems.append(f"processes left behind by the ring: {children}")
+    return problems
+
+
 def main():
     if not BUILD or not os.access(BENCH, os.X_OK):
         return skip("bench_quick", f"the bench binary {BENCH!r} is not built "
                                    "(HTRACE_BUILD unset or `make` not run)")
-    problems = median_interval_problems()
+    problems = median_interval_problems() + turns_problems()
     env = dict(os.environ, HTRACE_AGENT=AGENT, HTRACE_BENCH=BENCH)
     if HTRACE:
         env["HTRACE"] = HTRACE

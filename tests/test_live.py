@@ -364,22 +364,25 @@ def test_dup2_onto_a_descriptor_opened_while_tracing_was_off_records_its_close()
     """A descriptor opened while tracing was off is untracked, but the
     kernel has it open: a dup2 onto it after -enable closes it inside the
     call, so its history shows that implicit CLOSE before the dup2's OPEN,
-    both at the dup2, and the number is now a leak with that stack."""
-    with Server() as s:
-        s.ask("quiet")
-        fd = s.leak(1)[0]
-        enable(s)
-        expect(s.ask(f"replace {fd}") == [str(fd)], f"replace {fd}")
-        history = one_json(ok(["--json", "-p", s.pid, str(fd)]))
-        traces = [t for h in history["handles"] for t in h["traces"]]
-        kinds = [(t["kind"], t["api"], t["implicit"]) for t in traces]
-        expect(kinds == [("OPEN", "dup2", False), ("CLOSE", "dup2", True)],
-               f"fd {fd}: history {kinds}, expected the dup2's OPEN after its implicit CLOSE")
-        expect(traces[1]["seq"] < traces[0]["seq"], "the CLOSE is not recorded before the OPEN")
-        names = [[f["function"] for f in t["frames"]] for t in traces]
-        expect(all("scenario_replace" in n for n in names), f"stacks {names}")
-        p, handles = listing_by_handle(s)
-        expect(handles[fd]["state"] == "leaked", f"fd {fd} after the dup2: {handles[fd]['state']}")
+    both at the dup2, and the number is now a leak with that stack.  The
+    same through dup3 and through syscall(SYS_dup2) and syscall(SYS_dup3)."""
+    for how, api in (("dup2", "dup2"), ("dup3", "dup3"), ("sys_dup2", "syscall(dup2)"),
+                     ("sys_dup3", "syscall(dup3)")):
+        with Server() as s:
+            s.ask("quiet")
+            fd = s.leak(1)[0]
+            enable(s)
+            expect(s.ask(f"replace {fd} {how}") == [str(fd)], f"replace {fd} {how}")
+            history = one_json(ok(["--json", "-p", s.pid, str(fd)]))
+            traces = [t for h in history["handles"] for t in h["traces"]]
+            kinds = [(t["kind"], t["api"], t["implicit"]) for t in traces]
+            expect(kinds == [("OPEN", api, False), ("CLOSE", api, True)],
+                   f"{how} onto fd {fd}: history {kinds}, expected the {api}'s OPEN after its implicit CLOSE")
+            expect(traces[1]["seq"] < traces[0]["seq"], f"{how}: the CLOSE is not recorded before the OPEN")
+            names = [[f["function"] for f in t["frames"]] for t in traces]
+            expect(all("scenario_replace" in n for n in names), f"{how}: stacks {names}")
+            p, handles = listing_by_handle(s)
+            expect(handles[fd]["state"] == "leaked", f"fd {fd} after {how}: {handles[fd]['state']}")
 
 
 def test_number_reused_while_tracing_was_off_is_not_given_the_old_stack():
@@ -402,9 +405,10 @@ def test_number_reused_while_tracing_was_off_is_not_given_the_old_stack():
 def test_enable_keeps_a_failure_the_agent_records_while_the_client_works():
     """-enable reads the target's database, then writes to it.  A failure
     the agent records in between (its FAILED bit of the state word) must
-    stay: the client writes only its own byte of that word.  gdb stops
-    the client at its first write, and the FAILED bit is set in the
-    target's memory then, as the agent would."""
+    stay: the client writes only its own byte of that word, then reads the
+    word again and reports the failure (exit 1).  gdb stops the client at
+    its first write, and the FAILED bit is set in the target's memory
+    then, as the agent would."""
     if not shutil.which("gdb"):
         raise Skip("gdb is not installed (scripts/install-deps.sh installs it)")
     layout = database_layout()
@@ -425,6 +429,9 @@ def test_enable_keeps_a_failure_the_agent_records_while_the_client_works():
         state = int.from_bytes(memory.read(state_at, 4), "little")
         memory.close()
         expect(state & failed, f"state {state:#x} after -enable: the agent's FAILED bit {failed:#x} was undone")
+        said = gdb.stdout + gdb.stderr
+        expect("exited with code 01" in said and "stopped tracing" in said,
+               f"-enable did not report the failure that came while it wrote: {said[-400:]}")
         listing = run_htrace(["-p", str(s.pid)])
         expect(listing.returncode == 1 and "stopped tracing" in listing.stderr + listing.stdout,
                f"htrace -p after the failure: exit {listing.returncode}, {listing.stderr.strip()[:200]}")

@@ -176,7 +176,7 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 		record_pair_at(a[3], api);
 		break;
 	case SC_DUP_TO_ARG1:
-		if (a[0] != a[1])
+		if ((unsigned)a[0] != (unsigned)a[1])
 			record_dup_onto((int)result, api, untracked);
 		break;
 	case SC_FCNTL:
@@ -248,7 +248,8 @@ AGENT_EXPORT long syscall(long nr, ...)
 		RETURN_IF_QUIET(real(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
-	int untracked = effect == SC_DUP_TO_ARG1 && a[0] != a[1] && engine_open_untracked((int)a[1]);
+	int untracked = effect == SC_DUP_TO_ARG1 && (unsigned)a[0] != (unsigned)a[1] &&
+			engine_open_untracked((int)a[1]);
 	uint64_t flags = is_clone(effect) ? clone_flags_before(effect, a) : 0;
 	if (is_clone(effect) && !(flags & CLONE_VM))
 		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */

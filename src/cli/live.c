@@ -241,6 +241,19 @@ static void say_state(const struct live_options *o, FILE *out, const struct targ
 	fprintf(out, "}\n");
 }
 
+/* The agent stopped tracing while the client wrote (its FAILED bit, which
+ * the client's write leaves alone): then t has its state and reason. */
+static int failed_meanwhile(struct target_db *t)
+{
+	struct htrace_db now;
+	if (reader_header(t->pid, t->db_addr, &now) != READER_OK || !(now.state & HTRACE_STATE_FAILED))
+		return 0;
+	t->db.state = now.state;
+	memcpy(t->db.failure, now.failure, sizeof(t->db.failure));
+	t->db.failure[sizeof(t->db.failure) - 1] = '\0';
+	return 1;
+}
+
 static int command_enable(const struct live_options *o, struct target_db *t, FILE *out)
 {
 	uint32_t max = o->enable_max_traces ? o->enable_max_traces : t->db.ring_reserved;
@@ -263,6 +276,8 @@ static int command_enable(const struct live_options *o, struct target_db *t, FIL
 	    (!was && write_u64(t, FIELD_ADDR(t, trace_from_seq), seq + 1) < 0) ||
 	    write_tracing(t, 1) < 0)
 		return write_failed(t);
+	if (failed_meanwhile(t))
+		return not_enabled(t);
 	char text[256];
 	snprintf(text, sizeof(text), "htrace: tracing %s in process %d (Max_Traces %u, stack depth "
 		 "%u); snapshot taken at event 0x%llX.", was ? "was already enabled" : "enabled",

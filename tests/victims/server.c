@@ -24,9 +24,11 @@
  *               /dev/null again as the same number (dup2 if need be), so
  *               that a number open at a snapshot is closed and reused after
  *               it; answers "OK FD"
- *   replace FD  scenario_replace(): opens /dev/null and dup2()s it onto the
- *               open descriptor FD, which the kernel closes and reuses in
- *               one call, then closes the one it opened; answers "OK FD"
+ *   replace FD [HOW]  scenario_replace(): opens /dev/null and dup2()s it
+ *               onto the open descriptor FD, which the kernel closes and
+ *               reuses in one call, then closes the one it opened; answers
+ *               "OK FD".  HOW: dup2 (the default), dup3 (with O_CLOEXEC),
+ *               sys_dup2 or sys_dup3 (through syscall())
  *   stale       scenario_stale(): fopen()s /dev/null, closes its descriptor
  *               behind the FILE's back, opens /dev/null again as the same
  *               number and reads through the FILE (a stale use); keeps
@@ -49,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline, noclone))
@@ -161,14 +164,28 @@ static NOINLINE int scenario_reopen(int fd)
 	return r;
 }
 
-static NOINLINE int scenario_replace(int fd)
+/* dup2 onto fd, the way how says (see replace above). */
+static int replace_onto(int other, int fd, const char *how)
+{
+	if (!strcmp(how, "dup2"))
+		return dup2(other, fd);
+	if (!strcmp(how, "dup3"))
+		return dup3(other, fd, O_CLOEXEC);
+	if (!strcmp(how, "sys_dup2"))
+		return (int)syscall(SYS_dup2, other, fd);
+	if (!strcmp(how, "sys_dup3"))
+		return (int)syscall(SYS_dup3, other, fd, O_CLOEXEC);
+	return -1;
+}
+
+static NOINLINE int scenario_replace(int fd, const char *how)
 {
 	if (fd < 3 || fcntl(fd, F_GETFD) < 0)
 		return -1;
 	int other = open("/dev/null", O_RDONLY);
 	if (other < 0)
 		return -1;
-	int r = dup2(other, fd);
+	int r = replace_onto(other, fd, how);
 	close(other);
 	__asm__ volatile("" ::: "memory");
 	return r;
@@ -230,10 +247,10 @@ int main(void)
 		}
 	answer("READY %d", (int)getpid());
 
-	char line[256], word[32];
+	char line[256], word[32], how[32];
 	while (fgets(line, sizeof line, stdin)) {
 		long n = 0;
-		int args = sscanf(line, "%31s %ld", word, &n);
+		int args = sscanf(line, "%31s %ld %31s", word, &n, how);
 		if (args < 1) {
 			answer("ERR empty command");
 		} else if (!strcmp(word, "leak") && args == 2 && n >= 0 && n <= MAX_LEAK) {
@@ -255,8 +272,8 @@ int main(void)
 			answer_fd(scenario_reuse(), word, -1);
 		} else if (!strcmp(word, "reopen") && args == 2) {
 			answer_fd(scenario_reopen((int)n), word, n);
-		} else if (!strcmp(word, "replace") && args == 2) {
-			answer_fd(scenario_replace((int)n), word, n);
+		} else if (!strcmp(word, "replace") && args >= 2) {
+			answer_fd(scenario_replace((int)n, args == 3 ? how : "dup2"), word, n);
 		} else if (!strcmp(word, "stale")) {
 			answer_fd(scenario_stale(), word, -1);
 		} else if (!strcmp(word, "staleuse")) {
