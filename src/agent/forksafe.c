@@ -28,7 +28,10 @@ struct mutex_head {
 
 static struct mutex_head *loader_lock;
 static int parent_was_threaded;
-static int forking_tid; /* the thread that called fork: the child's only one */
+/* The thread that called fork, as the parent numbered it: the child's only
+ * thread.  Each thread's own (TLS), so that two threads forking at once do
+ * not give each other's child the wrong one. */
+static AGENT_TLS int forking_tid;
 int fork_child_without_stacks AGENT_HIDDEN;
 
 struct lock_search {
