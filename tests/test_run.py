@@ -236,6 +236,16 @@ def test_dup2_onto_an_open_descriptor_records_close_and_open_at_the_call():
     expect(close["seq"] < newest["seq"], "the CLOSE is not recorded before the OPEN")
 
 
+def test_syscall_dup2_onto_itself_in_the_low_32_bits_records_nothing():
+    # syscall(SYS_dup2, fd, fd | 1 << 32) is dup2(fd, fd) to the kernel,
+    # which takes the numbers as unsigned int: no implicit CLOSE and no
+    # OPEN; the only CLOSE by syscall(dup2) is the one onto the open number
+    result, objs = json_run(["--history", "--", os.path.join(VICTIMS, "apicall"), "syscall(dup2)"])
+    closes = [(h["handle"], t["kind"]) for h in only_process(objs)["handles"] for t in h["traces"]
+              if t["api"] == "syscall(dup2)" and t["kind"] == "CLOSE"]
+    expect(len(closes) == 1, f"CLOSE events by syscall(dup2): {closes}, expected one (onto the open number)")
+
+
 def test_folded_stacks_for_flame_graphs():
     leaky = os.path.join(BUILD, "examples", "leaky")
     with tempfile.TemporaryDirectory() as d:

@@ -1122,6 +1122,9 @@ TEST_FN call_syscall_dup2(void)
 	int src = open_null(), busy = open_null();
 	int onto_free = must(syscall(SYS_dup2, src, 100), "dup2 onto a free number");
 	int onto_busy = must(syscall(SYS_dup2, src, busy), "dup2 onto an open descriptor");
+	/* the kernel takes the numbers as unsigned int: this is dup2(src, src),
+	 * which closes and opens nothing */
+	must(syscall(SYS_dup2, src, (long)src | 1L << 32), "dup2 onto itself, high bits set");
 	expect_dup_onto_free_and_busy(onto_free, onto_busy, "syscall(dup2)");
 }
 
