@@ -355,8 +355,10 @@ def calibrate(rows, mode, errors):
 def measure(rows, configs, reps, tool_reps, mode, errors):
     timeout = 60 if mode == "smoke" else 600
 
+    # each job gives (row, {config: result})
     def job(row, config):
-        return row, config, run_once(config, row.args + [row.workload, str(row.iterations[config])], timeout)
+        args = row.args + [row.workload, str(row.iterations[config])]
+        return row, {config: run_once(config, args, timeout)}
 
     def turns_job(row, natives):
         """The native configurations of a row, taking turns (all have the
@@ -370,17 +372,17 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
             results.update(run_in_turns(again, args, TURN_BATCHES[mode], timeout))
         return row, results
 
-    def record(row, config, result, samples):
-        status, value = result
-        if status == "ok":
-            samples[config] = value
-        elif status == "stopped":  # another configuration failed: not this one's fault
-            pass
-        elif status == "skip":
-            row.notes[config] = f"skipped: {value}"
-        else:
-            row.notes[config] = "ERROR"
-            errors.append(f"{row.label}, {HEADINGS[config]}: {value}")
+    def record(row, results, samples):
+        for config, (status, value) in results.items():
+            if status == "ok":
+                samples[config] = value
+            elif status == "stopped":  # another configuration failed: not this one's fault
+                pass
+            elif status == "skip":
+                row.notes[config] = f"skipped: {value}"
+            else:
+                row.notes[config] = "ERROR"
+                errors.append(f"{row.label}, {HEADINGS[config]}: {value}")
 
     if mode == "smoke":  # nothing is measured: run everything once, in parallel
         # the longest first, so that they overlap the rest: strace -k of the
@@ -394,12 +396,8 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
         with concurrent.futures.ThreadPoolExecutor(max(2, len(os.sched_getaffinity(0)))) as pool:
             ran = [pool.submit(job, *a) for a in jobs] + [pool.submit(turns_job, r, natives) for r in rows]
             for done in ran:
-                got = done.result()
-                if len(got) == 3:
-                    record(got[0], got[1], got[2], per_row[id(got[0])])
-                else:
-                    for config, result in got[1].items():
-                        record(got[0], config, result, per_row[id(got[0])])
+                row, results = done.result()
+                record(row, results, per_row[id(row)])
         for r in rows:
             add_samples(r, per_row[id(r)])
         return
@@ -414,8 +412,7 @@ def measure(rows, configs, reps, tool_reps, mode, errors):
                 if config in TOOLS:
                     record(*job(r, config), samples)
                 elif config == natives[0]:
-                    for c, result in turns_job(r, natives)[1].items():
-                        record(r, c, result, samples)
+                    record(*turns_job(r, natives), samples)
             add_samples(r, samples)
         print(f"  repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
 
