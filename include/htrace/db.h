@@ -61,7 +61,7 @@ enum htrace_kind {
 #define HTRACE_STATE_TRACING 0x1 /* stacks and history are being recorded */
 #define HTRACE_STATE_FAILED 0x100 /* the agent hit a failure and stopped; see failure[] */
 #define HTRACE_STATE_CLIENT_BYTE 0 /* offset in state of the byte with TRACING */
-_Static_assert((HTRACE_STATE_TRACING >> 8 * HTRACE_STATE_CLIENT_BYTE) <= 0xff &&
+_Static_assert(!(HTRACE_STATE_TRACING & ~(0xffu << 8 * HTRACE_STATE_CLIENT_BYTE)) &&
 		       !(HTRACE_STATE_FAILED & 0xffu << 8 * HTRACE_STATE_CLIENT_BYTE),
 	       "TRACING alone in the client's byte of the state word");
 

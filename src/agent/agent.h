@@ -33,6 +33,16 @@ struct agent_thread {
 };
 extern AGENT_TLS struct agent_thread agent_self AGENT_HIDDEN;
 
+/* The thread's id, asked of the kernel once per thread (out of line, so
+ * that the hooks' path stays short). */
+int thread_id_first_time(void) AGENT_HIDDEN;
+
+static inline int current_tid(void)
+{
+	int tid = agent_self.tid;
+	return __builtin_expect(tid != 0, 1) ? tid : thread_id_first_time();
+}
+
 /* Non-zero in a vfork child (set by our vfork, shared with the parent's
  * memory until the child execs or exits): hooks then record nothing. */
 extern AGENT_TLS int htrace_in_vfork AGENT_HIDDEN;

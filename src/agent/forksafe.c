@@ -93,7 +93,7 @@ const void *forksafe_loader_lock(void)
 void forksafe_before_fork(void)
 {
 	parent_was_threaded = !__libc_single_threaded;
-	forking_tid = (int)RAW0(SYS_gettid);
+	forking_tid = current_tid();
 }
 
 void forksafe_in_child(void)

@@ -9,18 +9,8 @@
 
 struct range_close {
 	unsigned lo, hi, api;
+	int works; /* close_range's answer: 0 not asked yet, 1 closes, -1 fails */
 };
-
-static void close_if_in_range(int fd, void *arg)
-{
-	const struct range_close *r = arg;
-	engine_closing(fd, r->api, 0);
-}
-
-static int range_call_valid(unsigned lo, unsigned hi, int flags)
-{
-	return lo <= hi && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC));
-}
 
 /* Whether close_range can close anything here: a kernel before 5.9 has
  * none (ENOSYS), and a seccomp policy may refuse it.  Asked each time (a
@@ -30,13 +20,27 @@ static int close_range_works(void)
 	return RAW3(SYS_close_range, ~0u, ~0u, 0) == 0;
 }
 
+/* A tracked descriptor in the range: closing, unless close_range would
+ * fail (asked at the first one, so a range with none costs no probe). */
+static void close_if_in_range(int fd, void *arg)
+{
+	struct range_close *r = arg;
+	if (r->api != HTRACE_API_closefrom && !r->works)
+		r->works = close_range_works() ? 1 : -1;
+	if (r->works >= 0)
+		engine_closing(fd, r->api, 0);
+}
+
+static int range_call_valid(unsigned lo, unsigned hi, int flags)
+{
+	return lo <= hi && !(flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC));
+}
+
 void record_range_closing(unsigned lo, unsigned hi, int flags, unsigned api)
 {
 	if (!range_call_valid(lo, hi, flags) || (flags & (CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE)))
 		return; /* fails, only marks close-on-exec, or is decided afterwards */
-	if (api != HTRACE_API_closefrom && !close_range_works())
-		return; /* fails too: the descriptors stay open */
-	struct range_close r = { lo, hi, api };
+	struct range_close r = { lo, hi, api, 0 }; /* when close_range fails, they stay open */
 	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_in_range, &r));
 }
 
@@ -59,7 +63,7 @@ void record_range_closed_unshared(unsigned lo, unsigned hi, int flags, unsigned 
 		__atomic_add_fetch(&htrace_db.tables_unshared, 1, __ATOMIC_RELAXED);
 		return;
 	}
-	struct range_close r = { lo, hi, api };
+	struct range_close r = { lo, hi, api, 0 };
 	KEEP_ERRNO(engine_for_each_open_in(lo, hi, close_if_kernel_closed, &r));
 }
 

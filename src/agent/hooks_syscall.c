@@ -70,13 +70,6 @@ static int is_clone(enum syscall_effect effect)
 	return effect == SC_CLONE || effect == SC_CLONE3;
 }
 
-/* The call's flags, once it succeeded (the kernel has read clone3's
- * arguments). */
-static uint64_t clone_flags(enum syscall_effect effect, const long *a)
-{
-	return effect == SC_CLONE ? (uint64_t)a[0] : ((const struct clone_args *)a[0])->flags;
-}
-
 /* The flags before the call: clone3's pointer may be anything (a program
  * probing for clone3 passes NULL), so its flags are copied without being
  * dereferenced; when it is not readable the kernel answers EFAULT, and 0
@@ -109,9 +102,11 @@ static long fork_by_syscall(__typeof__(&syscall) real)
 	return pid;
 }
 
-static void after_clone(enum syscall_effect effect, unsigned api, const long *a, long result)
+/* flags: clone_flags_before's (the kernel read the same ones: the call
+ * succeeded). */
+static void after_clone(enum syscall_effect effect, unsigned api, const long *a, long result,
+			uint64_t flags)
 {
-	uint64_t flags = clone_flags(effect, a);
 	if (result == 0) {
 		if (!(flags & CLONE_VM))
 			agent_after_fork_child();
@@ -151,13 +146,18 @@ static int bpf_cmd_opens(int cmd)
 #define LANDLOCK_QUERY_FLAGS (LANDLOCK_CREATE_RULESET_VERSION | (1U << 1))
 #endif
 
-/* Effects that happen after a successful call: new descriptors.
- * untracked: engine_open_untracked said so of a dup's target before. */
+/* What the hook learns before the call and needs after it. */
+struct before_call {
+	uint64_t clone_flags; /* clone_flags_before, for a clone */
+	int dup_untracked; /* engine_open_untracked of a dup's target */
+};
+
+/* Effects that happen after a successful call: new descriptors. */
 static void after(enum syscall_effect effect, unsigned api, const long *a, long result,
-		  int untracked)
+		  const struct before_call *b)
 {
 	if (is_clone(effect)) {
-		after_clone(effect, api, a, result);
+		after_clone(effect, api, a, result, b->clone_flags);
 		return;
 	}
 	if (effect == SC_CLOSE_RANGE) {
@@ -177,7 +177,7 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 		break;
 	case SC_DUP_TO_ARG1:
 		if ((unsigned)a[0] != (unsigned)a[1])
-			record_dup_onto((int)result, api, untracked);
+			record_dup_onto((int)result, api, b->dup_untracked);
 		break;
 	case SC_FCNTL:
 		if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
@@ -219,9 +219,8 @@ static void after(enum syscall_effect effect, unsigned api, const long *a, long 
 static long validate_for_unwinder(const void *addr)
 {
 	char byte;
-	struct iovec local = { &byte, 1 }, remote = { (void *)addr, 1 };
-	long n = RAW6(__NR_process_vm_readv, RAW0(__NR_gettid), &local, 1, &remote, 1, 0);
-	if (n == 1 || n == -ENOSYS || n == -EPERM)
+	long rc = raw_copy_in(&byte, addr, 1);
+	if (rc == 0 || rc == -ENOSYS || rc == -EPERM)
 		return 1; /* readable, or no way to tell: trust libunwind's mincore */
 	errno = EFAULT;
 	return -1;
@@ -248,9 +247,12 @@ AGENT_EXPORT long syscall(long nr, ...)
 		RETURN_IF_QUIET(real(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (effect != SC_NONE)
 		KEEP_ERRNO(before(effect, api, a));
-	int untracked = effect == SC_DUP_TO_ARG1 && (unsigned)a[0] != (unsigned)a[1] &&
-			engine_open_untracked((int)a[1]);
-	uint64_t flags = is_clone(effect) ? clone_flags_before(effect, a) : 0;
+	struct before_call b = {
+		.clone_flags = is_clone(effect) ? clone_flags_before(effect, a) : 0,
+		.dup_untracked = effect == SC_DUP_TO_ARG1 && (unsigned)a[0] != (unsigned)a[1] &&
+				 engine_open_untracked((int)a[1]),
+	};
+	uint64_t flags = b.clone_flags;
 	if (is_clone(effect) && !(flags & CLONE_VM))
 		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */
 	/* with CLONE_VM and CLONE_VFORK, the child runs on our memory until it
@@ -262,6 +264,6 @@ AGENT_EXPORT long syscall(long nr, ...)
 	if (borrowed && result != 0)
 		htrace_in_vfork = 0;
 	if (effect != SC_NONE && result >= 0)
-		KEEP_ERRNO(after(effect, api, a, result, untracked));
+		KEEP_ERRNO(after(effect, api, a, result, &b));
 	return result;
 }

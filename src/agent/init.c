@@ -55,7 +55,7 @@ void agent_env_ignored(const char *name, const char *value, const char *why, con
 		const char *c = parts[i];
 		for (; *c && n < sizeof(line) - 4 && (size_t)(c - parts[i]) < most; c++)
 			line[n++] = *c;
-		for (int dot = 0; *c && dot < 3; dot++)
+		for (int dot = 0; *c && dot < 3 && n < sizeof(line) - 1; dot++)
 			line[n++] = '.';
 	}
 	line[n++] = '\n';

@@ -284,6 +284,14 @@ static uint32_t depot_id_of_all(uint64_t *pcs, const uint64_t *frames, unsigned 
 	return depot_id(frames, kept, info->hash);
 }
 
+/* Stack (tail, first_pc) among the thread's recent ones, taken while the
+ * depot was at generation and still is; else 0.  recent.busy is held. */
+static inline uint32_t recent_current(uint64_t tail, uint64_t first_pc, uint64_t generation)
+{
+	uint32_t id = recent_find(tail, first_pc, generation);
+	return id && depot_generation_now() == generation ? id : 0; /* else the depot was emptied */
+}
+
 static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames, unsigned kept,
 					  struct unwind_info *info, uint64_t generation)
 {
@@ -291,9 +299,7 @@ static inline uint32_t depot_id_of_recent(uint64_t *pcs, const uint64_t *frames,
 		return depot_id_of_all(pcs, frames, kept, info);
 	recent.busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	uint32_t id = recent_find(info->tail, frames[0], generation);
-	if (id && depot_generation_now() != generation)
-		id = 0; /* the depot was emptied while this stack was taken */
+	uint32_t id = recent_current(info->tail, frames[0], generation);
 	if (id) {
 		count_check(&check_counts.recent);
 		unwind_fast_finish(pcs, 0, info, 0); /* the other frames are not needed */
@@ -319,10 +325,10 @@ static inline uint32_t stack_known(const void *frame, uint64_t generation)
 		return 0;
 	recent.busy = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	uint32_t id = recent_find(tail, first_pc, generation);
+	uint32_t id = recent_current(tail, first_pc, generation);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	recent.busy = 0;
-	return id && depot_generation_now() == generation ? id : 0;
+	return id;
 }
 
 /* No stack: in a fork child whose loader lock may be held by a vanished

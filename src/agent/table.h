@@ -38,16 +38,6 @@ ALWAYS_INLINE void slot_end(struct htrace_fd_slot *slot)
 	__atomic_store_n(&slot->gen, gen + 1, __ATOMIC_RELEASE);
 }
 
-/* The thread's id, asked of the kernel once per thread (out of line, so
- * that the hooks' path stays short). */
-int thread_id_first_time(void) AGENT_HIDDEN;
-
-static inline int current_tid(void)
-{
-	int tid = agent_self.tid;
-	return __builtin_expect(tid != 0, 1) ? tid : thread_id_first_time();
-}
-
 ALWAYS_INLINE void slot_close(struct htrace_fd_slot *slot)
 {
 	slot_begin(slot);
