@@ -16,6 +16,7 @@
 #include "htrace/apis.h"
 #include "htrace/db.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -88,12 +89,21 @@ static struct htrace_event ring[HTRACE_FDTAB_CHUNK];
 #endif
 
 /* TORN_COUNT slots of the first chunk odd, as many ring records whose two
- * numbers differ. */
+ * numbers differ.  One odd slot says OPEN, with a whole OPEN, for a
+ * descriptor the process really has open: a client that did not leave it
+ * out would list it as a leak. */
 static void fill(void)
 {
 	for (unsigned i = 0; i < TORN_COUNT; i++) {
 		chunk[i].gen = 1;
 		ring[i] = (struct htrace_event){ .seq = 1 + i, .seq_end = 2 + i, .kind = HTRACE_OPEN };
+	}
+	int fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0 && fd < (int)HTRACE_FDTAB_CHUNK) {
+		chunk[fd].gen = 1;
+		chunk[fd].state = HTRACE_FD_OPEN;
+		chunk[fd].open = (struct htrace_event){ .seq = 5, .seq_end = 5, .fd = fd,
+							.kind = HTRACE_OPEN, .api = 1 };
 	}
 	htrace_db.ring_addr = (uint64_t)ring;
 	htrace_db.ring_capacity = HTRACE_FDTAB_CHUNK;
