@@ -99,18 +99,7 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 		o->folded = !strcmp(f, "folded");
 		return 1;
 	}
-	const char *arg = argv[*i];
-	int html = !strcmp(arg, "--html") || !strncmp(arg, "--html=", 7);
-	if (html || !strcmp(arg, "-o") || !strcmp(arg, "--output") || !strncmp(arg, "--output=", 9)) {
-		const char *name = html ? "--html" : arg[1] == 'o' ? "-o" : "--output";
-		const char *file = options_file(argc, argv, i, name);
-		if (html)
-			o->html = file;
-		else
-			o->output = file;
-		return file ? 1 : -EXIT_USAGE;
-	}
-	return 0;
+	return options_output(argc, argv, i, &o->output, &o->html);
 }
 
 int live_parse(int argc, char **argv, struct live_options *o)

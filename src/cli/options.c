@@ -74,12 +74,26 @@ static int number_option(int argc, char **argv, int *i, const char *name, uint64
 	return 0;
 }
 
+int options_output(int argc, char **argv, int *i, const char **output, const char **html)
+{
+	const char *arg = argv[*i];
+	const char **into = matches(arg, "--html") ? html
+			    : !strcmp(arg, "-o") || matches(arg, "--output") ? output : NULL;
+	if (!into)
+		return 0;
+	const char *name = into == html ? "--html" : arg[1] == 'o' ? "-o" : "--output";
+	*into = options_file(argc, argv, i, name);
+	return *into ? 1 : -EXIT_USAGE;
+}
+
 static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 {
 	const char *arg = argv[*i];
 	uint64_t n;
 	int rc = filter_option(argc, argv, i, &o->filter);
 	if (rc)
+		return rc < 0 ? EXIT_USAGE : 0;
+	if ((rc = options_output(argc, argv, i, &o->output, &o->html)))
 		return rc < 0 ? EXIT_USAGE : 0;
 	if (!strcmp(arg, "--json"))
 		o->json = 1;
@@ -98,15 +112,9 @@ static int parse_one(int argc, char **argv, int *i, struct run_options *o)
 		o->group = 1;
 	else if (!strcmp(arg, "-f") || !strcmp(arg, "--follow-forks"))
 		o->follow_forks = 1;
-	else if (!strcmp(arg, "-o") || matches(arg, "--output")) {
-		if (!(o->output = options_file(argc, argv, i, arg[1] == 'o' ? "-o" : "--output")))
-			return EXIT_USAGE;
-	} else if (matches(arg, "--error-exitcode")) {
+	else if (matches(arg, "--error-exitcode")) {
 		if (!(rc = number_option(argc, argv, i, "--error-exitcode", 0, 255, &n)))
 			o->error_exitcode = (int)n;
-	} else if (matches(arg, "--html")) {
-		if (!(o->html = options_file(argc, argv, i, "--html")))
-			return EXIT_USAGE;
 	} else if (matches(arg, "--on-error")) {
 		const char *mode = option_value(argc, argv, i, "--on-error");
 		if (!mode || (strcmp(mode, "report") && strcmp(mode, "abort")))

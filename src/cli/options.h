@@ -46,4 +46,9 @@ int options_usage(const char *fmt, const char *arg);
  * ("--html -p 1"; a file named so is written ./-p; "-" alone is a name). */
 const char *options_file(int argc, char **argv, int *i, const char *name);
 
+/* -o FILE, --output FILE (or =FILE) into *output, --html FILE into *html:
+ * 1 when argv[*i] was one of them, 0 when not, -EXIT_USAGE (said) when
+ * its file is missing. */
+int options_output(int argc, char **argv, int *i, const char **output, const char **html);
+
 #endif
