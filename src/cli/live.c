@@ -102,6 +102,13 @@ static int parse_option(int argc, char **argv, int *i, struct live_options *o)
 	return options_output(argc, argv, i, &o->output, &o->html);
 }
 
+/* -enable, -snapshot and -disable: they change the process's tracing and
+ * write one line, no report. */
+static int is_state_command(enum live_command command)
+{
+	return command == LIVE_ENABLE || command == LIVE_SNAPSHOT || command == LIVE_DISABLE;
+}
+
 int live_parse(int argc, char **argv, struct live_options *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -130,8 +137,7 @@ int live_parse(int argc, char **argv, struct live_options *o)
 		if ((o->group || o->folded) && nwords == 0)
 			o->command = LIVE_OPEN;
 		rc = parse_words(words, nwords, o);
-		if (!rc && o->html && (o->command == LIVE_ENABLE || o->command == LIVE_SNAPSHOT ||
-				       o->command == LIVE_DISABLE))
+		if (!rc && o->html && is_state_command(o->command))
 			return options_usage("%s writes reports: not with -enable, -snapshot or -disable", "--html");
 		return rc;
 	}
@@ -328,15 +334,22 @@ static int command_disable(const struct live_options *o, struct target_db *t, FI
 
 /* --- reports -------------------------------------------------------------- */
 
+/* -o FILE, or stdout; NULL after one line on stderr (what: "the report
+ * to", "to") when it cannot be opened. */
+static FILE *open_output(const struct live_options *o, const char *what)
+{
+	FILE *out = o->output ? fopen(o->output, "we") : stdout;
+	if (!out)
+		fprintf(stderr, "htrace: cannot write %s %s: %s\n", what, o->output, strerror(errno));
+	return out;
+}
+
 static int render_live(const struct live_options *o, const struct snapshot *snap,
 		       const struct report_options *ro)
 {
-	FILE *out = o->output ? fopen(o->output, "we") : stdout;
-	if (!out) {
-		fprintf(stderr, "htrace: cannot write the report to %s: %s\n", o->output,
-			strerror(errno));
+	FILE *out = open_output(o, "the report to");
+	if (!out)
 		return EXIT_USAGE;
-	}
 	FILE *html = o->html ? render_html_open(o->html, 0) : NULL;
 	if (o->html && !html) {
 		if (out != stdout)
@@ -400,11 +413,9 @@ static int command_report(const struct live_options *o, const struct target_db *
  * is done to the process when its line could not be written. */
 static int state_command(const struct live_options *o, struct target_db *t)
 {
-	FILE *out = o->output ? fopen(o->output, "we") : stdout;
-	if (!out) {
-		fprintf(stderr, "htrace: cannot write to %s: %s\n", o->output, strerror(errno));
+	FILE *out = open_output(o, "to");
+	if (!out)
 		return EXIT_USAGE;
-	}
 	int rc = o->command == LIVE_ENABLE	  ? command_enable(o, t, out)
 		 : o->command == LIVE_SNAPSHOT ? command_snapshot(o, t, out)
 					       : command_disable(o, t, out);
@@ -429,7 +440,5 @@ int live_run(const struct live_options *o)
 		fprintf(stderr, "htrace: %s\n", why);
 		return 1;
 	}
-	if (o->command != LIVE_ENABLE && o->command != LIVE_SNAPSHOT && o->command != LIVE_DISABLE)
-		return command_report(o, &t);
-	return state_command(o, &t);
+	return is_state_command(o->command) ? state_command(o, &t) : command_report(o, &t);
 }
