@@ -19,6 +19,8 @@ import time
 from harness import AGENT, BUILD, HTRACE, skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import run as bench_run  # noqa: E402  (bench/run.py: median_interval, run_in_turns)
 BENCH = os.path.join(BUILD, "bench", "bench")
 
 WORKLOADS = ["open+close /dev/null", "socket+close (AF_INET TCP)", "pipe+close both ends", "dup+dup2+close",
@@ -33,8 +35,6 @@ def median_interval_problems():
     """The 95% interval of a median that over-budget lines show: order
     statistics 6 and 16 of 21 values (coverage 97.3%; 7 and 15 would give
     only 92.2%), the extremes of 7 (98.4%), none for 5 (93.75% at most)."""
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    import run as bench_run
     want = {21: (5, 15), 7: (0, 6), 5: None}
     got = {n: bench_run.median_interval(list(range(n))) for n in want}
     return [] if got == want else [f"median_interval of 0..n-1: {got}, expected {want}"]
@@ -62,8 +62,6 @@ def turns_problems():
     finally:
         os.close(r)
         os.close(w)
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    import run as bench_run
     real_command = bench_run.command
 
     def dying_again(config, args):

@@ -28,7 +28,8 @@ import time
 from harness import (AGENT, BUILD, DUMPED_RE, FRAME_RE, HEADER_RE, HTRACE, INLINED_RE, PARSED_RE,
                      TIMEOUT, VICTIMS, Failure, Skip, TargetMemory, check_kernel_agreement,
                      closing_counts, database_address, database_layout, expect, functions,
-                     has_frame, json_objects, parse_traces, parsed_dumped, run_htrace, run_tests)
+                     has_frame, json_objects, parse_traces, parsed_dumped, run_htrace, run_tests,
+                     traced_env)
 
 SERVER = os.path.join(VICTIMS, "server")
 BAD_VERSION_AGENT = os.path.join(BUILD, "tests", "fakes", "bad_version", "libhtrace.so")
@@ -886,35 +887,28 @@ def test_process_without_the_agent():
 
 
 def test_state_commands_write_their_line_to_the_output_file():
-    server = Server()
-    try:
-        with tempfile.TemporaryDirectory(prefix="htrace-test-out-") as d:
-            nowhere = os.path.join(d, "no", "such", "dir", "out")
-            check_error(["-p", server.pid, "-o", nowhere, "-enable"], 2, ["cannot write"])
-            check_error(["-p", server.pid, "-snapshot"], 1, ["not enabled"])  # nothing was done
-            out = os.path.join(d, "state.json")
-            for command in ("-enable", "-snapshot", "-disable"):
-                result = ok(["--json", "-o", out, "-p", server.pid, command])
-                expect(result.stdout == "", f"{command} -o FILE still wrote to stdout: {result.stdout!r}")
-                with open(out) as f:
-                    said = json.loads(f.read())
-                expect(said["command"] == command[1:] and said["pid"] == server.pid,
-                       f"{command}: the file holds {said}")
-    finally:
-        server.stop()
+    with Server() as server, tempfile.TemporaryDirectory(prefix="htrace-test-out-") as d:
+        nowhere = os.path.join(d, "no", "such", "dir", "out")
+        check_error(["-p", server.pid, "-o", nowhere, "-enable"], 2, ["cannot write"])
+        check_error(["-p", server.pid, "-snapshot"], 1, ["not enabled"])  # nothing was done
+        out = os.path.join(d, "state.json")
+        for command in ("-enable", "-snapshot", "-disable"):
+            result = ok(["--json", "-o", out, "-p", server.pid, command])
+            expect(result.stdout == "", f"{command} -o FILE still wrote to stdout: {result.stdout!r}")
+            with open(out) as f:
+                said = json.loads(f.read())
+            expect(said["command"] == command[1:] and said["pid"] == server.pid,
+                   f"{command}: the file holds {said}")
 
 
 def test_thread_id_names_its_process():
-    server = Server(env={"HTRACE_TRACE": "1"})
-    try:
+    with Server(env={"HTRACE_TRACE": "1"}) as server:
         fds = server.leak(1)
         others = [int(t) for t in os.listdir(f"/proc/{server.pid}/task") if int(t) != server.pid]
         expect(others, "the server has no thread but its main one")
         result = ok(["-p", others[0]])
         expect("vfork" not in result.stderr and f"Handle 0x{fds[0]:x} - OPEN" in result.stdout,
                f"htrace -p {others[0]} (a thread of {server.pid}):\n{result.stdout}{result.stderr}")
-    finally:
-        server.stop()
 
 
 def test_process_in_a_pid_namespace_of_its_own_is_read():
@@ -925,7 +919,7 @@ def test_process_in_a_pid_namespace_of_its_own_is_read():
         raise Skip("cannot make a PID namespace here (unshare -p -f --kill-child)")
     if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
         raise Skip("no /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN) to find the server")
-    env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE="1")
+    env = traced_env()
     outer = subprocess.Popen([unshare, "-p", "-f", "--kill-child", SERVER], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:

@@ -16,7 +16,8 @@ import sys
 import tempfile
 
 from harness import (AGENT, BUILD, HTRACE, TIMEOUT, VICTIMS, Failure, Skip, check_kernel_agreement,
-                     check_usage_error, expect, functions, json_run, only_process, run_htrace, run_tests)
+                     check_usage_error, expect, functions, json_run, only_process, run_htrace, run_tests,
+                     traced_env)
 
 BEHAVE = os.path.join(VICTIMS, "behave")
 
@@ -543,14 +544,18 @@ def test_bad_input_gives_one_line_and_conventional_status():
             check_usage_error(args, status, fragment)
 
 
+def fake_agent(variant):
+    fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
+    expect(os.path.exists(fake), f"{fake} not built")
+    return fake
+
+
 def test_untrustworthy_database_refused_in_one_line():
     cases = {"bad_version": "incompatible agent", "bad_sizes": "corrupt",
              "not_ready": "has not started", "huge_reserve": "corrupt (sizes",
              "mailbox_end": "corrupt (request count", "bad_event": "no agent writes"}
     for variant, fragment in cases.items():
-        fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
-        expect(os.path.exists(fake), f"{fake} not built")
-        env = dict(os.environ, HTRACE_AGENT=fake)
+        env = dict(os.environ, HTRACE_AGENT=fake_agent(variant))
         result = run_htrace(["run", "--", BEHAVE, "exit", "5"], env=env)
         expect(result.returncode == 1, f"{variant}: exit {result.returncode}, expected 1")
         expect("LEAK" in result.stdout, f"{variant}: the program did not run: {result.stdout!r}")
@@ -562,27 +567,12 @@ def test_untrustworthy_database_refused_in_one_line():
         expect(fragment in (p.get("error") or "") and p["handles"] == [], f"{variant}: {p}")
 
 
-def fake_agent(variant):
-    fake = os.path.join(BUILD, "tests", "fakes", variant, "libhtrace.so")
-    expect(os.path.exists(fake), f"{fake} not built")
-    return fake
-
-
-def run_briefly(args, env, seconds=20):
-    """htrace ARGS, failing the test (not hanging it) past seconds."""
-    try:
-        return subprocess.run([HTRACE] + args, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, env=env, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        raise Failure(f"htrace {' '.join(args)} did not finish in {seconds} s")
-
-
 def test_module_path_naming_a_fifo_neither_blocks_nor_symbolizes():
     with tempfile.TemporaryDirectory(prefix="htrace-test-fifo-") as d:
         fifo = os.path.join(d, "fifo-module")
         os.mkfifo(fifo)
         env = dict(os.environ, HTRACE_AGENT=fake_agent("odd_module"), HTRACE_FAKE_MODULE=fifo)
-        result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+        result = run_htrace(["run", "--", BEHAVE, "exit", "0"], env=env)
     expect(result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}")
     expect("Handle 0x3e8 - OPEN" in result.stderr and "fifo-module" in result.stderr,
            f"the fake descriptor's stack, in the module named by a FIFO, is not shown:\n"
@@ -591,7 +581,7 @@ def test_module_path_naming_a_fifo_neither_blocks_nor_symbolizes():
 
 def test_database_that_stays_half_written_refused_in_one_line():
     env = dict(os.environ, HTRACE_AGENT=fake_agent("torn"))
-    result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+    result = run_htrace(["run", "--", BEHAVE, "exit", "0"], env=env)
     lines = [l for l in result.stderr.splitlines() if "stays half written" in l]
     expect(result.returncode == 1 and len(lines) == 1 and "Handle" not in result.stderr,
            f"exit {result.returncode}, expected 1 and one line:\n{result.stderr}")
@@ -600,7 +590,7 @@ def test_database_that_stays_half_written_refused_in_one_line():
 def test_a_few_records_left_half_written_are_left_out():
     """As threads killed in the middle of a write leave: the report goes on."""
     env = dict(os.environ, HTRACE_AGENT=fake_agent("few_torn"))
-    result = run_briefly(["run", "--", BEHAVE, "exit", "0"], env)
+    result = run_htrace(["run", "--", BEHAVE, "exit", "0"], env=env)
     expect(result.returncode == 0 and "half written" not in result.stderr
            and "htrace: 0 leaked handles" in result.stderr,
            f"exit {result.returncode}:\n{result.stderr}")
@@ -656,7 +646,7 @@ def test_clone3_probe_with_bad_arguments_leaves_the_program_running():
     seccomp policy refuses the agent's safe copy (clone3nocopy)."""
     for mode in ("clone3probe", "clone3nocopy"):
         for tracing in ("1", "0"):
-            env = dict(os.environ, LD_PRELOAD=AGENT, HTRACE_TRACE=tracing)
+            env = traced_env(HTRACE_TRACE=tracing)
             result = subprocess.run([BEHAVE, mode], capture_output=True, text=True,
                                     stdin=subprocess.DEVNULL, env=env, timeout=TIMEOUT)
             if result.returncode == 77:
