@@ -30,7 +30,7 @@ ratios), which tells whether the miss is beyond this run's noise; the
 verdict itself is the median's.  Runs of about 0.13 s: halving them made
 the repetitions' ratios spread more widely, not less.
 
-Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
+Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE] [--client-only] [--guest]
   --quick   (or QUICK=1 in the environment) few iterations and repetitions,
             the whole run in well under a minute; nothing else is skipped
   --smoke   each configuration once with tiny iteration counts, runs in
@@ -38,6 +38,13 @@ Usage: run.py [--quick] [--smoke] [--reps N] [--json FILE]
             nothing (used by tests/test_bench_quick.py)
   --reps N  repetitions of the native configurations (default 21; quick 2)
   --json FILE  also write every sample to FILE
+  --client-only  only the client check (the last budget line)
+  --guest   the client check in a qemu guest too (bench/guest.py), even
+            where this machine could hold its descriptors; a full run
+            goes there by itself when this machine's RLIMIT_NOFILE is
+            too low for 100,000 descriptors, and also measures the size
+            this machine allows in the guest, to show how far software
+            emulation moves the ratio
 
 Env: HTRACE (the client), HTRACE_AGENT (libhtrace.so), HTRACE_BENCH (the
 bench binary); each defaults to its place under build/.
@@ -57,6 +64,7 @@ import platform
 import random
 import re
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -584,6 +592,84 @@ def client_check(count, paths, reps, errors):
         proc.communicate()
 
 
+def client_sizes_in_guest(sizes, mode):
+    """The client check at each size in a qemu guest (bench/guest.py), by
+    this very script with --client-sizes; a list of dicts, or a reason."""
+    import guest
+    script = "\n".join([
+        "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"cd {shlex.quote(ROOT)}",
+        f"HTRACE={shlex.quote(HTRACE)} HTRACE_AGENT={shlex.quote(AGENT)} HTRACE_BENCH={shlex.quote(BENCH)} "
+        f"exec {shlex.quote(sys.executable)} bench/run.py --{mode} --client-sizes {','.join(map(str, sizes))}",
+        ""])
+    out, status, reason = guest.run(script)
+    if reason:
+        return reason
+    results = [json.loads(line[len("CLIENT "):]) for line in out.splitlines() if line.startswith("CLIENT ")]
+    broken = [line for line in out.splitlines() if line.startswith("CLIENT-ERROR ")]
+    if status != 0 or broken or len(results) != len(sizes):
+        return f"ERROR: in the guest, exit {status}: {(' '.join(broken) or out.strip())[-300:]}"
+    return results
+
+
+def client_in_guest(client, mode, errors):
+    """The check at the size asked for (and at the size this machine
+    allows, to compare) in a guest, whose figures become the line's."""
+    sizes = [client["want"]] + ([client["info"]["count"]] if isinstance(client.get("info"), dict) else [])
+    print(f"  client check in a qemu guest (software emulation): {', '.join(f'{n:,}' for n in sizes)} descriptors",
+          file=sys.stderr, flush=True)
+    got = client_sizes_in_guest(sizes, mode)
+    if isinstance(got, str) and got.startswith("ERROR"):
+        errors.append(f"client check in the guest: {got}")
+    client["guest"] = got
+
+
+def client_section(mode, force_guest, errors):
+    """The client check: here when this machine allows the size asked for,
+    else (and with --guest) in a guest too, outside quick runs; here at the
+    most descriptors this machine allows, for information."""
+    want = 2000 if mode == "smoke" else 100_000
+    client, client_note = {"want": want}, None
+    if not os.access(HTRACE, os.X_OK) or not os.path.exists(AGENT):
+        client["main"] = f"the htrace client or agent is missing ({HTRACE}, {AGENT})"
+        return client, client_note
+    creps = {"full": 3, "quick": 1, "smoke": 1}[mode]
+    client["main"] = client_check(want, 1000, creps, errors)
+    if not isinstance(client["main"], dict) and not client["main"].startswith("ERROR"):
+        print(f"bench: SKIPPED the client check at {want:,} descriptors here: {client['main']}", file=sys.stderr)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        count = (hard - 100) // 1000 * 1000 if hard != resource.RLIM_INFINITY else 0
+        if count >= 1000:
+            client["info"] = client_check(count, 1000, creps, errors)
+            if isinstance(client["info"], dict):
+                client["scale"] = client_scale(count, creps, errors)
+        if mode == "full" or force_guest:
+            client_in_guest(client, mode, errors)
+        else:
+            client_note = "the check in a qemu guest runs in full runs only (or with --guest)"
+    elif force_guest:
+        client_in_guest(client, mode, errors)
+    if not group_supported():
+        client_note = "`htrace --group` (issue 5) does not exist in this client yet"
+    return client, client_note
+
+
+def client_sizes_main(sizes, mode):
+    """--client-sizes: the client check at each size, one line each
+    (CLIENT and its JSON), for client_sizes_in_guest to read."""
+    errors = []
+    creps = {"full": 3, "quick": 1, "smoke": 1}[mode]
+    for count in sizes:
+        got = client_check(count, 1000, creps, errors)
+        if isinstance(got, dict):
+            print("CLIENT " + json.dumps(got), flush=True)
+        else:
+            errors.append(f"bench hold-traced {count}: {got}")
+    for e in errors:
+        print("CLIENT-ERROR " + e, flush=True)
+    return 1 if errors else 0
+
+
 # ---- report ----
 
 def verdict(ok):
@@ -686,62 +772,108 @@ def client_scale(count, reps, errors):
     return [c for c in (client_check(n, 1000, reps, errors) for n in sizes) if isinstance(c, dict)]
 
 
+def client_times(c):
+    """(the client's time, lsof's) of one check; None where missing."""
+    key = "htrace --group -p PID" if c["group"] else "htrace -p PID 0"
+    return c["median"].get(key), c["median"].get("lsof -p PID")
+
+
+def client_figures(c):
+    t, l = client_times(c)
+    ratio = f" ({t / l:.2f}×)" if t is not None and l else ""
+    return ", ".join(f"{n} {t:.2f} s" for n, t in c["median"].items()) + ratio
+
+
 def client_trend(sizes):
     """The client's time over lsof's at each size measured, smallest first."""
     parts = []
     for c in sorted(sizes, key=lambda c: c["count"]):
-        key = "htrace --group -p PID" if c["group"] else "htrace -p PID 0"
-        t, l = c["median"].get(key), c["median"].get("lsof -p PID")
+        t, l = client_times(c)
         if t is not None and l:
             parts.append(f"{c['count']:,}: {t:.2f} s against {l:.2f} s ({t / l:.2f}×)")
     return "; ".join(parts)
 
 
+def client_verdict(head, c):
+    """The budget line judged from check c."""
+    t, l = client_times(c)
+    extra = "" if c["group"] else (" (--group does not exist in this client: the per-handle listing "
+                                   "`htrace -p PID 0` is timed instead)")
+    if not c["lsof"]:
+        return ("SKIP", f"{head}: lsof is not installed; {client_figures(c)}{extra}")
+    if t is None or l is None:
+        return ("SKIP", f"{head}: a command failed ({c['failed']}){extra}")
+    return (verdict(t <= l), f"{head}: {client_figures(c)}{extra}")
+
+
+def client_host_lines(client):
+    """What this machine measured when it could not hold the size asked for."""
+    lines, informational = [], client.get("info")
+    if isinstance(informational, dict):
+        lines.append(("info", f"Here, on {informational['count']:,} descriptors from {informational['paths']:,} "
+                              f"stacks (the most this machine allows): {client_figures(informational)}"))
+        trend = client_trend(client.get("scale", []) + [informational])
+        if trend and client.get("scale"):
+            lines.append(("info", f"Here, the client against lsof -p PID by size, to judge the trend: {trend}"))
+    elif informational:
+        lines.append(("info", f"The scaled-down check could not run here either: {informational}"))
+    return lines
+
+
 def client_lines(client, note):
-    lines = []
-    main, informational = client.get("main"), client.get("info")
-    want = client.get("want")
-
-    def figures(c):
-        return ", ".join(f"{n} {t:.2f} s" for n, t in c["median"].items())
-
+    main, in_guest, want = client.get("main"), client.get("guest"), client.get("want")
     head = f"Client: `htrace --group -p PID` ≤ `lsof -p PID` on {want:,} traced descriptors from 1,000 stacks"
     if isinstance(main, dict):
-        key = "htrace --group -p PID" if main["group"] else "htrace -p PID 0"
-        t, l = main["median"].get(key), main["median"].get("lsof -p PID")
-        extra = "" if main["group"] else " (--group does not exist in this client: the per-handle listing `htrace -p PID 0` is timed instead)"
-        if not main["lsof"]:
-            lines.append(("SKIP", f"{head}: lsof is not installed; {figures(main)}{extra}"))
-        elif t is None or l is None:
-            lines.append(("SKIP", f"{head}: a command failed ({main['failed']}){extra}"))
-        else:
-            lines.append((verdict(t <= l), f"{head}: {figures(main)}{extra}"))
+        lines = [client_verdict(head, main)]
+    elif isinstance(in_guest, list):
+        lines = [client_verdict(f"{head}, measured in a qemu guest under software emulation (here: {main})",
+                                in_guest[0])]
     else:
-        lines.append(("SKIP", f"{head}: NOT MEASURED — {main}"))
-        if isinstance(informational, dict):
-            lines.append(("info", f"For information only, not the budget line: the same on "
-                                  f"{informational['count']:,} descriptors from {informational['paths']:,} stacks "
-                                  f"(the most this machine allows): {figures(informational)}"))
-            trend = client_trend(client.get("scale", []) + [informational])
-            if trend and client.get("scale"):
-                key = "htrace --group -p PID" if informational["group"] else "htrace -p PID 0"
-                lines.append(("info", f"{key} against lsof -p PID by size, to judge the trend: {trend}"))
-        elif informational:
-            lines.append(("info", f"The scaled-down check could not run either: {informational}"))
+        why = f"; nor in a qemu guest: {in_guest}" if in_guest else ""
+        lines = [("SKIP", f"{head}: NOT MEASURED — {main}{why}")]
+    if isinstance(in_guest, list):
+        if isinstance(main, dict):
+            lines.append(("info", f"In a qemu guest under software emulation: {client_figures(in_guest[0])}"))
+        for c in in_guest[1:]:
+            lines.append(("info", f"In the guest on {c['count']:,} descriptors, to compare with the figure "
+                                  f"here on as many: {client_figures(c)}"))
+    if not isinstance(main, dict):
+        lines += client_host_lines(client)
     if note:
         lines.append(("note", note))
     return lines
 
 
-def print_report(rows, configs, notes, memory, client, client_note, args, mode, reps, tool_reps, elapsed):
+def print_heading(title, args, mode):
     cmd = "python3 bench/run.py" + "".join(f" {a}" for a in args)
     if os.environ.get("MAKELEVEL"):
         cmd = "make bench" + (" QUICK=1" if mode == "quick" else "") + f"  ({cmd})"
     print()
-    print("## htrace benchmark")
+    print(f"## {title}")
     print()
     print(f"- command: `{cmd}`")
     print(f"- machine: {machine()}")
+
+
+def print_budget_lines(lines, mode):
+    for status, line in lines:
+        if mode == "smoke" and status in ("PASS", "MISS"):
+            status = "not judged: smoke run"
+        tag = {"info": "    ", "note": "    "}.get(status, f"[{status}] ")
+        print(f"- {tag}{line}")
+
+
+def print_client_report(client, client_note, args, mode, elapsed):
+    """--client-only: the client's budget line alone."""
+    print_heading("htrace benchmark: the client check", args, mode)
+    print(f"- htrace: {htrace_revision()}; agent {AGENT_DESC}")
+    print(f"- wall time of the whole run: {elapsed:.0f} s")
+    print()
+    print_budget_lines(client_lines(client, client_note), mode)
+
+
+def print_report(rows, configs, notes, memory, client, client_note, args, mode, reps, tool_reps, elapsed):
+    print_heading("htrace benchmark", args, mode)
     versions = []
     if "valgrind" in configs:
         versions.append(tool_version(["valgrind", "--version"]))
@@ -785,11 +917,7 @@ def print_report(rows, configs, notes, memory, client, client_note, args, mode, 
     print()
     print("### Budget (issue 6), judged from this run")
     print()
-    for status, line in budget(rows, configs, memory, client, client_note, mode):
-        if mode == "smoke" and status in ("PASS", "MISS"):
-            status = "not judged: smoke run"
-        tag = {"info": "    ", "note": "    "}.get(status, f"[{status}] ")
-        print(f"- {tag}{line}")
+    print_budget_lines(budget(rows, configs, memory, client, client_note, mode), mode)
 
 
 def main():
@@ -798,12 +926,19 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="run every configuration once, measure nothing")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default 21, quick 2)")
     ap.add_argument("--json", metavar="FILE", help="also write every sample to FILE (JSON)")
+    ap.add_argument("--client-only", action="store_true", help="only the client check")
+    ap.add_argument("--guest", action="store_true",
+                    help="the client check in a qemu guest too, even where this machine could hold its descriptors")
+    ap.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--client-sizes", help=argparse.SUPPRESS)  # inside the guest
     opts = ap.parse_args()
     quick = opts.quick or os.environ.get("QUICK", "") not in ("", "0")
     mode = "smoke" if opts.smoke else "quick" if quick else "full"
     reps = opts.reps or {"full": 21, "quick": 2, "smoke": 1}[mode]
     tool_reps = min(reps, {"full": 3, "quick": 1, "smoke": 1}[mode])
     start = time.monotonic()
+    if opts.client_sizes:
+        return client_sizes_main([int(n) for n in opts.client_sizes.split(",")], mode)
 
     if not os.access(BENCH, os.X_OK):
         print(f"bench: the benchmark binary {BENCH} is missing (build it with `make bench`)", file=sys.stderr)
@@ -811,6 +946,10 @@ def main():
     global AGENT_DESC
     AGENT_DESC = snapshot_binaries()
     errors, notes = [], []
+    if opts.client_only:
+        client, client_note = client_section(mode, opts.guest, errors)
+        print_client_report(client, client_note, sys.argv[1:], mode, time.monotonic() - start)
+        return report_errors(errors)
     configs = check_configs(notes)
     rows = make_rows()
     print(f"htrace bench ({mode}): {len(rows)} workloads × {len(configs)} configurations, "
@@ -822,23 +961,7 @@ def main():
     memory = measure_memory(mode, errors)
 
     print("  client check", file=sys.stderr, flush=True)
-    want = 2000 if mode == "smoke" else 100_000
-    client, client_note = {"want": want}, None
-    if not os.access(HTRACE, os.X_OK) or not os.path.exists(AGENT):
-        client["main"] = f"the htrace client or agent is missing ({HTRACE}, {AGENT})"
-    else:
-        creps = {"full": 3, "quick": 1, "smoke": 1}[mode]
-        client["main"] = client_check(want, 1000, creps, errors)
-        if not isinstance(client["main"], dict) and not client["main"].startswith("ERROR"):
-            print(f"bench: SKIPPED the client check at {want:,} descriptors: {client['main']}", file=sys.stderr)
-            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            count = (hard - 100) // 1000 * 1000 if hard != resource.RLIM_INFINITY else 0
-            if count >= 1000:
-                client["info"] = client_check(count, 1000, creps, errors)
-                if isinstance(client["info"], dict):
-                    client["scale"] = client_scale(count, creps, errors)
-        if not group_supported():
-            client_note = "`htrace --group` (issue 5) does not exist in this client yet"
+    client, client_note = client_section(mode, opts.guest, errors)
     print_report(rows, configs, notes, memory, client, client_note, sys.argv[1:], mode, reps, tool_reps,
                  time.monotonic() - start)
     if opts.json:
@@ -847,13 +970,18 @@ def main():
                        "rows": [{"label": r.label, "args": r.args + [r.workload], "iterations": r.iterations,
                                  "ns_per_op": r.samples, "ratios": r.ratios, "notes": r.notes} for r in rows],
                        "memory": memory, "client": client, "errors": errors}, f, indent=1)
-    if errors:
-        print()
-        print("### Errors (something broke; not a timing)")
-        for e in errors:
-            print(f"- {e}")
-        return 1
-    return 0
+    return report_errors(errors)
+
+
+def report_errors(errors):
+    """The exit status: 1 when something broke, each said."""
+    if not errors:
+        return 0
+    print()
+    print("### Errors (something broke; not a timing)")
+    for e in errors:
+        print(f"- {e}")
+    return 1
 
 
 if __name__ == "__main__":

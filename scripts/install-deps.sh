@@ -4,7 +4,9 @@
 # when something is missing.
 set -e
 
-PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb valgrind strace lsof chromium"
+# qemu-system-x86 and busybox-static: the bench's guest (bench/guest.py)
+PACKAGES="gcc make pkg-config libunwind-dev libdw-dev libelf-dev python3 gdb valgrind strace lsof chromium
+qemu-system-x86 busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do
