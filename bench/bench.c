@@ -10,7 +10,9 @@
  *         dup     dup + dup2 (onto a descriptor kept open) + close
  *         fopen   fopen("/dev/null") + fclose
  *       --threads N  the same loop in N threads at once, ITERATIONS each;
- *                    the time per operation is wall time / ITERATIONS
+ *                    the time per operation is the mean of the threads'
+ *                    own loop times / ITERATIONS (wall_ns: from the first
+ *                    thread's start to the last one's end)
  *       --deep       every call made from a stack about 20 frames deeper
  *                    (bench/deep.c, built without frame pointers)
  *       --hold N     open N descriptors first and keep them open
@@ -267,13 +269,20 @@ static uint64_t measure_alone(struct worker *w, long iterations, const struct tu
 	return total;
 }
 
-/* The same in threads: wall time of each batch from the first thread's
- * start to the last one's end (each thread reads the clock itself, since a
- * scheduler, valgrind's, may run them one at a time). */
-static uint64_t measure_threads(struct worker *workers, int threads, long iterations,
-				const struct turns *t, pthread_barrier_t *barrier)
+/* The time of each thread's own loop, summed over the batches into
+ * *busy (the mean over the threads) and *span (from the first thread's
+ * start to the last one's end).  Each thread reads the clock itself: a
+ * thread woken late by the barrier starts late, which the span counts
+ * but the threads' own times do not (measured here: tens of microseconds
+ * a batch, which diluted the ratios towards 1 and made most of their
+ * spread); a scheduler that runs them one at a time (valgrind's) lengthens
+ * each thread's time by the other's all the same. */
+static void measure_threads(struct worker *workers, int threads, long iterations,
+			    const struct turns *t, pthread_barrier_t *barrier, uint64_t *busy,
+			    uint64_t *span)
 {
-	uint64_t total = 0;
+	uint64_t own = 0;
+	*span = 0;
 	for (long b = 0; b < t->batches; b++) {
 		for (int i = 0; i < threads; i++)
 			workers[i].iterations = batch_size(iterations, t->batches, b);
@@ -282,18 +291,19 @@ static uint64_t measure_threads(struct worker *workers, int threads, long iterat
 		pthread_barrier_wait(barrier);
 		uint64_t t0 = UINT64_MAX, t1 = 0;
 		for (int i = 0; i < threads; i++) {
+			own += workers[i].end_ns - workers[i].start_ns;
 			if (workers[i].start_ns < t0)
 				t0 = workers[i].start_ns;
 			if (workers[i].end_ns > t1)
 				t1 = workers[i].end_ns;
 		}
-		total += t1 - t0;
+		*span += t1 - t0;
 		give_turn(t);
 	}
 	for (int i = 0; i < threads; i++)
 		workers[i].iterations = 0; /* the workers' signal to end */
 	pthread_barrier_wait(barrier);
-	return total;
+	*busy = own / (uint64_t)threads;
 }
 
 static int workload_main(int workload, long iterations, int threads, int deep, long hold,
@@ -313,12 +323,12 @@ static int workload_main(int workload, long iterations, int threads, int deep, l
 		warmup = 1;
 
 	struct worker workers[MAX_THREADS];
-	uint64_t wall;
+	uint64_t busy, wall;
 	if (threads == 1) {
 		struct worker *w = &workers[0];
 		*w = (struct worker){.workload = workload, .deep = deep, .warmup = warmup};
 		setup_worker(w);
-		wall = measure_alone(w, iterations, turns);
+		busy = wall = measure_alone(w, iterations, turns);
 	} else {
 		pthread_barrier_t barrier;
 		pthread_barrier_init(&barrier, NULL, (unsigned)threads + 1);
@@ -329,7 +339,7 @@ static int workload_main(int workload, long iterations, int threads, int deep, l
 			if (errno)
 				die("pthread_create");
 		}
-		wall = measure_threads(workers, threads, iterations, turns, &barrier);
+		measure_threads(workers, threads, iterations, turns, &barrier, &busy, &wall);
 		for (int t = 0; t < threads; t++)
 			pthread_join(workers[t].thread, NULL);
 		pthread_barrier_destroy(&barrier);
@@ -343,7 +353,7 @@ static int workload_main(int workload, long iterations, int threads, int deep, l
 		close(fd);
 	}
 	printf("RESULT ns_per_op=%.2f ops=%ld threads=%d wall_ns=%llu workload=%s deep=%d hold=%ld agent=%d stacks=%d\n",
-	       (double)wall / (double)iterations, iterations, threads, (unsigned long long)wall,
+	       (double)busy / (double)iterations, iterations, threads, (unsigned long long)wall,
 	       workload_names[workload], deep, hold, agent, stacks);
 	return 0;
 }
