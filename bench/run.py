@@ -72,6 +72,8 @@ import sys
 import tempfile
 import time
 
+import guest  # bench/guest.py: the client check in a qemu guest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HTRACE = os.environ.get("HTRACE") or os.path.join(ROOT, "build", "bin", "htrace")
 AGENT = os.environ.get("HTRACE_AGENT") or os.path.join(ROOT, "build", "lib", "htrace", "libhtrace.so")
@@ -92,6 +94,9 @@ NATIVE_SECONDS = 0.13  # seconds of one untraced run in a full bench
 # configurations of the same repetition (bench --turns): about 1.3 ms each
 TURN_BATCHES = {"full": 100, "quick": 20, "smoke": 2}
 NATIVE = ("untraced", "again", "off", "on")
+CLIENT_REPS = {"full": 3, "quick": 1, "smoke": 1}  # of each client check's commands
+MODE_FLAGS = {"full": "", "quick": "--quick", "smoke": "--smoke"}
+GUEST_SECONDS = {"full": 1800, "quick": 600, "smoke": 300}  # a guest's longest run
 
 
 class Row:
@@ -595,17 +600,19 @@ def client_check(count, paths, reps, errors):
 def client_sizes_in_guest(sizes, mode):
     """The client check at each size in a qemu guest (bench/guest.py), by
     this very script with --client-sizes; a list of dicts, or a reason."""
-    import guest
     script = "\n".join([
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         f"cd {shlex.quote(ROOT)}",
         f"HTRACE={shlex.quote(HTRACE)} HTRACE_AGENT={shlex.quote(AGENT)} HTRACE_BENCH={shlex.quote(BENCH)} "
-        f"exec {shlex.quote(sys.executable)} bench/run.py --{mode} --client-sizes {','.join(map(str, sizes))}",
+        f"exec {shlex.quote(sys.executable)} bench/run.py {MODE_FLAGS[mode]} --client-sizes {','.join(map(str, sizes))}",
         ""])
-    out, status, reason = guest.run(script)
+    out, status, reason = guest.run(script, timeout=GUEST_SECONDS[mode])
     if reason:
         return reason
-    results = [json.loads(line[len("CLIENT "):]) for line in out.splitlines() if line.startswith("CLIENT ")]
+    try:
+        results = [json.loads(line[len("CLIENT "):]) for line in out.splitlines() if line.startswith("CLIENT ")]
+    except ValueError as e:
+        return f"ERROR: in the guest, a CLIENT line that is not JSON ({e}): {out.strip()[-300:]}"
     broken = [line for line in out.splitlines() if line.startswith("CLIENT-ERROR ")]
     if status != 0 or broken or len(results) != len(sizes):
         return f"ERROR: in the guest, exit {status}: {(' '.join(broken) or out.strip())[-300:]}"
@@ -626,14 +633,15 @@ def client_in_guest(client, mode, errors):
 
 def client_section(mode, force_guest, errors):
     """The client check: here when this machine allows the size asked for,
-    else (and with --guest) in a guest too, outside quick runs; here at the
-    most descriptors this machine allows, for information."""
+    else in a guest too, in full runs (and with --guest, in any run, and
+    even where this machine allows it), with the check here at the most
+    descriptors this machine allows, for information."""
     want = 2000 if mode == "smoke" else 100_000
-    client, client_note = {"want": want}, None
+    client, notes = {"want": want}, []
     if not os.access(HTRACE, os.X_OK) or not os.path.exists(AGENT):
         client["main"] = f"the htrace client or agent is missing ({HTRACE}, {AGENT})"
-        return client, client_note
-    creps = {"full": 3, "quick": 1, "smoke": 1}[mode]
+        return client, None
+    creps = CLIENT_REPS[mode]
     client["main"] = client_check(want, 1000, creps, errors)
     if not isinstance(client["main"], dict) and not client["main"].startswith("ERROR"):
         print(f"bench: SKIPPED the client check at {want:,} descriptors here: {client['main']}", file=sys.stderr)
@@ -646,19 +654,19 @@ def client_section(mode, force_guest, errors):
         if mode == "full" or force_guest:
             client_in_guest(client, mode, errors)
         else:
-            client_note = "the check in a qemu guest runs in full runs only (or with --guest)"
+            notes.append("the check in a qemu guest runs in full runs only (or with --guest)")
     elif force_guest:
         client_in_guest(client, mode, errors)
     if not group_supported():
-        client_note = "`htrace --group` (issue 5) does not exist in this client yet"
-    return client, client_note
+        notes.append("`htrace --group` (issue 5) does not exist in this client yet")
+    return client, "; ".join(notes) or None
 
 
 def client_sizes_main(sizes, mode):
     """--client-sizes: the client check at each size, one line each
     (CLIENT and its JSON), for client_sizes_in_guest to read."""
     errors = []
-    creps = {"full": 3, "quick": 1, "smoke": 1}[mode]
+    creps = CLIENT_REPS[mode]
     for count in sizes:
         got = client_check(count, 1000, creps, errors)
         if isinstance(got, dict):
@@ -831,6 +839,8 @@ def client_lines(client, note):
     else:
         why = f"; nor in a qemu guest: {in_guest}" if in_guest else ""
         lines = [("SKIP", f"{head}: NOT MEASURED — {main}{why}")]
+    if isinstance(main, dict) and isinstance(in_guest, str):
+        lines.append(("info", f"In a qemu guest: not run — {in_guest}"))
     if isinstance(in_guest, list):
         if isinstance(main, dict):
             lines.append(("info", f"In a qemu guest under software emulation: {client_figures(in_guest[0])}"))
@@ -929,7 +939,6 @@ def main():
     ap.add_argument("--client-only", action="store_true", help="only the client check")
     ap.add_argument("--guest", action="store_true",
                     help="the client check in a qemu guest too, even where this machine could hold its descriptors")
-    ap.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--client-sizes", help=argparse.SUPPRESS)  # inside the guest
     opts = ap.parse_args()
     quick = opts.quick or os.environ.get("QUICK", "") not in ("", "0")
