@@ -394,6 +394,26 @@ def test_descriptor_of_a_fanotify_event_is_one_opened_by_read():
     expect(leaked(p)[0]["traces"][0]["api"] == "read", f"{leaked(p)[0]['traces'][0]}")
 
 
+def check_fanotify_events_read_into_iovecs(mode, api):
+    """Both events' descriptors, one in each iovec, are leaks opened by api."""
+    result, objs = json_run(["--", BEHAVE, mode])
+    if "SKIP" in result.stdout:
+        raise Skip(result.stdout.strip())
+    p = only_process(objs)
+    expect(len(leak_fds(result.stdout)) == 2, f"the victim read not two events: {result.stdout!r}")
+    check_single_leak_from(p, result.stdout, function=f"{api}_fanotify_events")
+    for h in leaked(p):
+        expect(h["traces"][0]["api"] == api, f"fd {h['handle']}: {h['traces'][0]}")
+
+
+def test_descriptors_of_fanotify_events_read_with_readv_are_opened_by_readv():
+    check_fanotify_events_read_into_iovecs("fanotifyreadv", "readv")
+
+
+def test_descriptors_of_fanotify_events_read_with_preadv2_are_opened_by_preadv2():
+    check_fanotify_events_read_into_iovecs("fanotifypreadv2", "preadv2")
+
+
 def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     result, objs = json_run(["--", BEHAVE, "unshare"])
     p = only_process(objs)

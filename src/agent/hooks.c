@@ -228,6 +228,13 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 			  KEEP_ERRNO(record_fanotify_fds(fd, buf, (size_t)result, HTRACE_API_##name)); \
 		  else if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
 
+/* readv and the like: READ_FD over the iovecs filled. */
+#define HOOK_READV_FD(name, ret, params, args)                              \
+	HOOK_CALL(name, ret, params, args, (ret)-1,                         \
+		  if (result > 0 && __builtin_expect(fanotify_groups_made(), 0))   \
+			  KEEP_ERRNO(record_fanotify_fds_iov(fd, v, n, (size_t)result, HTRACE_API_##name)); \
+		  else if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
+
 /* posix_fadvise, posix_fallocate: the error number is the result. */
 #define HOOK_USE_FD_ERRNUM(name, ret, params, args) \
 	HOOK_CALL(name, ret, params, args, ENOSYS, if (result == EBADF) RECORD_BAD(name, fd))

@@ -179,6 +179,9 @@ void check_file_use(FILE *fp, unsigned api) AGENT_HIDDEN;
 void note_fanotify_group(unsigned api) AGENT_HIDDEN;
 int fanotify_groups_made(void) AGENT_HIDDEN;
 void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api) AGENT_HIDDEN;
+/* The same for len bytes read into the iovecs v[0..n). */
+void record_fanotify_fds_iov(int fd, const struct iovec *v, int n, size_t len,
+			     unsigned api) AGENT_HIDDEN;
 
 /* After EBADF (or POLLNVAL): a BAD REFERENCE for fd and fd2 (-1: none)
  * when the kernel has it closed.  The kernel also answers EBADF for an

@@ -71,6 +71,18 @@ void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
 	}
 }
 
+/* A group is read into each iovec in turn, whole events in each, the
+ * next one only once this one is full (the kernel's loop over a file
+ * without read_iter): every iovec before the last holds its full length. */
+void record_fanotify_fds_iov(int fd, const struct iovec *v, int n, size_t len, unsigned api)
+{
+	for (int i = 0; i < n && len; i++) {
+		size_t part = v[i].iov_len < len ? v[i].iov_len : len;
+		record_fanotify_fds(fd, v[i].iov_base, part, api);
+		len -= part;
+	}
+}
+
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04 /* linux/socket.h since 6.5 */
 #endif

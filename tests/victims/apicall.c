@@ -1501,6 +1501,10 @@ TEST_CLOSED_FD(preadv, preadv(fd, &scratch_iov, 1, 0))
 TEST_CLOSED_FD(pwritev, pwritev(fd, &scratch_iov, 1, 0))
 TEST_CLOSED_FD(preadv2, preadv2(fd, &scratch_iov, 1, 0, 0))
 TEST_CLOSED_FD(pwritev2, pwritev2(fd, &scratch_iov, 1, 0, 0))
+TEST_CLOSED_FD(preadv64, preadv64(fd, &scratch_iov, 1, 0))
+TEST_CLOSED_FD(pwritev64, pwritev64(fd, &scratch_iov, 1, 0))
+TEST_CLOSED_FD(preadv64v2, preadv64v2(fd, &scratch_iov, 1, 0, 0))
+TEST_CLOSED_FD(pwritev64v2, pwritev64v2(fd, &scratch_iov, 1, 0, 0))
 TEST_CLOSED_FD(send, send(fd, scratch, sizeof scratch, MSG_DONTWAIT))
 TEST_CLOSED_FD(sendto, sendto(fd, scratch, sizeof scratch, MSG_DONTWAIT,
 			      (const struct sockaddr *)&unix_addr, sizeof unix_addr))
@@ -1898,6 +1902,7 @@ static const struct api_test api_tests[] = {
 
 	T(read), T(write), T(pread), T(pread64), T(pwrite), T(pwrite64),
 	T(readv), T(writev), T(preadv), T(pwritev), T(preadv2), T(pwritev2),
+	T(preadv64), T(pwritev64), T(preadv64v2), T(pwritev64v2),
 	T(send), T(sendto), T(sendmsg), T(sendmmsg), T(recv), T(recvfrom),
 	T(fstat), T(fstat64), T(fstatat), T(fstatat64), T(statx), T(lseek),
 	T(lseek64), T(fsync), T(fdatasync), T(ftruncate), T(ftruncate64),

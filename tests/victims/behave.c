@@ -27,6 +27,9 @@
  *   fanotify    a fanotify group watches a file it then opens; the event's
  *               descriptor, read from the group, is leaked; exit 77 without
  *               fanotify (it needs CAP_SYS_ADMIN)
+ *   fanotifyreadv  the same with two files, whose events are read with
+ *               readv into two iovecs, the first one event long
+ *   fanotifypreadv2  the same with preadv2 at offset -1
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
@@ -63,6 +66,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <utmp.h>
 #include <errno.h>
@@ -359,37 +363,102 @@ static int receive_pidfd(void)
 }
 
 /* Reads the group's events and leaks the descriptor each one carries. */
+/* Says "LEAK fd" for each event's descriptor in len bytes at buf. */
+static void say_fanotify_leaks(const char *buf, ssize_t len)
+{
+	for (const struct fanotify_event_metadata *m = (const void *)buf; FAN_EVENT_OK(m, len);
+	     m = FAN_EVENT_NEXT(m, len))
+		if (m->fd >= 0)
+			printf("LEAK %d\n", m->fd);
+}
+
 static NOINLINE int read_fanotify_events(int group)
 {
 	char buf[4096] __attribute__((aligned(8)));
 	ssize_t len = read(group, buf, sizeof(buf));
-	if (len <= 0)
-		return 1;
-	for (struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
-	     FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len))
-		if (m->fd >= 0)
-			printf("LEAK %d\n", m->fd);
+	say_fanotify_leaks(buf, len);
+	return len <= 0;
+}
+
+/* Two iovecs, the first one event long, so that the second event goes
+ * into the second: what readv and preadv2 at offset -1 read. */
+struct two_iovecs {
+	char first[FAN_EVENT_METADATA_LEN] __attribute__((aligned(8)));
+	char rest[4096] __attribute__((aligned(8)));
+	struct iovec v[2];
+};
+
+static void two_iovecs_init(struct two_iovecs *t)
+{
+	t->v[0] = (struct iovec){ t->first, sizeof(t->first) };
+	t->v[1] = (struct iovec){ t->rest, sizeof(t->rest) };
+}
+
+static int say_fanotify_leaks_iov(const struct two_iovecs *t, ssize_t len)
+{
+	if (len <= (ssize_t)sizeof(t->first))
+		return 1; /* not both iovecs */
+	say_fanotify_leaks(t->first, sizeof(t->first));
+	say_fanotify_leaks(t->rest, len - (ssize_t)sizeof(t->first));
 	return 0;
 }
 
-static int fanotify_event_leak(void)
+static NOINLINE int readv_fanotify_events(int group)
 {
-	int group = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY);
+	struct two_iovecs t;
+	two_iovecs_init(&t);
+	return say_fanotify_leaks_iov(&t, readv(group, t.v, 2));
+}
+
+static NOINLINE int preadv2_fanotify_events(int group)
+{
+	struct two_iovecs t;
+	two_iovecs_init(&t);
+	return say_fanotify_leaks_iov(&t, preadv2(group, t.v, 2, -1, 0));
+}
+
+/* A group watches `files` files, which are then opened (the events), and
+ * reader reads the events, whose descriptors are leaked. */
+static int fanotify_event_leak(int (*reader)(int group), int files)
+{
+	int group = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY);
 	if (group < 0) {
 		printf("SKIP fanotify_init: %s\n", strerror(errno));
 		return 77;
 	}
-	char path[] = "/tmp/htrace-fanotify-XXXXXX";
-	int file = mkstemp(path);
-	if (file < 0 || fanotify_mark(group, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path) != 0)
-		return 1;
-	close(file);
-	int opened = open(path, O_RDONLY); /* the event */
-	int rc = read_fanotify_events(group);
-	close(opened);
+	char path[2][32];
+	int opened[2];
+	for (int i = 0; i < files; i++) {
+		strcpy(path[i], "/tmp/htrace-fanotify-XXXXXX");
+		int file = mkstemp(path[i]);
+		if (file < 0 || fanotify_mark(group, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path[i]) != 0)
+			return 1;
+		close(file);
+	}
+	for (int i = 0; i < files; i++)
+		opened[i] = open(path[i], O_RDONLY);
+	int rc = reader(group);
+	for (int i = 0; i < files; i++) {
+		close(opened[i]);
+		unlink(path[i]);
+	}
 	close(group);
-	unlink(path);
 	return rc;
+}
+
+static int fanotify_read_leak(void)
+{
+	return fanotify_event_leak(read_fanotify_events, 1);
+}
+
+static int fanotify_readv_leak(void)
+{
+	return fanotify_event_leak(readv_fanotify_events, 2);
+}
+
+static int fanotify_preadv2_leak(void)
+{
+	return fanotify_event_leak(preadv2_fanotify_events, 2);
 }
 
 static int clone_fork(void)
@@ -481,7 +550,9 @@ static const struct {
 	{ "closerangedenied", close_range_denied },
 	{ "sysfork", syscall_fork },
 	{ "pidfdmsg", receive_pidfd },
-	{ "fanotify", fanotify_event_leak },
+	{ "fanotify", fanotify_read_leak },
+	{ "fanotifyreadv", fanotify_readv_leak },
+	{ "fanotifypreadv2", fanotify_preadv2_leak },
 };
 
 int main(int argc, char **argv)
