@@ -102,7 +102,8 @@ def unpacked_kernel(work):
         p = run_quiet(["dpkg-deb", "-x", os.path.join(part, debs[0]), full])
         if p.returncode != 0:
             return None, f"ERROR: dpkg-deb -x {debs[0]}: {p.stderr.strip()[-200:]}"
-        keep_what_boots(full, kept)
+        if not keep_what_boots(full, kept):
+            return None, f"ERROR: no kernel image in {debs[0]}"
         try:
             os.rename(kept, tree)
         except OSError as e:
@@ -113,7 +114,8 @@ def unpacked_kernel(work):
 
 def keep_what_boots(full, kept):
     """Of the unpacked package full, the kernel image and the modules
-    ROOT_MODULES need, into kept (a few MiB of its 400)."""
+    ROOT_MODULES need, into kept (a few MiB of its 400); whether it had
+    an image."""
     os.makedirs(os.path.join(kept, "boot"))
     os.makedirs(os.path.join(kept, "modules"))
     boot = os.path.join(full, "boot")
@@ -123,6 +125,7 @@ def keep_what_boots(full, kept):
     index = module_index(full)
     for name in module_order(index, ROOT_MODULES):
         shutil.copy(index[name], os.path.join(kept, "modules", os.path.basename(index[name])))
+    return kernel_image(kept) is not None
 
 
 def module_index(tree):

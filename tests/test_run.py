@@ -414,6 +414,10 @@ def test_descriptors_of_fanotify_events_read_with_preadv2_are_opened_by_preadv2(
     check_fanotify_events_read_into_iovecs("fanotifypreadv2", "preadv2")
 
 
+def test_descriptors_of_fanotify_events_read_with_preadv64v2_are_opened_by_preadv64v2():
+    check_fanotify_events_read_into_iovecs("fanotifypreadv64v2", "preadv64v2")
+
+
 def test_range_closed_in_an_unshared_table_is_not_applied_to_the_process():
     result, objs = json_run(["--", BEHAVE, "unshare"])
     p = only_process(objs)

@@ -55,10 +55,9 @@ static void record_fanotify_pidfds(const char *at, size_t len, unsigned api)
 	}
 }
 
-void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
+/* The events in [buf, buf + len): whole ones, from the start. */
+static void record_fanotify_events(const void *buf, size_t len, unsigned api)
 {
-	if (!makes_fanotify_group(engine_open_api(fd)))
-		return;
 	struct fanotify_event_metadata m;
 	for (const char *at = buf; len >= sizeof(m); at += m.event_len, len -= m.event_len) {
 		memcpy(&m, at, sizeof(m));
@@ -71,14 +70,22 @@ void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
 	}
 }
 
+void record_fanotify_fds(int fd, const void *buf, size_t len, unsigned api)
+{
+	if (makes_fanotify_group(engine_open_api(fd)))
+		record_fanotify_events(buf, len, api);
+}
+
 /* A group is read into each iovec in turn, whole events in each, the
  * next one only once this one is full (the kernel's loop over a file
  * without read_iter): every iovec before the last holds its full length. */
 void record_fanotify_fds_iov(int fd, const struct iovec *v, int n, size_t len, unsigned api)
 {
+	if (!makes_fanotify_group(engine_open_api(fd)))
+		return;
 	for (int i = 0; i < n && len; i++) {
 		size_t part = v[i].iov_len < len ? v[i].iov_len : len;
-		record_fanotify_fds(fd, v[i].iov_base, part, api);
+		record_fanotify_events(v[i].iov_base, part, api);
 		len -= part;
 	}
 }

@@ -28,8 +28,9 @@
  *               descriptor, read from the group, is leaked; exit 77 without
  *               fanotify (it needs CAP_SYS_ADMIN)
  *   fanotifyreadv  the same with two files, whose events are read with
- *               readv into two iovecs, the first one event long
- *   fanotifypreadv2  the same with preadv2 at offset -1
+ *               readv into iovecs of one event, none, and the rest
+ *   fanotifypreadv2, fanotifypreadv64v2  the same with preadv2 and
+ *               preadv64v2 at offset -1
  *   unshare     a thread closes a range in a private copy of the table
  *   unsharesolo a thread comes and goes, then main (alone again) closes a
  *               range with CLOSE_RANGE_UNSHARE: the closes are real
@@ -362,7 +363,6 @@ static int receive_pidfd(void)
 	return 0;
 }
 
-/* Reads the group's events and leaks the descriptor each one carries. */
 /* Says "LEAK fd" for each event's descriptor in len bytes at buf. */
 static void say_fanotify_leaks(const char *buf, ssize_t len)
 {
@@ -372,6 +372,7 @@ static void say_fanotify_leaks(const char *buf, ssize_t len)
 			printf("LEAK %d\n", m->fd);
 }
 
+/* Reads the group's events and leaks the descriptor each one carries. */
 static NOINLINE int read_fanotify_events(int group)
 {
 	char buf[4096] __attribute__((aligned(8)));
@@ -380,18 +381,23 @@ static NOINLINE int read_fanotify_events(int group)
 	return len <= 0;
 }
 
-/* Two iovecs, the first one event long, so that the second event goes
- * into the second: what readv and preadv2 at offset -1 read. */
+/* Iovecs for readv and preadv2 at offset -1: the first one event long,
+ * an empty one, then the rest, so that the second event goes into the
+ * third, which is not next to the first in memory (a zeroed gap between
+ * them): the agent must take each iovec's own part of what was read. */
 struct two_iovecs {
 	char first[FAN_EVENT_METADATA_LEN] __attribute__((aligned(8)));
+	char gap[64];
 	char rest[4096] __attribute__((aligned(8)));
-	struct iovec v[2];
+	struct iovec v[3];
 };
 
 static void two_iovecs_init(struct two_iovecs *t)
 {
+	memset(t->gap, 0, sizeof(t->gap));
 	t->v[0] = (struct iovec){ t->first, sizeof(t->first) };
-	t->v[1] = (struct iovec){ t->rest, sizeof(t->rest) };
+	t->v[1] = (struct iovec){ t->gap, 0 };
+	t->v[2] = (struct iovec){ t->rest, sizeof(t->rest) };
 }
 
 static int say_fanotify_leaks_iov(const struct two_iovecs *t, ssize_t len)
@@ -407,14 +413,21 @@ static NOINLINE int readv_fanotify_events(int group)
 {
 	struct two_iovecs t;
 	two_iovecs_init(&t);
-	return say_fanotify_leaks_iov(&t, readv(group, t.v, 2));
+	return say_fanotify_leaks_iov(&t, readv(group, t.v, 3));
 }
 
 static NOINLINE int preadv2_fanotify_events(int group)
 {
 	struct two_iovecs t;
 	two_iovecs_init(&t);
-	return say_fanotify_leaks_iov(&t, preadv2(group, t.v, 2, -1, 0));
+	return say_fanotify_leaks_iov(&t, preadv2(group, t.v, 3, -1, 0));
+}
+
+static NOINLINE int preadv64v2_fanotify_events(int group)
+{
+	struct two_iovecs t;
+	two_iovecs_init(&t);
+	return say_fanotify_leaks_iov(&t, preadv64v2(group, t.v, 3, -1, 0));
 }
 
 /* A group watches `files` files, which are then opened (the events), and
@@ -459,6 +472,11 @@ static int fanotify_readv_leak(void)
 static int fanotify_preadv2_leak(void)
 {
 	return fanotify_event_leak(preadv2_fanotify_events, 2);
+}
+
+static int fanotify_preadv64v2_leak(void)
+{
+	return fanotify_event_leak(preadv64v2_fanotify_events, 2);
 }
 
 static int clone_fork(void)
@@ -553,6 +571,7 @@ static const struct {
 	{ "fanotify", fanotify_read_leak },
 	{ "fanotifyreadv", fanotify_readv_leak },
 	{ "fanotifypreadv2", fanotify_preadv2_leak },
+	{ "fanotifypreadv64v2", fanotify_preadv64v2_leak },
 };
 
 int main(int argc, char **argv)
