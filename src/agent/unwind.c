@@ -900,6 +900,10 @@ struct walk_memo {
 	 * itself, a check that always holds) */
 	const uint64_t *bp_at[MEMO_FRAMES];
 	uint64_t bp_read; /* bit j: the step to frame j read rbp (j < n only) */
+	uint64_t cfa_rbp; /* bit j: the step from frame j took its CFA from rbp */
+	/* bit j: the step to frame j read rbp, and the walk took a CFA from
+	 * the value it read (bp_words_used): the rbp words worth comparing */
+	uint64_t bp_used;
 	uint64_t hash[MEMO_FRAMES]; /* of the frame and those outside it */
 	/* 1: known that the walk from the second frame on did not use its
 	 * rbp (memo_used_bp), until the next walk */
@@ -945,7 +949,8 @@ static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_m
 	if (m->end_at && *(const uint64_t *)m->end_at != m->end_pc)
 		return n;
 	for (unsigned j = n; --j > from;)
-		if ((*(const uint64_t *)(m->sp[j] - 8) != m->pc[j]) | (*m->bp_at[j] != m->bp[j]))
+		if ((*(const uint64_t *)(m->sp[j] - 8) != m->pc[j]) |
+		    ((m->bp_used >> j & 1) && *m->bp_at[j] != m->bp[j]))
 			return j;
 	return 0;
 }
@@ -958,12 +963,14 @@ static __attribute__((noinline)) unsigned memo_which_changed(const struct walk_m
 	(*(const uint64_t *)(*(const uint64_t *)(at) - 8) ^ *(const uint64_t *)((at) + PC_FROM_SP))
 
 /* 0 when every word that the memo's walk of n frames read above frame
- * `from` still holds; else the highest frame whose words changed (n: the
- * word that ended the walk), below which no frame can join the memo.
- * Words usually hold, so they are first compared all together, without a
- * branch a frame: each return address (four frames at a time, for the
- * outer frames of a deep stack), then rbp only where a step read it
- * (code without frame pointers seldom saves it). */
+ * `from`, and that the walk depended on, still holds; else the highest
+ * frame whose words changed (n: the word that ended the walk), below which
+ * no frame can join the memo.  Words usually hold, so they are first
+ * compared all together, without a branch a frame: each return address
+ * (four frames at a time, for the outer frames of a deep stack), then rbp
+ * only where a step read it and a CFA was taken from it (bp_words_used:
+ * code without frame pointers saves rbp as any other register, and seldom
+ * takes a CFA from it). */
 ALWAYS_INLINE unsigned memo_changed_above(const struct walk_memo *m, unsigned from, unsigned n)
 {
 	uint64_t diff = m->end_at ? *(const uint64_t *)m->end_at ^ m->end_pc : 0;
@@ -973,11 +980,29 @@ ALWAYS_INLINE unsigned memo_changed_above(const struct walk_memo *m, unsigned fr
 			RETURN_ADDRESS_CHANGED(at + 16) | RETURN_ADDRESS_CHANGED(at + 24);
 	for (; at < end; at += 8)
 		diff |= RETURN_ADDRESS_CHANGED(at);
-	for (uint64_t bits = m->bp_read & ~1ull << from & ~(~0ull << n); bits; bits &= bits - 1) {
+	for (uint64_t bits = m->bp_used & ~1ull << from & ~(~0ull << n); bits; bits &= bits - 1) {
 		unsigned j = (unsigned)__builtin_ctzll(bits);
 		diff |= *m->bp_at[j] ^ m->bp[j];
 	}
 	return diff ? memo_which_changed(m, from, n) : 0;
+}
+
+/* The frames (of n) whose rbp, read from the stack by the step to them,
+ * the walk used: a step from them, or from a frame outside them before
+ * the next read of rbp, took its CFA from it.  Only the CFAs, which give
+ * the return addresses' places, depend on rbp: a value no CFA was taken
+ * from changes no frame of the walk (memo_used_bp asks the same of one
+ * frame from the rules). */
+static uint64_t bp_words_used(uint64_t bp_read, uint64_t cfa_rbp, unsigned n)
+{
+	uint64_t used_bits = 0;
+	int used = 0; /* frame j's rbp is used, from frame j on */
+	for (unsigned j = n; j-- > 0;) {
+		used = (cfa_rbp >> j & 1) || (used && !(bp_read >> (j + 1) & 1));
+		if (used && (bp_read >> j & 1))
+			used_bits |= 1ull << j;
+	}
+	return used_bits;
 }
 
 /* The hashes of frames [0, from), now that frame `from` has its own
@@ -1022,6 +1047,7 @@ static int memo_join(struct walk_memo *m, unsigned n, unsigned old_n, uint64_t *
 {
 	memo_hash_inner(m, n, m->hash[n]);
 	m->n = old_n;
+	m->bp_used = bp_words_used(m->bp_read, m->cfa_rbp, old_n);
 	if (n > 1)
 		m->tail++;
 	if (!n)
@@ -1064,6 +1090,9 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 			return UNWIND_GIVE_UP;
 		if (w & W_END)
 			break;
+		if (m) /* frame n - 1's step, by its rule */
+			m->cfa_rbp = (m->cfa_rbp & ~(1ull << (n - 1))) |
+				     (uint64_t)((w & W_CFA_RBP) != 0) << (n - 1);
 		if (step(&f, w, hi, &bp_at) < 0)
 			return UNWIND_GIVE_UP;
 		if (f.pc < MIN_PC) {
@@ -1075,6 +1104,10 @@ ALWAYS_INLINE int walk(const struct frame *start, uint64_t *pcs, unsigned max, u
 	if (m) {
 		memo_hash_inner(m, n, STACK_HASH_SEED);
 		m->bp_read &= ~(~0ull << n); /* n <= MEMO_FRAMES < 64 */
+		/* a step from the last frame only to a return address that ended
+		 * the walk */
+		m->cfa_rbp &= ~(~0ull << (end_at ? n : n - 1));
+		m->bp_used = bp_words_used(m->bp_read, m->cfa_rbp, n);
 		m->n = n;
 		m->end_at = end_at;
 		m->end_pc = end_pc;
