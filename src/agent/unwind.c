@@ -875,8 +875,9 @@ ALWAYS_INLINE int first_outside_agent(struct frame *f, uint64_t hi, uint64_t fra
  * the memo's objects key checks) and of the words it reads on the stack
  * (return addresses and saved rbp).  So when a walk reaches the registers
  * that the thread's last walk had at the same frame, and every word that
- * walk read above it still holds the value it read, the rest of the walk
- * is the last one's: its frames are taken without their rules.  Those
+ * walk read above it and depended on (each return address, and a saved
+ * rbp only where a CFA was taken from it) still holds the value it read,
+ * the rest of the walk is the last one's: its frames are taken without their rules.  Those
  * words are compared independently of each other instead of being loaded
  * one after the other through the rules, which makes the outer frames of a
  * deep stack several times cheaper.  The memo also keeps, for each frame,
@@ -900,7 +901,9 @@ struct walk_memo {
 	 * itself, a check that always holds) */
 	const uint64_t *bp_at[MEMO_FRAMES];
 	uint64_t bp_read; /* bit j: the step to frame j read rbp (j < n only) */
-	uint64_t cfa_rbp; /* bit j: the step from frame j took its CFA from rbp */
+	/* bit j: the step from frame j took its CFA from rbp (j < n - 1, and
+	 * n - 1 when that step read the return address that ended the walk) */
+	uint64_t cfa_rbp;
 	/* bit j: the step to frame j read rbp, and the walk took a CFA from
 	 * the value it read (bp_words_used): the rbp words worth comparing */
 	uint64_t bp_used;
@@ -992,7 +995,8 @@ ALWAYS_INLINE unsigned memo_changed_above(const struct walk_memo *m, unsigned fr
  * the next read of rbp, took its CFA from it.  Only the CFAs, which give
  * the return addresses' places, depend on rbp: a value no CFA was taken
  * from changes no frame of the walk (memo_used_bp asks the same of one
- * frame from the rules). */
+ * frame from the rules, or something stricter: a rule no longer cached,
+ * or the last frame's, counts as using rbp). */
 static uint64_t bp_words_used(uint64_t bp_read, uint64_t cfa_rbp, unsigned n)
 {
 	uint64_t used_bits = 0;
@@ -1158,8 +1162,8 @@ __attribute__((noinline)) int unwind_fast(uint64_t *pcs, unsigned max, struct un
 /* Whether the stack is the first frame outside the agent (*first_pc) and
  * the frames after the first of m's walk: the first frame's caller has
  * the registers of m's second frame, and every word m's walk read above
- * it is unchanged (what unwind_fast would find, joining there or at the
- * first frame).  m is the thread's memo, held by the caller; what
+ * it and depended on is unchanged (what unwind_fast would find, joining
+ * there or at the first frame).  m is the thread's memo, held by the caller; what
  * memo_used_bp found for the second frame is kept in it. */
 ALWAYS_INLINE int joins_memo_at_caller(struct walk_memo *m, unsigned max,
 				       const void *frame, uint64_t *first_pc)
