@@ -221,19 +221,19 @@ static inline int close_guarded(int (*real)(int), int fd, unsigned api)
 	HOOK_CALL(name, ret, params, args, (ret)-1, if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
 
 /* read: USE_FD, and once the process has made a fanotify group, what is
- * read may hold new descriptors (record_fanotify_fds, hooks_msg.c). */
-#define HOOK_READ_FD(name, ret, params, args)                               \
+ * read may hold new descriptors: record (hooks_msg.c) looks. */
+#define HOOK_READING(name, ret, params, args, record)                       \
 	HOOK_CALL(name, ret, params, args, (ret)-1,                         \
 		  if (result > 0 && __builtin_expect(fanotify_groups_made(), 0))   \
-			  KEEP_ERRNO(record_fanotify_fds(fd, buf, (size_t)result, HTRACE_API_##name)); \
+			  KEEP_ERRNO(record);                               \
 		  else if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
-
-/* readv and the like: READ_FD over the iovecs filled. */
-#define HOOK_READV_FD(name, ret, params, args)                              \
-	HOOK_CALL(name, ret, params, args, (ret)-1,                         \
-		  if (result > 0 && __builtin_expect(fanotify_groups_made(), 0))   \
-			  KEEP_ERRNO(record_fanotify_fds_iov(fd, v, n, (size_t)result, HTRACE_API_##name)); \
-		  else if (FAILED_EBADF(ret)) RECORD_BAD(name, fd))
+#define HOOK_READ_FD(name, ret, params, args) \
+	HOOK_READING(name, ret, params, args,   \
+		     record_fanotify_fds(fd, buf, (size_t)result, HTRACE_API_##name))
+/* readv and the like: the same over the iovecs filled. */
+#define HOOK_READV_FD(name, ret, params, args) \
+	HOOK_READING(name, ret, params, args,    \
+		     record_fanotify_fds_iov(fd, v, n, (size_t)result, HTRACE_API_##name))
 
 /* posix_fadvise, posix_fallocate: the error number is the result. */
 #define HOOK_USE_FD_ERRNUM(name, ret, params, args) \

@@ -252,12 +252,11 @@ AGENT_EXPORT long syscall(long nr, ...)
 		.dup_untracked = effect == SC_DUP_TO_ARG1 && (unsigned)a[0] != (unsigned)a[1] &&
 				 engine_open_untracked((int)a[1]),
 	};
-	uint64_t flags = b.clone_flags;
-	if (is_clone(effect) && !(flags & CLONE_VM))
+	if (is_clone(effect) && !(b.clone_flags & CLONE_VM))
 		forksafe_before_fork(); /* a fork child: the loader lock's holder matters */
 	/* with CLONE_VM and CLONE_VFORK, the child runs on our memory until it
 	 * execs, as after vfork */
-	int borrowed = (flags & CLONE_VM) && (flags & CLONE_VFORK);
+	int borrowed = (b.clone_flags & CLONE_VM) && (b.clone_flags & CLONE_VFORK);
 	if (borrowed)
 		htrace_in_vfork = 1;
 	long result = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

@@ -409,27 +409,6 @@ static int say_fanotify_leaks_iov(const struct two_iovecs *t, ssize_t len)
 	return 0;
 }
 
-static NOINLINE int readv_fanotify_events(int group)
-{
-	struct two_iovecs t;
-	two_iovecs_init(&t);
-	return say_fanotify_leaks_iov(&t, readv(group, t.v, 3));
-}
-
-static NOINLINE int preadv2_fanotify_events(int group)
-{
-	struct two_iovecs t;
-	two_iovecs_init(&t);
-	return say_fanotify_leaks_iov(&t, preadv2(group, t.v, 3, -1, 0));
-}
-
-static NOINLINE int preadv64v2_fanotify_events(int group)
-{
-	struct two_iovecs t;
-	two_iovecs_init(&t);
-	return say_fanotify_leaks_iov(&t, preadv64v2(group, t.v, 3, -1, 0));
-}
-
 /* A group watches `files` files, which are then opened (the events), and
  * reader reads the events, whose descriptors are leaked. */
 static int fanotify_event_leak(int (*reader)(int group), int files)
@@ -464,20 +443,22 @@ static int fanotify_read_leak(void)
 	return fanotify_event_leak(read_fanotify_events, 1);
 }
 
-static int fanotify_readv_leak(void)
-{
-	return fanotify_event_leak(readv_fanotify_events, 2);
-}
-
-static int fanotify_preadv2_leak(void)
-{
-	return fanotify_event_leak(preadv2_fanotify_events, 2);
-}
-
-static int fanotify_preadv64v2_leak(void)
-{
-	return fanotify_event_leak(preadv64v2_fanotify_events, 2);
-}
+/* Mode fanotifyNAME: two events read by NAME args into the iovecs t.v,
+ * in NAME_fanotify_events, the function their stacks must show. */
+#define FANOTIFY_IOVEC_MODE(name, args)                                        \
+	static NOINLINE int name##_fanotify_events(int group)                  \
+	{                                                                      \
+		struct two_iovecs t;                                           \
+		two_iovecs_init(&t);                                           \
+		return say_fanotify_leaks_iov(&t, name args);                  \
+	}                                                                      \
+	static int fanotify_##name##_leak(void)                                \
+	{                                                                      \
+		return fanotify_event_leak(name##_fanotify_events, 2);         \
+	}
+FANOTIFY_IOVEC_MODE(readv, (group, t.v, 3))
+FANOTIFY_IOVEC_MODE(preadv2, (group, t.v, 3, -1, 0))
+FANOTIFY_IOVEC_MODE(preadv64v2, (group, t.v, 3, -1, 0))
 
 static int clone_fork(void)
 {
