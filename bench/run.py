@@ -597,6 +597,14 @@ def client_check(count, paths, reps, errors):
         proc.communicate()
 
 
+def client_scale(count, reps, errors):
+    """The client check at about a quarter and a half of count too, so that
+    the trend towards the size asked for can be judged; the sizes that
+    could not run are left out (errors has those that broke)."""
+    sizes = [n for n in (count // 4 // 1000 * 1000, count // 2 // 1000 * 1000) if n >= 1000]
+    return [c for c in (client_check(n, 1000, reps, errors) for n in sizes) if isinstance(c, dict)]
+
+
 def client_sizes_in_guest(sizes, mode):
     """The client check at each size in a qemu guest (bench/guest.py), by
     this very script with --client-sizes; a list of dicts, or a reason."""
@@ -770,14 +778,6 @@ def budget(rows, configs, memory, client, client_note, mode):
     # 6. client
     out += client_lines(client, client_note)
     return out
-
-
-def client_scale(count, reps, errors):
-    """The client check at about a quarter and a half of count too, so that
-    the trend towards the size asked for can be judged; the sizes that
-    could not run are left out (errors has those that broke)."""
-    sizes = [n for n in (count // 4 // 1000 * 1000, count // 2 // 1000 * 1000) if n >= 1000]
-    return [c for c in (client_check(n, 1000, reps, errors) for n in sizes) if isinstance(c, dict)]
 
 
 def client_times(c):
